@@ -1,0 +1,78 @@
+/* device.c: opening devices by name, and the fallbacks for optional slots. */
+#include "devices/device.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+xdt_status xdt_device_create(const char *name, const xdt_device_options *opts, xdt_device **out) {
+    xdt_device_options defaults = {0};
+    if (!opts) opts = &defaults;
+    if (!strcmp(name, "cpu")) return xdt_cpu_device_create(opts, out);
+    if (!strncmp(name, "cuda", 4) || !strncmp(name, "hip", 3))
+        return xdt_fail(XDT_ERR_UNSUPPORTED, "device '%s': this build has no %s backend", name,
+                        name[0] == 'c' ? "CUDA" : "HIP");
+    return xdt_fail(XDT_ERR_UNSUPPORTED,
+                    "device '%s': unknown device (expected cpu, cuda:N, hip:N)", name);
+}
+
+void xdt_device_destroy(xdt_device *dev) {
+    if (!dev) return;
+    dev->ops->destroy(dev->ctx);
+    free(dev);
+}
+
+xdt_status xdt_device_alloc(xdt_device *dev, size_t bytes, void **out) {
+    xdt_status st = dev->ops->alloc(dev->ctx, bytes ? bytes : 1, out);
+    if (st != XDT_OK)
+        return xdt_fail(st, "device %s: cannot allocate %zu bytes (%.1f MiB)", dev->name, bytes,
+                        bytes / 1048576.0);
+    return XDT_OK;
+}
+
+void xdt_device_free(xdt_device *dev, void *ptr) {
+    if (ptr) dev->ops->free(dev->ctx, ptr);
+}
+
+xdt_status xdt_device_alloc_pinned(xdt_device *dev, size_t bytes, void **out) {
+    if (!dev->ops->alloc_pinned) {
+        void *p = malloc(bytes ? bytes : 1);
+        if (!p)
+            return xdt_fail(XDT_ERR_NO_MEMORY, "host: cannot allocate %zu staging bytes", bytes);
+        *out = p;
+        return XDT_OK;
+    }
+    xdt_status st = dev->ops->alloc_pinned(dev->ctx, bytes ? bytes : 1, out);
+    if (st != XDT_OK)
+        return xdt_fail(st, "device %s: cannot allocate %zu pinned host bytes", dev->name, bytes);
+    return XDT_OK;
+}
+
+void xdt_device_free_pinned(xdt_device *dev, void *ptr) {
+    if (!ptr) return;
+    if (dev->ops->free_pinned)
+        dev->ops->free_pinned(dev->ctx, ptr);
+    else
+        free(ptr);
+}
+
+xdt_status xdt_device_sync(xdt_device *dev) {
+    xdt_status st = dev->ops->sync(dev->ctx);
+    if (st != XDT_OK) return xdt_fail(st, "device %s: %s", dev->name, xdt_status_string(st));
+    return XDT_OK;
+}
+
+void xdt_device_gemm_batched(xdt_device *dev, bool trans_a, bool trans_b, int m, int n, int k,
+                             float alpha, const float *a, int lda, long stride_a, const float *b,
+                             int ldb, long stride_b, float beta, float *c, int ldc, long stride_c,
+                             int batch) {
+    if (dev->ops->gemm_strided_batched) {
+        dev->ops->gemm_strided_batched(dev->ctx, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a,
+                                       b, ldb, stride_b, beta, c, ldc, stride_c, batch);
+        return;
+    }
+    for (int i = 0; i < batch; i++)
+        dev->ops->gemm(dev->ctx, trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda,
+                       b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+}

@@ -1,0 +1,120 @@
+/* device.h: the device interface. A backend is a static const table of function pointers plus a
+ * context (the shape of ggml's backend interface). Pointers passed to kernels are device memory;
+ * all arrays are fp32 row-major unless named otherwise. Kernels are queued on the device's stream
+ * and return nothing: a backend that sees a failure records it, and xdt_device_sync() reports it.
+ * Optional slots may be NULL; the wrappers below supply the fallback. */
+#ifndef XDT_DEVICE_H
+#define XDT_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+/* Where a buffer lives; transports need this to know whether they can read it. */
+typedef enum xdt_mem_type {
+    XDT_MEM_HOST = 0,
+    XDT_MEM_PINNED_HOST = 1,
+    XDT_MEM_CUDA = 2,
+    XDT_MEM_HIP = 3,
+} xdt_mem_type;
+
+typedef enum xdt_copy_dir {
+    XDT_COPY_HOST_TO_DEVICE = 0,
+    XDT_COPY_DEVICE_TO_HOST = 1,
+    XDT_COPY_DEVICE_TO_DEVICE = 2,
+} xdt_copy_dir;
+
+/* Arguments of one AdamW update: p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p),
+ * with g = grad * grad_scale (grad-norm clipping), m_hat = m / bias_correction1, ... */
+typedef struct xdt_adamw_args {
+    float lr, beta1, beta2, eps, weight_decay, grad_scale;
+    float bias_correction1; /* 1 - beta1^t */
+    float bias_correction2; /* 1 - beta2^t */
+} xdt_adamw_args;
+
+typedef struct xdt_device_ops {
+    const char *name;
+    xdt_mem_type mem_type;
+    void (*destroy)(void *ctx);
+
+    /* memory */
+    xdt_status (*alloc)(void *ctx, size_t bytes, void **out);
+    void (*free)(void *ctx, void *ptr);
+    xdt_status (*alloc_pinned)(void *ctx, size_t bytes, void **out); /* optional */
+    void (*free_pinned)(void *ctx, void *ptr);                       /* optional */
+    void (*copy)(void *ctx, void *dst, const void *src, size_t bytes, xdt_copy_dir dir);
+    void (*memset)(void *ctx, void *ptr, int value, size_t bytes);
+    /* Waits for queued work; returns the first error recorded since the last sync. */
+    xdt_status (*sync)(void *ctx);
+
+    /* kernels (see devices/cpu/cpu_kernels_decl.inc for the exact contracts) */
+    void (*gemm)(void *ctx, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+    /* optional: `batch` independent gemms at fixed strides (in elements) */
+    void (*gemm_strided_batched)(void *ctx, bool trans_a, bool trans_b, int m, int n, int k,
+                                 float alpha, const float *a, int lda, long stride_a,
+                                 const float *b, int ldb, long stride_b, float beta, float *c,
+                                 int ldc, long stride_c, int batch);
+    void (*bias_add)(void *ctx, float *out, const float *bias, int n, int c);
+    void (*bias_grad)(void *ctx, float *dbias, const float *dout, int n, int c);
+    void (*layernorm_forward)(void *ctx, float *out, float *mean, float *rstd, const float *inp,
+                              const float *w, const float *b, int n, int c);
+    void (*layernorm_backward)(void *ctx, float *dinp, float *dw, float *db, const float *dout,
+                               const float *inp, const float *w, const float *mean,
+                               const float *rstd, int n, int c, bool accumulate);
+    void (*attention_forward)(void *ctx, float *out, float *att, const float *qkv, int b, int t,
+                              int c, int nh);
+    void (*attention_backward)(void *ctx, float *dqkv, float *workspace, const float *dout,
+                               const float *qkv, const float *att, int b, int t, int c, int nh);
+    void (*gelu_forward)(void *ctx, float *out, const float *inp, size_t n);
+    void (*gelu_backward)(void *ctx, float *dinp, const float *inp, const float *dout, size_t n);
+    void (*add)(void *ctx, float *out, const float *a, const float *b, size_t n);
+    void (*scale)(void *ctx, float *x, float s, size_t n);
+    void (*embedding_forward)(void *ctx, float *out, const int32_t *tokens, const float *wte,
+                              const float *wpe, int b, int t, int c);
+    void (*embedding_backward)(void *ctx, float *dwte, float *dwpe, const float *dout,
+                               const int32_t *tokens, int b, int t, int c);
+    void (*softmax_xent)(void *ctx, float *logits, float *losses, const int32_t *targets, int n,
+                         int v, int vp, float dloss_scale, bool want_grad);
+    void (*adamw)(void *ctx, float *param, const float *grad, float *m, float *v, size_t n,
+                  const xdt_adamw_args *args);
+    /* Reductions return their result to the host (they synchronise). */
+    xdt_status (*sum)(void *ctx, const float *x, size_t n, double *out);
+    xdt_status (*sum_squares)(void *ctx, const float *x, size_t n, double *out);
+} xdt_device_ops;
+
+typedef struct xdt_device {
+    const xdt_device_ops *ops;
+    void *ctx;
+    char name[32]; /* "cpu", "cuda:0", ... */
+} xdt_device;
+
+typedef struct xdt_device_options {
+    int threads; /* CPU threads for kernels and BLAS; 0 = all cores */
+} xdt_device_options;
+
+/* Opens a device by name: "cpu" (further backends: "cuda:N", "hip:N" when built). Unknown or
+ * unavailable names are reported and return XDT_ERR_UNSUPPORTED. Caller owns *out. */
+xdt_status xdt_device_create(const char *name, const xdt_device_options *opts, xdt_device **out);
+void xdt_device_destroy(xdt_device *dev);
+
+/* Memory wrappers: report failures with the size and the device name. */
+xdt_status xdt_device_alloc(xdt_device *dev, size_t bytes, void **out);
+void xdt_device_free(xdt_device *dev, void *ptr);
+/* Page-locked host memory for transport staging; falls back to plain host memory. */
+xdt_status xdt_device_alloc_pinned(xdt_device *dev, size_t bytes, void **out);
+void xdt_device_free_pinned(xdt_device *dev, void *ptr);
+xdt_status xdt_device_sync(xdt_device *dev);
+
+/* gemm_strided_batched, or a loop of gemm calls when the backend has none. */
+void xdt_device_gemm_batched(xdt_device *dev, bool trans_a, bool trans_b, int m, int n, int k,
+                             float alpha, const float *a, int lda, long stride_a, const float *b,
+                             int ldb, long stride_b, float beta, float *c, int ldc, long stride_c,
+                             int batch);
+
+/* The CPU backend's constructor (devices/cpu/cpu_device.c). */
+xdt_status xdt_cpu_device_create(const xdt_device_options *opts, xdt_device **out);
+
+#endif

@@ -1,0 +1,8 @@
+/* commands.h: the `xdt` subcommands, one file each; each returns the process exit code. */
+#ifndef XDT_COMMANDS_H
+#define XDT_COMMANDS_H
+
+int xdt_cmd_train(int argc, char **argv);
+int xdt_cmd_eval(int argc, char **argv);
+
+#endif

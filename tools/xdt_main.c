@@ -1,0 +1,42 @@
+/* xdt_main.c: the `xdt` command: dispatches to one subcommand per file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/commands.h"
+
+typedef struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} subcommand;
+
+static const subcommand COMMANDS[] = {
+    {"train", xdt_cmd_train, "train a GPT model in one process"},
+    {"eval", xdt_cmd_eval, "mean cross-entropy of a saved model on a data file"},
+};
+static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: xdt <command> [options]\n\n"
+                 "xdt trains transformer models with pipeline parallelism across sites and mixed "
+                 "GPUs.\n\ncommands:\n");
+    for (int i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(out, "\nRun `xdt <command> --help` for a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "xdt: error: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
