@@ -26,7 +26,7 @@ xdt_status xdt_metrics_open(xdt_metrics_file *m, const char *path, bool append) 
 xdt_status xdt_metrics_write(xdt_metrics_file *m, const xdt_step_metrics *s) {
     if (!m->f) return XDT_OK;
     fprintf(m->f,
-            "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"tokens_per_s\":%.6g,\"step_ms\":%.6g,"
+            "{\"step\":%d,\"loss\":%.17g,\"lr\":%.9g,\"tokens_per_s\":%.6g,\"step_ms\":%.6g,"
             "\"grad_norm\":%.9g",
             s->step, s->loss, s->lr, s->tokens_per_s, s->step_ms, s->grad_norm);
     if (s->has_val) fprintf(m->f, ",\"val_loss\":%.9g", s->val_loss);

@@ -99,11 +99,11 @@ static xdt_status setup(train_run *r) {
     if (a->seq > r->cfg.max_seq_len)
         return xdt_fail(XDT_ERR_CONFIG, "xdt train: --seq %d exceeds max_seq_len %d of %s", a->seq,
                         r->cfg.max_seq_len, a->model);
-    if ((st = xdt_token_data_load(a->data, &r->data)) ||
+    if ((st = xdt_check_memory_fits(&r->cfg, a->batch, a->seq, true)) ||
+        (st = xdt_token_data_load(a->data, &r->data)) ||
         (st = xdt_token_data_check_vocab(&r->data, r->cfg.vocab_size)) ||
         (st = xdt_batch_loader_init(&r->loader, &r->data, a->batch, a->seq, a->val_fraction,
-                                    (xdt_data_order)a->data_order, (uint64_t)a->seed)) ||
-        (st = xdt_check_memory_fits(&r->cfg, a->batch, a->seq, true)))
+                                    (xdt_data_order)a->data_order, (uint64_t)a->seed)))
         return st;
     xdt_device_options dopts = {.threads = a->threads};
     if ((st = xdt_device_create(a->device, &dopts, &r->dev)) ||
@@ -237,7 +237,7 @@ int xdt_cmd_train(int argc, char **argv) {
     xdt_cli_opt opts[] = {
         XDT_OPT_REQUIRED("model", &a->model, "FILE.yaml", "model config"),
         XDT_OPT_REQUIRED("data", &a->data, "PATH", "text file (byte tokens) or llm.c .bin shard"),
-        XDT_OPT_INT("steps", &a->steps, "N", "total training steps [200]", 1, big),
+        XDT_OPT_INT("steps", &a->steps, "N", "total training steps; 0 only converts --init to --export-llmc [200]", 0, big),
         XDT_OPT_INT("batch", &a->batch, "B", "sequences per step [8]", 1, big),
         XDT_OPT_INT("seq", &a->seq, "T", "tokens per sequence [min(max_seq_len, 256)]", 1, big),
         XDT_OPT_DOUBLE("lr", &a->lr, "LR", "peak learning rate [1e-3]", 0, 10),

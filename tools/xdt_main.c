@@ -1,4 +1,5 @@
 /* xdt_main.c: the `xdt` command: dispatches to one subcommand per file. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,6 +27,8 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    /* A write past a file-size limit must fail with EFBIG and be reported, not kill us. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -1,0 +1,49 @@
+# lib.sh: helpers for the integration tests. Each test is a bash script run by meson with
+# XDT_BIN (the xdt binary) and XDT_SOURCE_ROOT set; exit 0 = pass, 1 = fail, 77 = skipped.
+set -u
+XDT=${XDT_BIN:?XDT_BIN is not set}
+ROOT=${XDT_SOURCE_ROOT:?XDT_SOURCE_ROOT is not set}
+TINY=$ROOT/configs/models/gpt-tiny.yaml
+TEXT=/usr/share/common-licenses/GPL-3
+WORK=$(mktemp -d /tmp/xdt-it.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+FAILED=0
+CHECKS=0
+
+fail() { echo "FAIL: $*" >&2; FAILED=$((FAILED + 1)); }
+pass() { CHECKS=$((CHECKS + 1)); }
+check() { # check "description" condition-command...
+    local what=$1; shift
+    if "$@"; then pass; else fail "$what"; fi
+}
+finish() {
+    echo "$(basename "$0"): $CHECKS checks passed, $FAILED failed"
+    [ "$CHECKS" -gt 0 ] || { echo "no checks ran" >&2; exit 1; }
+    [ "$FAILED" -eq 0 ]
+    exit $?
+}
+
+# Field values of a metrics JSONL file, one per line: jsonl_field FILE FIELD
+jsonl_field() {
+    grep -o "\"$2\":[^,}]*" "$1" | cut -d: -f2
+}
+
+# expect_error PATTERN cmd...: the command must exit 1 or 2 (no signal, no crash), print exactly
+# one "xdt: error:" line on stderr, and that line must match PATTERN (grep -E).
+expect_error() {
+    local pattern=$1; shift
+    local err=$WORK/stderr.txt rc
+    "$@" >/dev/null 2>"$err"; rc=$?
+    local lines
+    lines=$(grep -c '^xdt: error:' "$err")
+    if [ "$rc" -ne 1 ] && [ "$rc" -ne 2 ]; then
+        fail "exit $rc (want 1 or 2) for: $*"; sed 's/^/    /' "$err" >&2; return
+    fi
+    if [ "$lines" -ne 1 ]; then
+        fail "$lines error lines (want 1) for: $*"; sed 's/^/    /' "$err" >&2; return
+    fi
+    if ! grep '^xdt: error:' "$err" | grep -qE -- "$pattern"; then
+        fail "error does not match /$pattern/ for: $*"; sed 's/^/    /' "$err" >&2; return
+    fi
+    pass
+}
