@@ -1,5 +1,5 @@
 /* cpu_device.c: the CPU backend. Memory is host memory (64-byte aligned), GEMM is OpenBLAS
- * (cblas_sgemm), the other kernels are the OpenMP loops of cpu_kernels.inc. Work runs
+ * (cblas_sgemm, one thread per call), the other kernels the OpenMP loops of cpu_kernels.inc. Work runs
  * synchronously, so sync only reports. */
 #include <cblas.h>
 #include <stdio.h>
@@ -76,20 +76,14 @@ static void cpu_ln_bwd(void *ctx, float *dinp, float *dw, float *db, const float
                                    accumulate);
 }
 
-/* Attention runs one small GEMM per (batch, head) on each OpenMP thread; OpenBLAS must not spawn
- * its own threads inside, so it is held to one thread for the duration. */
 static void cpu_attn_fwd(void *ctx, float *out, float *att, const float *qkv, int b, int t, int c,
                          int nh) {
-    openblas_set_num_threads(1);
     xdt_cpu_attention_forward_f32(NT(ctx), out, att, qkv, b, t, c, nh);
-    openblas_set_num_threads(NT(ctx));
 }
 
 static void cpu_attn_bwd(void *ctx, float *dqkv, float *ws, const float *dout, const float *qkv,
                          const float *att, int b, int t, int c, int nh) {
-    openblas_set_num_threads(1);
     xdt_cpu_attention_backward_f32(NT(ctx), dqkv, ws, dout, qkv, att, b, t, c, nh);
-    openblas_set_num_threads(NT(ctx));
 }
 
 static void cpu_gelu_fwd(void *ctx, float *out, const float *inp, size_t n) {
@@ -180,7 +174,9 @@ xdt_status xdt_cpu_device_create(const xdt_device_options *opts, xdt_device **ou
         return xdt_fail(XDT_ERR_NO_MEMORY, "device cpu: out of memory");
     }
     ctx->threads = threads;
-    openblas_set_num_threads(threads);
+    /* All parallelism comes from OpenMP (see gemm in cpu_kernels.inc); OpenBLAS's own pool would
+     * compete with it for the same cores. */
+    openblas_set_num_threads(1);
     dev->ops = &cpu_ops;
     dev->ctx = ctx;
     snprintf(dev->name, sizeof dev->name, "cpu");

@@ -1,0 +1,111 @@
+/* bench_train_step.c: times one training step (forward + backward + AdamW) of a model on the CPU
+ * device, after warm-up; prints median ms/step, tokens/s, achieved GFLOP/s, the machine's
+ * cblas_sgemm rate at the same thread count, and peak RSS against the memory the step needs.
+ *
+ * usage: bench_train_step MODEL.yaml B T THREADS [STEPS] [WARMUP] */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gpt.h"
+#include "core/mem_info.h"
+#include "core/model_config.h"
+#include "core/optimizer.h"
+#include "core/rng.h"
+#include "core/train_metrics.h"
+#include "devices/device.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Median GFLOP/s of a square cblas_sgemm of size n on `threads` OpenBLAS threads: the machine's
+ * reference rate. */
+static double sgemm_gflops(int n, int reps, int threads) {
+    openblas_set_num_threads(threads);
+    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n);
+    float *c = malloc(sizeof(float) * n * n);
+    for (int i = 0; i < n * n; i++) a[i] = b[i] = 0.001f * (float)(i % 1000);
+    double t[16];
+    for (int r = 0; r < reps + 2; r++) {
+        double t0 = xdt_now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
+                    c, n);
+        if (r >= 2) t[r - 2] = xdt_now_s() - t0;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * n * n * n / median(t, reps) / 1e9;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s MODEL.yaml B T THREADS [STEPS] [WARMUP]\n", argv[0]);
+        return 2;
+    }
+    xdt_model_config cfg;
+    if (xdt_model_config_load(argv[1], &cfg) != XDT_OK) return 1;
+    const int b = atoi(argv[2]), t = atoi(argv[3]), threads = atoi(argv[4]);
+    const int steps = argc > 5 ? atoi(argv[5]) : 10, warmup = argc > 6 ? atoi(argv[6]) : 3;
+    if (steps < 1 || steps > 1000 || warmup < 0) return 2;
+    double gemm_rate = sgemm_gflops(2048, 5, threads);
+    xdt_device *dev;
+    xdt_device_options o = {.threads = threads};
+    if (xdt_device_create("cpu", &o, &dev) != XDT_OK) return 1;
+    xdt_stage *st;
+    if (xdt_stage_create(&cfg, dev, 0, cfg.n_layer + 1, b, t, 1, &st) != XDT_OK) return 1;
+    xdt_stage_init_params(st, 1);
+    xdt_optim_config oc = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
+                           .weight_decay = 0.1f, .grad_clip = 1.0f, .warmup_steps = 0,
+                           .total_steps = steps + warmup, .decay = XDT_LR_COSINE};
+    xdt_optimizer *opt;
+    if (xdt_optimizer_create(&oc, st, &opt) != XDT_OK) return 1;
+    xdt_rng rng;
+    xdt_rng_seed(&rng, 3, 0);
+    for (int i = 0; i < b * t; i++) {
+        xdt_stage_tokens(st, 0)[i] = (int32_t)xdt_rng_below(&rng, (uint64_t)cfg.vocab_size);
+        xdt_stage_targets(st, 0)[i] = (int32_t)xdt_rng_below(&rng, (uint64_t)cfg.vocab_size);
+    }
+    double flops = 0;
+    for (int u = 0; u < xdt_gpt_num_units(&cfg); u++) {
+        xdt_unit_info info;
+        xdt_gpt_unit_info(&cfg, u, b, t, &info);
+        flops += info.fwd_flops + info.bwd_flops;
+    }
+    double *ms = calloc((size_t)steps, sizeof(double));
+    double loss = 0;
+    for (int s = 0; s < warmup + steps; s++) {
+        double t0 = xdt_now_s(), sumsq = 0;
+        xdt_stage_zero_grads(st);
+        if (xdt_stage_forward(st, 0, true, 1.0f / (float)(b * t)) ||
+            xdt_stage_loss(st, 0, &loss) || xdt_stage_backward(st, 0) ||
+            xdt_optimizer_grad_sumsq(opt, &sumsq) || xdt_optimizer_step(opt, s, sqrt(sumsq)))
+            return 1;
+        if (s >= warmup) ms[s - warmup] = (xdt_now_s() - t0) * 1e3;
+    }
+    double med = median(ms, steps);
+    xdt_stage_memory m;
+    xdt_stage_memory_estimate(&cfg, 0, cfg.n_layer + 1, b, t, 1, &m);
+    double need = (double)(m.params_bytes + m.grads_bytes + m.optimizer_bytes +
+                           m.activation_bytes + m.scratch_bytes);
+    double rss = (double)xdt_peak_rss_bytes();
+    printf("{\"impl\":\"xdt\",\"model\":\"%s\",\"B\":%d,\"T\":%d,\"threads\":%d,\"steps\":%d,"
+           "\"ms_per_step\":%.3f,\"tokens_per_s\":%.1f,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
+           "\"peak_rss_mib\":%.1f,\"model_state_mib\":%.1f,\"rss_ratio\":%.3f,\"loss\":%.4f}\n",
+           cfg.name, b, t, threads, steps, med, b * t / (med / 1e3), flops / (med / 1e3) / 1e9,
+           gemm_rate, rss / 1048576.0, need / 1048576.0, rss / need, loss);
+    free(ms);
+    xdt_optimizer_destroy(opt);
+    xdt_stage_destroy(st);
+    xdt_device_destroy(dev);
+    return 0;
+}
