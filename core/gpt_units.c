@@ -92,9 +92,9 @@ void xdt_gpt_unit_info(const xdt_model_config *cfg, int unit, int b, int t, xdt_
         info.retained_bytes = boundary + (size_t)N * sizeof(int32_t);
         break;
     case XDT_UNIT_BLOCK:
-        /* matmuls 24 N C^2 (qkv 6, proj 2, fc 8, fcproj 8); attention computes the full T x T
-         * scores and their product with V: 4 N T C */
-        info.fwd_flops = 24 * N * C * C + 4 * N * t * C;
+        /* matmuls 24 N C^2 (qkv 6, proj 2, fc 8, fcproj 8); causal attention: scores and their
+         * product with V over the (T+1)/2 visible keys on average: 2 N (T+1) C */
+        info.fwd_flops = 24 * N * C * C + 2 * N * (t + 1) * C;
         info.bwd_flops = 2 * info.fwd_flops;
         info.boundary_bytes = boundary;
         info.retained_bytes = xdt_gpt_block_retained_floats(cfg, b, t) * sizeof(float);

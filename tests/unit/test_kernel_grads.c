@@ -127,7 +127,7 @@ static double attn_loss(void *p) {
 }
 
 static void test_attention(void) {
-    attn_case k = {.b = 2, .t = 7, .c = 12, .nh = 3};
+    attn_case k = {.b = 1, .t = 67, .c = 12, .nh = 3}; /* two row blocks of 64 */
     size_t nq = (size_t)k.b * k.t * 3 * k.c, no = (size_t)k.b * k.t * k.c;
     size_t na = (size_t)k.b * k.nh * k.t * k.t;
     k.qkv = randn(nq, 1.0);

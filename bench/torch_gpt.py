@@ -1,0 +1,106 @@
+#!/usr/bin/python3
+"""The peer for bench_train_step: the same GPT-2 model, batch and optimizer in PyTorch (Debian's
+python3-torch, CPU), timed the same way (median ms of a training step after warm-up).
+
+usage: /usr/bin/python3 bench/torch_gpt.py MODEL.yaml B T THREADS [STEPS] [WARMUP]"""
+import json
+import math
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def read_config(path):
+    cfg = {}
+    for line in open(path):
+        line = line.split("#", 1)[0].strip()
+        if ":" in line:
+            k, v = (s.strip() for s in line.split(":", 1))
+            cfg[k] = v
+    return cfg
+
+
+class Block(nn.Module):
+    def __init__(self, c, nh):
+        super().__init__()
+        self.nh = nh
+        self.ln1, self.ln2 = nn.LayerNorm(c), nn.LayerNorm(c)
+        self.qkv, self.proj = nn.Linear(c, 3 * c), nn.Linear(c, c)
+        self.fc, self.fcproj = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
+
+    def forward(self, x, mask):
+        b, t, c = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.nh, c // self.nh).transpose(1, 2) for z in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = F.softmax(att.masked_fill(mask[:, :, :t, :t] == 0, float("-inf")), dim=-1)
+        y = (att @ v).transpose(1, 2).contiguous().view(b, t, c)
+        x = x + self.proj(y)
+        return x + self.fcproj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+
+class GPT(nn.Module):
+    def __init__(self, vp, max_t, n_layer, nh, c):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vp, c), nn.Embedding(max_t, c)
+        self.blocks = nn.ModuleList(Block(c, nh) for _ in range(n_layer))
+        self.lnf = nn.LayerNorm(c)
+        self.register_buffer("mask", torch.tril(torch.ones(max_t, max_t)).view(1, 1, max_t, max_t))
+
+    def forward(self, idx, targets):
+        t = idx.size(1)
+        x = self.wte(idx) + self.wpe(torch.arange(t))
+        for blk in self.blocks:
+            x = blk(x, self.mask)
+        logits = F.linear(self.lnf(x), self.wte.weight)  # tied LM head
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
+def main():
+    cfg = read_config(sys.argv[1])
+    b, t, threads = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    steps = int(sys.argv[5]) if len(sys.argv) > 5 else 10
+    warmup = int(sys.argv[6]) if len(sys.argv) > 6 else 3
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    v = int(cfg["vocab_size"])
+    vp = int(cfg.get("padded_vocab_size", v))
+    model = GPT(vp, int(cfg["max_seq_len"]), int(cfg["n_layer"]), int(cfg["n_head"]),
+                int(cfg["n_embd"]))
+    for m in model.modules():  # GPT-2 initialisation, as xdt does
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        if isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
+    x = torch.randint(0, v, (b, t))
+    y = torch.randint(0, v, (b, t))
+    times = []
+    for s in range(warmup + steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if s >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    ms = statistics.median(times)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "model": cfg["name"], "B": b,
+                      "T": t, "threads": threads, "steps": steps, "ms_per_step": round(ms, 3),
+                      "tokens_per_s": round(b * t / (ms / 1e3), 1), "peak_rss_mib": round(rss, 1),
+                      "loss": round(loss.item(), 4)}))
+
+
+if __name__ == "__main__":
+    main()
