@@ -82,28 +82,38 @@ int main(int argc, char **argv) {
         flops += info.fwd_flops + info.bwd_flops;
     }
     double *ms = calloc((size_t)steps, sizeof(double));
+    double *fwd_ms = calloc((size_t)steps, sizeof(double)), *bwd_ms = calloc((size_t)steps, sizeof(double));
     double loss = 0;
     for (int s = 0; s < warmup + steps; s++) {
         double t0 = xdt_now_s(), sumsq = 0;
         xdt_stage_zero_grads(st);
-        if (xdt_stage_forward(st, 0, true, 1.0f / (float)(b * t)) ||
-            xdt_stage_loss(st, 0, &loss) || xdt_stage_backward(st, 0) ||
-            xdt_optimizer_grad_sumsq(opt, &sumsq) || xdt_optimizer_step(opt, s, sqrt(sumsq)))
+        if (xdt_stage_forward(st, 0, true, 1.0f / (float)(b * t)) || xdt_stage_loss(st, 0, &loss))
             return 1;
-        if (s >= warmup) ms[s - warmup] = (xdt_now_s() - t0) * 1e3;
+        double t1 = xdt_now_s();
+        if (xdt_stage_backward(st, 0)) return 1;
+        double t2 = xdt_now_s();
+        if (xdt_optimizer_grad_sumsq(opt, &sumsq) || xdt_optimizer_step(opt, s, sqrt(sumsq)))
+            return 1;
+        if (s >= warmup) {
+            ms[s - warmup] = (xdt_now_s() - t0) * 1e3;
+            fwd_ms[s - warmup] = (t1 - t0) * 1e3;
+            bwd_ms[s - warmup] = (t2 - t1) * 1e3;
+        }
     }
-    double med = median(ms, steps);
+    double med = median(ms, steps), fwd = median(fwd_ms, steps), bwd = median(bwd_ms, steps);
     xdt_stage_memory m;
     xdt_stage_memory_estimate(&cfg, 0, cfg.n_layer + 1, b, t, 1, &m);
     double need = (double)(m.params_bytes + m.grads_bytes + m.optimizer_bytes +
                            m.activation_bytes + m.scratch_bytes);
     double rss = (double)xdt_peak_rss_bytes();
     printf("{\"impl\":\"xdt\",\"model\":\"%s\",\"B\":%d,\"T\":%d,\"threads\":%d,\"steps\":%d,"
-           "\"ms_per_step\":%.3f,\"tokens_per_s\":%.1f,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
+           "\"ms_per_step\":%.3f,\"forward_ms\":%.3f,\"backward_ms\":%.3f,\"tokens_per_s\":%.1f,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
            "\"peak_rss_mib\":%.1f,\"model_state_mib\":%.1f,\"rss_ratio\":%.3f,\"loss\":%.4f}\n",
-           cfg.name, b, t, threads, steps, med, b * t / (med / 1e3), flops / (med / 1e3) / 1e9,
+           cfg.name, b, t, threads, steps, med, fwd, bwd, b * t / (med / 1e3), flops / (med / 1e3) / 1e9,
            gemm_rate, rss / 1048576.0, need / 1048576.0, rss / need, loss);
     free(ms);
+    free(fwd_ms);
+    free(bwd_ms);
     xdt_optimizer_destroy(opt);
     xdt_stage_destroy(st);
     xdt_device_destroy(dev);

@@ -5,10 +5,17 @@ python3-torch, CPU), timed the same way (median ms of a training step after warm
 usage: /usr/bin/python3 bench/torch_gpt.py MODEL.yaml B T THREADS [STEPS] [WARMUP]"""
 import json
 import math
+import os
 import resource
 import statistics
 import sys
 import time
+
+# Debian's torch calls OpenBLAS (pthreads) for GEMMs, which starts one thread per core unless
+# told otherwise; torch.set_num_threads only sets OpenMP's. Hold both to THREADS, as xdt does, so
+# the comparison is at the same thread count. Must happen before OpenBLAS loads.
+if len(sys.argv) > 4:
+    os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[4]
 
 import torch
 import torch.nn as nn
