@@ -33,12 +33,13 @@ static double sgemm_gflops(int n, int reps, int threads) {
     openblas_set_num_threads(threads);
     float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n);
     float *c = malloc(sizeof(float) * n * n);
-    for (int i = 0; i < n * n; i++) a[i] = b[i] = 0.001f * (float)(i % 1000);
+    for (int i = 0; i < n * n; i++)
+        a[i] = b[i] = 0.001f * (float)(i % 1000);
     double t[16];
     for (int r = 0; r < reps + 2; r++) {
         double t0 = xdt_now_s();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
-                    c, n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c,
+                    n);
         if (r >= 2) t[r - 2] = xdt_now_s() - t0;
     }
     free(a);
@@ -64,9 +65,15 @@ int main(int argc, char **argv) {
     xdt_stage *st;
     if (xdt_stage_create(&cfg, dev, 0, cfg.n_layer + 1, b, t, 1, &st) != XDT_OK) return 1;
     xdt_stage_init_params(st, 1);
-    xdt_optim_config oc = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
-                           .weight_decay = 0.1f, .grad_clip = 1.0f, .warmup_steps = 0,
-                           .total_steps = steps + warmup, .decay = XDT_LR_COSINE};
+    xdt_optim_config oc = {.lr = 1e-4f,
+                           .beta1 = 0.9f,
+                           .beta2 = 0.95f,
+                           .eps = 1e-8f,
+                           .weight_decay = 0.1f,
+                           .grad_clip = 1.0f,
+                           .warmup_steps = 0,
+                           .total_steps = steps + warmup,
+                           .decay = XDT_LR_COSINE};
     xdt_optimizer *opt;
     if (xdt_optimizer_create(&oc, st, &opt) != XDT_OK) return 1;
     xdt_rng rng;
@@ -82,7 +89,8 @@ int main(int argc, char **argv) {
         flops += info.fwd_flops + info.bwd_flops;
     }
     double *ms = calloc((size_t)steps, sizeof(double));
-    double *fwd_ms = calloc((size_t)steps, sizeof(double)), *bwd_ms = calloc((size_t)steps, sizeof(double));
+    double *fwd_ms = calloc((size_t)steps, sizeof(double)),
+           *bwd_ms = calloc((size_t)steps, sizeof(double));
     double loss = 0;
     for (int s = 0; s < warmup + steps; s++) {
         double t0 = xdt_now_s(), sumsq = 0;
@@ -103,14 +111,16 @@ int main(int argc, char **argv) {
     double med = median(ms, steps), fwd = median(fwd_ms, steps), bwd = median(bwd_ms, steps);
     xdt_stage_memory m;
     xdt_stage_memory_estimate(&cfg, 0, cfg.n_layer + 1, b, t, 1, &m);
-    double need = (double)(m.params_bytes + m.grads_bytes + m.optimizer_bytes +
-                           m.activation_bytes + m.scratch_bytes);
+    double need = (double)(m.params_bytes + m.grads_bytes + m.optimizer_bytes + m.activation_bytes +
+                           m.scratch_bytes);
     double rss = (double)xdt_peak_rss_bytes();
     printf("{\"impl\":\"xdt\",\"model\":\"%s\",\"B\":%d,\"T\":%d,\"threads\":%d,\"steps\":%d,"
-           "\"ms_per_step\":%.3f,\"forward_ms\":%.3f,\"backward_ms\":%.3f,\"tokens_per_s\":%.1f,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
+           "\"ms_per_step\":%.3f,\"forward_ms\":%.3f,\"backward_ms\":%.3f,\"tokens_per_s\":%.1f,"
+           "\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
            "\"peak_rss_mib\":%.1f,\"model_state_mib\":%.1f,\"rss_ratio\":%.3f,\"loss\":%.4f}\n",
-           cfg.name, b, t, threads, steps, med, fwd, bwd, b * t / (med / 1e3), flops / (med / 1e3) / 1e9,
-           gemm_rate, rss / 1048576.0, need / 1048576.0, rss / need, loss);
+           cfg.name, b, t, threads, steps, med, fwd, bwd, b * t / (med / 1e3),
+           flops / (med / 1e3) / 1e9, gemm_rate, rss / 1048576.0, need / 1048576.0, rss / need,
+           loss);
     free(ms);
     free(fwd_ms);
     free(bwd_ms);

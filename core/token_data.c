@@ -114,7 +114,7 @@ xdt_status xdt_token_data_check_vocab(const xdt_token_data *d, int vocab_size) {
     for (size_t i = 0; i < d->n; i++)
         if (d->tokens[i] >= vocab_size)
             return xdt_fail(XDT_ERR_FORMAT,
-                            "%s: token #%zu has id %u, outside the model's vocab_size %d", d->path, i,
-                            d->tokens[i], vocab_size);
+                            "%s: token #%zu has id %u, outside the model's vocab_size %d", d->path,
+                            i, d->tokens[i], vocab_size);
     return XDT_OK;
 }

@@ -237,7 +237,8 @@ int xdt_cmd_train(int argc, char **argv) {
     xdt_cli_opt opts[] = {
         XDT_OPT_REQUIRED("model", &a->model, "FILE.yaml", "model config"),
         XDT_OPT_REQUIRED("data", &a->data, "PATH", "text file (byte tokens) or llm.c .bin shard"),
-        XDT_OPT_INT("steps", &a->steps, "N", "total training steps; 0 only converts --init to --export-llmc [200]", 0, big),
+        XDT_OPT_INT("steps", &a->steps, "N",
+                    "total training steps; 0 only converts --init to --export-llmc [200]", 0, big),
         XDT_OPT_INT("batch", &a->batch, "B", "sequences per step [8]", 1, big),
         XDT_OPT_INT("seq", &a->seq, "T", "tokens per sequence [min(max_seq_len, 256)]", 1, big),
         XDT_OPT_DOUBLE("lr", &a->lr, "LR", "peak learning rate [1e-3]", 0, 10),

@@ -1,6 +1,6 @@
 /* cpu_device.c: the CPU backend. Memory is host memory (64-byte aligned), GEMM is OpenBLAS
- * (cblas_sgemm, one thread per call), the other kernels the OpenMP loops of cpu_kernels.inc. Work runs
- * synchronously, so sync only reports. */
+ * (cblas_sgemm, one thread per call), the other kernels the OpenMP loops of cpu_kernels.inc. Work
+ * runs synchronously, so sync only reports. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>

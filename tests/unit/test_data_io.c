@@ -22,7 +22,8 @@ static void write_file(const char *name, const void *data, size_t n, char *path_
 
 static void test_config(void) {
     char p[512];
-    const char *good = "name: t\nvocab_size: 100\nmax_seq_len: 32\nn_layer: 2\nn_head: 2\nn_embd: 8\n";
+    const char *good =
+        "name: t\nvocab_size: 100\nmax_seq_len: 32\nn_layer: 2\nn_head: 2\nn_embd: 8\n";
     write_file("good.yaml", good, strlen(good), p);
     xdt_model_config c;
     CHECK(xdt_model_config_load(p, &c) == XDT_OK);
@@ -53,7 +54,8 @@ static void test_tokens_and_batches(void) {
     h[1] = 1;
     h[2] = (int32_t)n;
     uint16_t *tok = (uint16_t *)(buf + 1024);
-    for (size_t i = 0; i < n; i++) tok[i] = (uint16_t)(i % 50);
+    for (size_t i = 0; i < n; i++)
+        tok[i] = (uint16_t)(i % 50);
     write_file("s.bin", buf, 1024 + 2 * n, p);
     xdt_token_data d;
     CHECK(xdt_token_data_load(p, &d) == XDT_OK);
@@ -83,7 +85,8 @@ static void test_tokens_and_batches(void) {
         xdt_batch_loader_next(&a, in, tg);
         xdt_batch_loader_next(&c, in2, tg2);
         CHECK(!memcmp(in, in2, sizeof in) && !memcmp(tg, tg2, sizeof tg));
-        for (int j = 0; j < 30; j++) CHECK(tg[j] == (in[j] + 1) % 50 || (j % t == t - 1));
+        for (int j = 0; j < 30; j++)
+            CHECK(tg[j] == (in[j] + 1) % 50 || (j % t == t - 1));
     }
     /* the validation split is the tail: windows start at train_n */
     CHECK(a.train_n == 900 && a.val_n == 100 && xdt_batch_loader_val_batches(&a) == 3);
@@ -119,8 +122,8 @@ static void test_tokens_and_batches(void) {
 }
 
 static void test_lr_schedule(void) {
-    xdt_optim_config c = {.lr = 1.0f, .warmup_steps = 10, .total_steps = 110,
-                          .decay = XDT_LR_COSINE};
+    xdt_optim_config c = {
+        .lr = 1.0f, .warmup_steps = 10, .total_steps = 110, .decay = XDT_LR_COSINE};
     CHECK(fabs(xdt_lr_at(&c, 0) - 0.1) < 1e-12);
     CHECK(fabs(xdt_lr_at(&c, 9) - 1.0) < 1e-12);
     CHECK(fabs(xdt_lr_at(&c, 10) - 1.0) < 1e-12);

@@ -16,26 +16,30 @@ static xdt_rng rng;
 
 static double *randn(size_t n, double scale) {
     double *x = malloc(n * sizeof *x);
-    for (size_t i = 0; i < n; i++) x[i] = scale * xdt_rng_normal(&rng);
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * xdt_rng_normal(&rng);
     return x;
 }
 
 static float *to_f32(const double *x, size_t n) {
     float *y = malloc(n * sizeof *y);
-    for (size_t i = 0; i < n; i++) y[i] = (float)x[i];
+    for (size_t i = 0; i < n; i++)
+        y[i] = (float)x[i];
     return y;
 }
 
 static double *to_f64(const float *x, size_t n) {
     double *y = malloc(n * sizeof *y);
-    for (size_t i = 0; i < n; i++) y[i] = x[i];
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i];
     return y;
 }
 
 /* The scalar whose gradient is checked: sum(out * r). */
 static double dot(const double *a, const double *b, size_t n) {
     double s = 0;
-    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    for (size_t i = 0; i < n; i++)
+        s += a[i] * b[i];
     return s;
 }
 
@@ -99,19 +103,44 @@ static void test_layernorm(void) {
     float *out = malloc(nc * 4), *mean = malloc(k.n * 4), *rstd = malloc(k.n * 4);
     float *gx = malloc(nc * 4), *gw = calloc(k.c, 4), *gb = calloc(k.c, 4);
     xdt_cpu_layernorm_forward_f32(2, out, mean, rstd, x, w, b, k.n, k.c);
-    for (size_t i = 0; i < nc; i++) gx[i] = 1.0f; /* accumulate onto ones */
+    for (size_t i = 0; i < nc; i++)
+        gx[i] = 1.0f; /* accumulate onto ones */
     xdt_cpu_layernorm_backward_f32(2, gx, gw, gb, r, x, w, mean, rstd, k.n, k.c, 1);
-    for (size_t i = 0; i < nc; i++) gx[i] -= 1.0f;
+    for (size_t i = 0; i < nc; i++)
+        gx[i] -= 1.0f;
     double *gx64 = to_f64(gx, nc), *gw64 = to_f64(gw, k.c), *gb64 = to_f64(gb, k.c);
     double *out64 = to_f64(out, nc);
     expect_close("layernorm f32 forward", out64, k.out, nc, 1e-6);
     expect_close("layernorm f32 dx", gx64, fx, nc, 1e-5);
     expect_close("layernorm f32 dw", gw64, fw, k.c, 1e-5);
     expect_close("layernorm f32 db", gb64, fb, k.c, 1e-5);
-    free(k.x); free(k.w); free(k.b); free(k.r); free(k.out); free(k.mean); free(k.rstd);
-    free(fx); free(fw); free(fb); free(dx); free(dw); free(db);
-    free(x); free(w); free(b); free(r); free(out); free(mean); free(rstd);
-    free(gx); free(gw); free(gb); free(gx64); free(gw64); free(gb64); free(out64);
+    free(k.x);
+    free(k.w);
+    free(k.b);
+    free(k.r);
+    free(k.out);
+    free(k.mean);
+    free(k.rstd);
+    free(fx);
+    free(fw);
+    free(fb);
+    free(dx);
+    free(dw);
+    free(db);
+    free(x);
+    free(w);
+    free(b);
+    free(r);
+    free(out);
+    free(mean);
+    free(rstd);
+    free(gx);
+    free(gw);
+    free(gb);
+    free(gx64);
+    free(gw64);
+    free(gb64);
+    free(out64);
 }
 
 /* ---- attention ---- */
@@ -144,8 +173,8 @@ static void test_attention(void) {
     for (int bi = 0; bi < k.b; bi++)
         for (int i = 0; i < k.t; i++)
             for (int j = i + 1; j < k.t; j++)
-                max_future = fmax(max_future, fabs(k.att[((size_t)bi * k.nh) * k.t * k.t +
-                                                         (size_t)i * k.t + j]));
+                max_future = fmax(
+                    max_future, fabs(k.att[((size_t)bi * k.nh) * k.t * k.t + (size_t)i * k.t + j]));
     CHECK(max_future == 0);
     float *qkv = to_f32(k.qkv, nq), *r = to_f32(k.r, no), *out = malloc(no * 4);
     float *att = malloc(na * 4), *g = malloc(nq * 4), *ws32 = malloc(na * 4);
@@ -154,8 +183,21 @@ static void test_attention(void) {
     double *g64 = to_f64(g, nq), *out64 = to_f64(out, no);
     expect_close("attention f32 forward", out64, k.out, no, 1e-6);
     expect_close("attention f32 dqkv", g64, fd, nq, 1e-5);
-    free(k.qkv); free(k.r); free(k.out); free(k.att); free(fd); free(dq); free(ws);
-    free(qkv); free(r); free(out); free(att); free(g); free(ws32); free(g64); free(out64);
+    free(k.qkv);
+    free(k.r);
+    free(k.out);
+    free(k.att);
+    free(fd);
+    free(dq);
+    free(ws);
+    free(qkv);
+    free(r);
+    free(out);
+    free(att);
+    free(g);
+    free(ws32);
+    free(g64);
+    free(out64);
 }
 
 /* ---- GELU ---- */
@@ -187,7 +229,15 @@ static void test_gelu(void) {
     double in[2] = {0.0, 10.0}, o[2];
     xdt_cpu_gelu_forward_f64(1, o, in, 2);
     CHECK(o[0] == 0 && fabs(o[1] - 10.0) < 1e-9);
-    free(k.x); free(k.r); free(k.out); free(fd); free(d); free(x); free(r); free(g); free(g64);
+    free(k.x);
+    free(k.r);
+    free(k.out);
+    free(fd);
+    free(d);
+    free(x);
+    free(r);
+    free(g);
+    free(g64);
 }
 
 /* ---- embedding ---- */
@@ -207,7 +257,8 @@ static void test_embedding(void) {
     emb_case k = {.b = 2, .t = 5, .c = 6, .v = 7};
     size_t n = (size_t)k.b * k.t;
     k.tok = malloc(n * sizeof(int32_t));
-    for (size_t i = 0; i < n; i++) k.tok[i] = (int32_t)xdt_rng_below(&rng, 4); /* repeats */
+    for (size_t i = 0; i < n; i++)
+        k.tok[i] = (int32_t)xdt_rng_below(&rng, 4); /* repeats */
     k.wte = randn((size_t)k.v * k.c, 1.0);
     k.wpe = randn((size_t)k.t * k.c, 1.0);
     k.r = randn(n * k.c, 1.0);
@@ -221,9 +272,20 @@ static void test_embedding(void) {
     expect_close("embedding f32 dwte", gte64, fte, (size_t)k.v * k.c, 1e-6);
     expect_close("embedding f32 dwpe", gpe64, fpe, (size_t)k.t * k.c, 1e-6);
     /* rows of tokens that never occur get no gradient */
-    for (int j = 0; j < k.c; j++) CHECK(gte[(size_t)6 * k.c + j] == 0);
-    free(k.tok); free(k.wte); free(k.wpe); free(k.r); free(k.out); free(fte); free(fpe);
-    free(r); free(gte); free(gpe); free(gte64); free(gpe64);
+    for (int j = 0; j < k.c; j++)
+        CHECK(gte[(size_t)6 * k.c + j] == 0);
+    free(k.tok);
+    free(k.wte);
+    free(k.wpe);
+    free(k.r);
+    free(k.out);
+    free(fte);
+    free(fpe);
+    free(r);
+    free(gte);
+    free(gpe);
+    free(gte64);
+    free(gpe64);
 }
 
 /* ---- softmax cross-entropy ---- */
@@ -238,7 +300,8 @@ static double xent_loss(void *p) {
     memcpy(k->work, k->logits, (size_t)k->n * k->vp * sizeof(double));
     xdt_cpu_softmax_xent_f64(1, k->work, k->losses, k->y, k->n, k->v, k->vp, 0, 0);
     double s = 0;
-    for (int i = 0; i < k->n; i++) s += k->losses[i];
+    for (int i = 0; i < k->n; i++)
+        s += k->losses[i];
     return s / k->n;
 }
 
@@ -246,7 +309,8 @@ static void test_softmax_xent(void) {
     xent_case k = {.n = 5, .v = 9, .vp = 12};
     size_t nl = (size_t)k.n * k.vp;
     k.y = malloc(k.n * sizeof(int32_t));
-    for (int i = 0; i < k.n; i++) k.y[i] = (int32_t)xdt_rng_below(&rng, (uint64_t)k.v);
+    for (int i = 0; i < k.n; i++)
+        k.y[i] = (int32_t)xdt_rng_below(&rng, (uint64_t)k.v);
     k.logits = randn(nl, 2.0);
     k.work = malloc(nl * sizeof(double));
     k.losses = malloc(k.n * sizeof(double));
@@ -256,15 +320,24 @@ static void test_softmax_xent(void) {
     double *g = to_f64(l, nl);
     expect_close("softmax_xent f32 dlogits", g, fd, nl, 1e-5);
     for (int i = 0; i < k.n; i++)
-        for (int j = k.v; j < k.vp; j++) CHECK(l[(size_t)i * k.vp + j] == 0);
+        for (int j = k.v; j < k.vp; j++)
+            CHECK(l[(size_t)i * k.vp + j] == 0);
     /* the loss is -log softmax at the target */
     double mx = -1e300, s = 0;
-    for (int j = 0; j < k.v; j++) mx = fmax(mx, k.logits[j]);
-    for (int j = 0; j < k.v; j++) s += exp(k.logits[j] - mx);
+    for (int j = 0; j < k.v; j++)
+        mx = fmax(mx, k.logits[j]);
+    for (int j = 0; j < k.v; j++)
+        s += exp(k.logits[j] - mx);
     double want = -(k.logits[k.y[0]] - mx - log(s));
     CHECK_MSG(fabs(losses[0] - want) < 1e-5 * fabs(want) + 1e-6, "loss %g want %g", losses[0],
               want);
-    free(k.y); free(k.logits); free(k.work); free(k.losses); free(fd); free(l); free(losses);
+    free(k.y);
+    free(k.logits);
+    free(k.work);
+    free(k.losses);
+    free(fd);
+    free(l);
+    free(losses);
     free(g);
 }
 
@@ -276,7 +349,8 @@ typedef struct lin_case {
 
 static double lin_loss(void *p) {
     lin_case *k = p;
-    xdt_cpu_gemm_f64(1, 0, 1, k->n, k->oc, k->ic, 1.0, k->x, k->ic, k->w, k->ic, 0.0, k->out, k->oc);
+    xdt_cpu_gemm_f64(1, 0, 1, k->n, k->oc, k->ic, 1.0, k->x, k->ic, k->w, k->ic, 0.0, k->out,
+                     k->oc);
     xdt_cpu_bias_add_f64(1, k->out, k->b, k->n, k->oc);
     return dot(k->out, k->r, (size_t)k->n * k->oc);
 }
@@ -306,8 +380,23 @@ static void test_linear(void) {
     expect_close("linear dw", dw64, fw, (size_t)k.oc * k.ic, 1e-5);
     expect_close("linear db", db64, fb, k.oc, 1e-5);
     xdt_device_destroy(dev);
-    free(k.x); free(k.w); free(k.b); free(k.r); free(k.out); free(fx); free(fw); free(fb);
-    free(x); free(w); free(r); free(dx); free(dw); free(db); free(dx64); free(dw64); free(db64);
+    free(k.x);
+    free(k.w);
+    free(k.b);
+    free(k.r);
+    free(k.out);
+    free(fx);
+    free(fw);
+    free(fb);
+    free(x);
+    free(w);
+    free(r);
+    free(dx);
+    free(dw);
+    free(db);
+    free(dx64);
+    free(dw64);
+    free(db64);
 }
 
 /* ---- AdamW against the textbook update, written out in double ---- */
@@ -316,11 +405,18 @@ static void test_adamw(void) {
     double *p = randn(n, 1.0), *g = randn(n, 1.0);
     float *pf = to_f32(p, n), *gf = to_f32(g, n), *m = calloc(n, 4), *v = calloc(n, 4);
     double *pm = calloc(n, 8), *pv = calloc(n, 8), *pp = malloc(n * 8);
-    for (size_t i = 0; i < n; i++) pp[i] = pf[i];
+    for (size_t i = 0; i < n; i++)
+        pp[i] = pf[i];
     const double lr = 1e-2, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1, gs = 0.5;
     for (int t = 1; t <= 3; t++) {
-        xdt_adamw_args a = {(float)lr, (float)b1, (float)b2, (float)eps, (float)wd, (float)gs,
-                            (float)(1 - pow(b1, t)), (float)(1 - pow(b2, t))};
+        xdt_adamw_args a = {(float)lr,
+                            (float)b1,
+                            (float)b2,
+                            (float)eps,
+                            (float)wd,
+                            (float)gs,
+                            (float)(1 - pow(b1, t)),
+                            (float)(1 - pow(b2, t))};
         xdt_cpu_adamw_f32(2, pf, gf, m, v, n, &a);
         for (size_t i = 0; i < n; i++) {
             double gi = (double)gf[i] * gs;
@@ -332,7 +428,15 @@ static void test_adamw(void) {
     }
     double *got = to_f64(pf, n);
     expect_close("adamw parameters", got, pp, n, 1e-5);
-    free(p); free(g); free(pf); free(gf); free(m); free(v); free(pm); free(pv); free(pp);
+    free(p);
+    free(g);
+    free(pf);
+    free(gf);
+    free(m);
+    free(v);
+    free(pm);
+    free(pv);
+    free(pp);
     free(got);
 }
 
@@ -344,7 +448,8 @@ static void test_reductions(void) {
     double s1 = xdt_cpu_sum_squares_f32(1, xf, n), s2 = xdt_cpu_sum_squares_f32(2, xf, n);
     double s2b = xdt_cpu_sum_squares_f32(2, xf, n);
     double want = 0;
-    for (size_t i = 0; i < n; i++) want += (double)xf[i] * xf[i];
+    for (size_t i = 0; i < n; i++)
+        want += (double)xf[i] * xf[i];
     CHECK(s2 == s2b);
     CHECK(fabs(s1 - want) < 1e-9 * want && fabs(s2 - want) < 1e-9 * want);
     free(x);

@@ -28,8 +28,8 @@ static const double *tensor64(const model_case *m, xdt_param_role role, int laye
     return NULL;
 }
 
-static void linear64(double *out, const double *x, const double *w, const double *b, int n,
-                     int ic, int oc) {
+static void linear64(double *out, const double *x, const double *w, const double *b, int n, int ic,
+                     int oc) {
     xdt_cpu_gemm_f64(1, 0, 1, n, oc, ic, 1.0, x, ic, w, ic, 0.0, out, oc);
     if (b) xdt_cpu_bias_add_f64(1, out, b, n, oc);
 }
@@ -57,7 +57,8 @@ static double ref_loss(void *arg) {
                                       tensor64(m, XDT_P_LN2B, l), N, C);
         linear64(h, ln, tensor64(m, XDT_P_FCW, l), tensor64(m, XDT_P_FCB, l), N, C, 4 * C);
         xdt_cpu_gelu_forward_f64(1, hg, h, (size_t)N * 4 * C);
-        linear64(tmp, hg, tensor64(m, XDT_P_FCPROJW, l), tensor64(m, XDT_P_FCPROJB, l), N, 4 * C, C);
+        linear64(tmp, hg, tensor64(m, XDT_P_FCPROJW, l), tensor64(m, XDT_P_FCPROJB, l), N, 4 * C,
+                 C);
         xdt_cpu_add_f64(1, x, x, tmp, (size_t)N * C);
     }
     xdt_cpu_layernorm_forward_f64(1, ln, mean, rstd, x, tensor64(m, XDT_P_LNFW, -1),
@@ -65,9 +66,20 @@ static double ref_loss(void *arg) {
     linear64(logits, ln, wte, NULL, N, C, Vp);
     xdt_cpu_softmax_xent_f64(1, logits, losses, m->tgt, N, m->cfg.vocab_size, Vp, 0, 0);
     double loss = 0;
-    for (int i = 0; i < N; i++) loss += losses[i];
-    free(x); free(ln); free(mean); free(rstd); free(qkv); free(y); free(att); free(tmp);
-    free(h); free(hg); free(logits); free(losses);
+    for (int i = 0; i < N; i++)
+        loss += losses[i];
+    free(x);
+    free(ln);
+    free(mean);
+    free(rstd);
+    free(qkv);
+    free(y);
+    free(att);
+    free(tmp);
+    free(h);
+    free(hg);
+    free(logits);
+    free(losses);
     return loss / N;
 }
 
@@ -126,14 +138,16 @@ int main(void) {
     xdt_rng_seed(&rng, 99, 1);
     size_t np = xdt_stage_num_params(whole);
     float *pw = xdt_stage_params(whole);
-    for (size_t i = 0; i < np; i++) pw[i] += (float)(0.05 * xdt_rng_normal(&rng));
+    for (size_t i = 0; i < np; i++)
+        pw[i] += (float)(0.05 * xdt_rng_normal(&rng));
     for (int i = 0; i < B * T; i++) {
         m.tok[i] = (int32_t)xdt_rng_below(&rng, 40); /* repeats exercise the scatter-add */
         m.tgt[i] = (int32_t)xdt_rng_below(&rng, (uint64_t)m.cfg.vocab_size);
     }
     m.tensors = xdt_stage_tensors(whole, &m.n_tensors);
     m.p = malloc(np * sizeof(double));
-    for (size_t i = 0; i < np; i++) m.p[i] = pw[i];
+    for (size_t i = 0; i < np; i++)
+        m.p[i] = pw[i];
 
     /* fp32 model: loss and gradients */
     double loss32 = 0;

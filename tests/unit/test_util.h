@@ -10,24 +10,24 @@
 static int test_failures = 0;
 static int test_checks = 0;
 
-#define CHECK(cond)                                                                              \
-    do {                                                                                         \
-        test_checks++;                                                                           \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);             \
-            test_failures++;                                                                     \
-        }                                                                                        \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        test_checks++;                                                                             \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            test_failures++;                                                                       \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_MSG(cond, ...)                                                                     \
-    do {                                                                                         \
-        test_checks++;                                                                           \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);             \
-            fprintf(stderr, __VA_ARGS__);                                                        \
-            fprintf(stderr, "\n");                                                               \
-            test_failures++;                                                                     \
-        }                                                                                        \
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        test_checks++;                                                                             \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            test_failures++;                                                                       \
+        }                                                                                          \
     } while (0)
 
 static inline int test_exit_code(const char *name) {
