@@ -21,6 +21,12 @@ const char *xdt_status_string(xdt_status status) {
         return "unsupported";
     case XDT_ERR_NUMERIC:
         return "non-finite value";
+    case XDT_ERR_TIMEOUT:
+        return "timed out";
+    case XDT_ERR_PEER:
+        return "peer failed";
+    case XDT_ERR_AUTH:
+        return "authentication failed";
     }
     return "unknown status";
 }

@@ -12,6 +12,9 @@ typedef enum xdt_status {
     XDT_ERR_DEVICE = -6,      /* a device backend reported a failure */
     XDT_ERR_UNSUPPORTED = -7, /* a feature is not available in this build or on this device */
     XDT_ERR_NUMERIC = -8,     /* a NaN or infinity appeared where a finite value is required */
+    XDT_ERR_TIMEOUT = -9,     /* a peer did not answer in time */
+    XDT_ERR_PEER = -10,       /* a peer failed, closed the connection or was refused */
+    XDT_ERR_AUTH = -11,       /* a peer could not prove it holds the job secret */
 } xdt_status;
 
 /* Returns a short constant English name for a status ("ok", "out of memory", ...). */

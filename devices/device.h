@@ -11,14 +11,8 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "devices/mem_type.h"
 
-/* Where a buffer lives; transports need this to know whether they can read it. */
-typedef enum xdt_mem_type {
-    XDT_MEM_HOST = 0,
-    XDT_MEM_PINNED_HOST = 1,
-    XDT_MEM_CUDA = 2,
-    XDT_MEM_HIP = 3,
-} xdt_mem_type;
 
 typedef enum xdt_copy_dir {
     XDT_COPY_HOST_TO_DEVICE = 0,
