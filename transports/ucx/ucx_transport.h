@@ -8,7 +8,9 @@
 
 typedef struct xdt_ucx_options {
     /* UCX transports to use, e.g. "tcp" or "posix,sysv,cma,self" (what UCX_TLS takes); NULL
-     * keeps UCX_TLS from the environment or UCX's default. */
+     * keeps UCX_TLS from the environment or UCX's default. With a network transport among them
+     * (tcp, ib) a dead peer is reported by UCX at once; shared memory alone has no failure
+     * detection in UCX, and a dead peer is found by the waiting call's timeout. */
     const char *tls;
     int max_requests; /* outstanding requests this rank may hold; 0 = 4096 */
 } xdt_ucx_options;

@@ -1,0 +1,193 @@
+/* ucx_ranks.c: real processes talking over the UCX transport on loopback. The parent forks WORLD
+ * ranks; each publishes its UCX address in a directory (written atomically), connects to all
+ * others, and runs a scenario:
+ *   exchange  every pair swaps 48 messages of 1 B .. 4 MiB with distinct tags, receives posted
+ *             in reverse order, contents checked byte for byte
+ *   kill      rank 1 dies abruptly; rank 0's pending receive from it must fail within the
+ *             configured timeout, naming the peer
+ * usage: ucx_ranks SCENARIO WORLD TLS      (TLS: tcp or shm)
+ * Exit 0 when every rank passed, 77 when UCX cannot open the requested transports here. */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "transports/ucx/ucx_transport.h"
+
+#define MSGS 48
+#define MAX_ADDR 4096
+
+static char dir[256];
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static size_t size_of(int k) {
+    return k == MSGS - 1 ? (size_t)4 << 20 : 1 + (size_t)k * 7919 % 300000;
+}
+
+static unsigned char pattern(int src, int dst, int tag, size_t i) {
+    return (unsigned char)(src * 31 + dst * 17 + tag * 7 + (int)(i * 13));
+}
+
+static int publish_and_connect(xdt_transport *t, int world) {
+    unsigned char addr[MAX_ADDR];
+    size_t len = 0;
+    if (t->ops->local_address(t->ctx, addr, sizeof addr, &len) != XDT_OK) return 1;
+    char tmp[400], path[400];
+    snprintf(tmp, sizeof tmp, "%s/.addr.%d", dir, t->rank);
+    snprintf(path, sizeof path, "%s/addr.%d", dir, t->rank);
+    FILE *f = fopen(tmp, "wb");
+    if (!f || fwrite(addr, 1, len, f) != len || fclose(f) != 0 || rename(tmp, path) != 0) return 1;
+    for (int p = 0; p < world; p++) {
+        if (p == t->rank) continue;
+        snprintf(path, sizeof path, "%s/addr.%d", dir, p);
+        double t0 = now_s();
+        while (!(f = fopen(path, "rb"))) {
+            if (now_s() - t0 > 30) {
+                fprintf(stderr, "rank %d: no address from rank %d\n", t->rank, p);
+                return 1;
+            }
+            usleep(2000);
+        }
+        size_t n = fread(addr, 1, sizeof addr, f);
+        fclose(f);
+        if (t->ops->connect(t->ctx, p, addr, n) != XDT_OK) return 1;
+    }
+    return 0;
+}
+
+static int exchange(xdt_transport *t, int world) {
+    int me = t->rank, bad = 0;
+    unsigned char **in = calloc((size_t)world * MSGS, sizeof *in);
+    unsigned char **out = calloc((size_t)world * MSGS, sizeof *out);
+    xdt_request **rr = calloc((size_t)world * MSGS, sizeof *rr);
+    xdt_request **sr = calloc((size_t)world * MSGS, sizeof *sr);
+    for (int p = 0; p < world; p++)
+        for (int k = MSGS - 1; k >= 0 && p != me; k--) {
+            in[p * MSGS + k] = malloc(size_of(k));
+            if (xdt_irecv(t, p, (uint64_t)k, in[p * MSGS + k], size_of(k), XDT_MEM_HOST,
+                          &rr[p * MSGS + k]) != XDT_OK)
+                return 1;
+        }
+    for (int p = 0; p < world; p++)
+        for (int k = 0; k < MSGS && p != me; k++) {
+            size_t n = size_of(k);
+            unsigned char *o = out[p * MSGS + k] = malloc(n);
+            for (size_t i = 0; i < n; i++) o[i] = pattern(me, p, k, i);
+            if (xdt_isend(t, p, (uint64_t)k, o, n, XDT_MEM_HOST, &sr[p * MSGS + k]) != XDT_OK)
+                return 1;
+        }
+    for (int p = 0; p < world; p++)
+        for (int k = 0; k < MSGS && p != me; k++) {
+            xdt_completion c;
+            if (xdt_wait(t, sr[p * MSGS + k], 30000, "send", &c) || c.status) return 1;
+            if (xdt_wait(t, rr[p * MSGS + k], 30000, "recv", &c) || c.status) return 1;
+            if (c.bytes != size_of(k)) {
+                fprintf(stderr, "rank %d: %zu bytes from %d tag %d, want %zu\n", me, c.bytes, p,
+                        k, size_of(k));
+                bad++;
+            }
+            for (size_t i = 0; i < size_of(k); i++)
+                if (in[p * MSGS + k][i] != pattern(p, me, k, i)) {
+                    fprintf(stderr, "rank %d: byte %zu from %d tag %d differs\n", me, i, p, k);
+                    bad++;
+                    break;
+                }
+            free(in[p * MSGS + k]);
+            free(out[p * MSGS + k]);
+        }
+    free(in);
+    free(out);
+    free(rr);
+    free(sr);
+    return bad ? 1 : 0;
+}
+
+/* Both ranks swap one message first (so the connection is live), then rank 1 dies. */
+static int kill_scenario(xdt_transport *t) {
+    int x = 7, y = 0;
+    int peer = 1 - t->rank;
+    if (xdt_send(t, peer, 1, &x, sizeof x, 10000) || xdt_recv(t, peer, 1, &y, sizeof y, NULL, 10000))
+        return 1;
+    if (t->rank == 1) _exit(0); /* no goodbye */
+    double t0 = now_s();
+    xdt_status st = xdt_recv(t, 1, 2, &y, sizeof y, NULL, 5000);
+    double dt = now_s() - t0;
+    printf("rank 0: receive from the dead rank ended with '%s' after %.2f s\n",
+           xdt_status_string(st), dt);
+    return (st == XDT_ERR_PEER || st == XDT_ERR_TIMEOUT) && dt < 6.0 ? 0 : 1;
+}
+
+/* Every rank tells every other that it is done, and waits to hear the same, so no rank closes
+ * its endpoints while another still talks to it. */
+static int barrier(xdt_transport *t, int world) {
+    const uint64_t tag = XDT_TAG_MASK; /* reserved for this */
+    xdt_request *r[16];
+    char token = 1, got[16];
+    for (int p = 0; p < world; p++)
+        if (p != t->rank && xdt_irecv(t, p, tag, &got[p], 1, XDT_MEM_HOST, &r[p])) return 1;
+    for (int p = 0; p < world; p++)
+        if (p != t->rank && xdt_send(t, p, tag, &token, 1, 30000)) return 1;
+    for (int p = 0; p < world; p++) {
+        xdt_completion c;
+        if (p != t->rank && (xdt_wait(t, r[p], 30000, "barrier", &c) || c.status)) return 1;
+    }
+    return 0;
+}
+
+static int rank_main(const char *scenario, int rank, int world, const char *tls) {
+    xdt_ucx_options o = {.tls = !strcmp(tls, "shm") ? "posix,sysv,cma,self" : "tcp,self"};
+    xdt_transport *t = NULL;
+    if (xdt_ucx_transport_create(rank, world, &o, &t) != XDT_OK) return 77;
+    int rc = publish_and_connect(t, world);
+    if (!rc) rc = !strcmp(scenario, "kill") ? kill_scenario(t) : exchange(t, world);
+    if (!rc && strcmp(scenario, "kill") != 0) rc = barrier(t, world);
+    xdt_transport_destroy(t);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s exchange|kill WORLD tcp|shm\n", argv[0]);
+        return 2;
+    }
+    int world = atoi(argv[2]);
+    if (world < 2 || world > 16) return 2;
+    snprintf(dir, sizeof dir, "/tmp/xdt-ucx-ranks-XXXXXX");
+    if (!mkdtemp(dir)) return 1;
+    pid_t pids[16];
+    for (int r = 0; r < world; r++) {
+        pids[r] = fork();
+        if (pids[r] == 0) _exit(rank_main(argv[1], r, world, argv[3]));
+    }
+    int failed = 0, skipped = 0;
+    for (int r = 0; r < world; r++) {
+        int status = 0;
+        waitpid(pids[r], &status, 0);
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (code == 77) skipped++;
+        else if (code != 0) {
+            fprintf(stderr, "rank %d exited with %d\n", r, code);
+            failed++;
+        }
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    if (skipped == world) {
+        printf("SKIP: UCX cannot open transports '%s' here\n", argv[3]);
+        return 77;
+    }
+    printf("%s over %s with %d ranks: %s\n", argv[1], argv[3], world, failed ? "FAILED" : "ok");
+    return failed || skipped ? 1 : 0;
+}
