@@ -19,14 +19,16 @@ void xdt_transport_destroy(xdt_transport *t) {
 static xdt_status check_args(xdt_transport *t, const char *op, int peer, uint64_t tag,
                              xdt_mem_type mem) {
     if (peer < 0 || peer >= t->world_size || peer == t->rank)
-        return xdt_fail(XDT_ERR_INVALID_ARG, "%s: rank %d: peer %d is not another rank of %d",
-                        op, t->rank, peer, t->world_size);
+        return xdt_fail(XDT_ERR_INVALID_ARG, "%s: rank %d: peer %d is not another rank of %d", op,
+                        t->rank, peer, t->world_size);
     if (tag & ~XDT_TAG_MASK)
         return xdt_fail(XDT_ERR_INVALID_ARG, "%s: rank %d: tag 0x%llx has more than %d bits", op,
                         t->rank, (unsigned long long)tag, XDT_TAG_BITS);
     if (!t->ops->can_access(t->ctx, mem))
-        return xdt_fail(XDT_ERR_UNSUPPORTED, "%s: transport %s cannot read %s memory; stage it "
-                        "through pinned host memory", op, t->name, xdt_mem_type_name(mem));
+        return xdt_fail(XDT_ERR_UNSUPPORTED,
+                        "%s: transport %s cannot read %s memory; stage it "
+                        "through pinned host memory",
+                        op, t->name, xdt_mem_type_name(mem));
     return XDT_OK;
 }
 
@@ -60,8 +62,8 @@ xdt_status xdt_wait(xdt_transport *t, xdt_request *req, int timeout_ms, const ch
         double left = deadline < 0 ? 100 : deadline - now_ms();
         if (left <= 0) {
             t->ops->cancel(t->ctx, req);
-            return xdt_fail(XDT_ERR_TIMEOUT, "rank %d: %s: no answer within %d ms", t->rank,
-                            what, timeout_ms);
+            return xdt_fail(XDT_ERR_TIMEOUT, "rank %d: %s: no answer within %d ms", t->rank, what,
+                            timeout_ms);
         }
         int nap = left > 100 ? 100 : (int)left + 1;
         if (t->ops->block) {

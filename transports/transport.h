@@ -18,8 +18,8 @@
 #include "core/status.h"
 #include "devices/mem_type.h"
 
-#define XDT_TAG_BITS 48
-#define XDT_TAG_MASK ((UINT64_C(1) << XDT_TAG_BITS) - 1)
+#define XDT_TAG_BITS  48
+#define XDT_TAG_MASK  ((UINT64_C(1) << XDT_TAG_BITS) - 1)
 #define XDT_MAX_RANKS 65535
 
 typedef struct xdt_request xdt_request;

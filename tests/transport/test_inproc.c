@@ -7,7 +7,7 @@
 #include "transports/inproc/inproc_transport.h"
 
 #define WORLD 3
-#define MSGS 40
+#define MSGS  40
 
 static xdt_transport *ranks[WORLD];
 
@@ -28,12 +28,15 @@ static void *rank_main(void *arg) {
     /* post receives in reverse tag order, then send in forward order */
     for (int p = 0; p < WORLD; p++)
         for (int k = MSGS - 1; k >= 0; k--)
-            if (p != me) CHECK(xdt_irecv(t, p, (uint64_t)k, in[p][k], 20001, XDT_MEM_HOST, &rr[p][k]) == XDT_OK);
+            if (p != me)
+                CHECK(xdt_irecv(t, p, (uint64_t)k, in[p][k], 20001, XDT_MEM_HOST, &rr[p][k]) ==
+                      XDT_OK);
     for (int p = 0; p < WORLD; p++) {
         if (p == me) continue;
         for (int k = 0; k < MSGS; k++) {
             size_t n = size_of((uint64_t)k);
-            for (size_t i = 0; i < n; i++) out[i] = pattern(me, p, (uint64_t)k, i);
+            for (size_t i = 0; i < n; i++)
+                out[i] = pattern(me, p, (uint64_t)k, i);
             CHECK(xdt_send(t, p, (uint64_t)k, out, n, 5000) == XDT_OK);
         }
     }
@@ -45,7 +48,8 @@ static void *rank_main(void *arg) {
             size_t n = size_of((uint64_t)k);
             CHECK(c.status == XDT_OK && c.bytes == n);
             int bad = 0;
-            for (size_t i = 0; i < n; i++) bad += in[p][k][i] != pattern(p, me, (uint64_t)k, i);
+            for (size_t i = 0; i < n; i++)
+                bad += in[p][k][i] != pattern(p, me, (uint64_t)k, i);
             CHECK_MSG(bad == 0, "rank %d: %d bad bytes from %d tag %d", me, bad, p, k);
         }
     }
@@ -56,10 +60,13 @@ static void *rank_main(void *arg) {
 int main(void) {
     xdt_inproc_fabric *f = NULL;
     CHECK(xdt_inproc_fabric_create(WORLD, &f) == XDT_OK);
-    for (int r = 0; r < WORLD; r++) CHECK(xdt_inproc_transport_create(f, r, &ranks[r]) == XDT_OK);
+    for (int r = 0; r < WORLD; r++)
+        CHECK(xdt_inproc_transport_create(f, r, &ranks[r]) == XDT_OK);
     pthread_t th[WORLD];
-    for (int r = 0; r < WORLD; r++) pthread_create(&th[r], NULL, rank_main, (void *)(intptr_t)r);
-    for (int r = 0; r < WORLD; r++) pthread_join(th[r], NULL);
+    for (int r = 0; r < WORLD; r++)
+        pthread_create(&th[r], NULL, rank_main, (void *)(intptr_t)r);
+    for (int r = 0; r < WORLD; r++)
+        pthread_join(th[r], NULL);
 
     /* same tag, two messages: they arrive in the order sent */
     int a = 1, b = 2, got = 0;

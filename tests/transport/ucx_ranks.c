@@ -1,13 +1,17 @@
 /* ucx_ranks.c: real processes talking over the UCX transport on loopback. The parent forks WORLD
- * ranks; each publishes its UCX address in a directory (written atomically), connects to all
- * others, and runs a scenario:
+ * ranks with torchrun-style environment variables; each finds the others through the bootstrap
+ * store (rank 0 serves it; HMAC handshake with XDT_JOB_TOKEN), connects, and runs a scenario:
  *   exchange  every pair swaps 48 messages of 1 B .. 4 MiB with distinct tags, receives posted
  *             in reverse order, contents checked byte for byte
  *   kill      rank 1 dies abruptly; rank 0's pending receive from it must fail within the
  *             configured timeout, naming the peer
+ *   badtoken  rank 1 holds the wrong job token: the store refuses it (it fails with an
+ *             authentication error) and rank 0 never sees its address
  * usage: ucx_ranks SCENARIO WORLD TLS      (TLS: tcp or shm)
  * Exit 0 when every rank passed, 77 when UCX cannot open the requested transports here. */
-#include <dirent.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,12 +22,13 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "transports/bootstrap.h"
 #include "transports/ucx/ucx_transport.h"
 
-#define MSGS 48
+#define MSGS     48
 #define MAX_ADDR 4096
 
-static char dir[256];
+static int port;
 
 static double now_s(void) {
     struct timespec ts;
@@ -37,33 +42,6 @@ static size_t size_of(int k) {
 
 static unsigned char pattern(int src, int dst, int tag, size_t i) {
     return (unsigned char)(src * 31 + dst * 17 + tag * 7 + (int)(i * 13));
-}
-
-static int publish_and_connect(xdt_transport *t, int world) {
-    unsigned char addr[MAX_ADDR];
-    size_t len = 0;
-    if (t->ops->local_address(t->ctx, addr, sizeof addr, &len) != XDT_OK) return 1;
-    char tmp[400], path[400];
-    snprintf(tmp, sizeof tmp, "%s/.addr.%d", dir, t->rank);
-    snprintf(path, sizeof path, "%s/addr.%d", dir, t->rank);
-    FILE *f = fopen(tmp, "wb");
-    if (!f || fwrite(addr, 1, len, f) != len || fclose(f) != 0 || rename(tmp, path) != 0) return 1;
-    for (int p = 0; p < world; p++) {
-        if (p == t->rank) continue;
-        snprintf(path, sizeof path, "%s/addr.%d", dir, p);
-        double t0 = now_s();
-        while (!(f = fopen(path, "rb"))) {
-            if (now_s() - t0 > 30) {
-                fprintf(stderr, "rank %d: no address from rank %d\n", t->rank, p);
-                return 1;
-            }
-            usleep(2000);
-        }
-        size_t n = fread(addr, 1, sizeof addr, f);
-        fclose(f);
-        if (t->ops->connect(t->ctx, p, addr, n) != XDT_OK) return 1;
-    }
-    return 0;
 }
 
 static int exchange(xdt_transport *t, int world) {
@@ -83,7 +61,8 @@ static int exchange(xdt_transport *t, int world) {
         for (int k = 0; k < MSGS && p != me; k++) {
             size_t n = size_of(k);
             unsigned char *o = out[p * MSGS + k] = malloc(n);
-            for (size_t i = 0; i < n; i++) o[i] = pattern(me, p, k, i);
+            for (size_t i = 0; i < n; i++)
+                o[i] = pattern(me, p, k, i);
             if (xdt_isend(t, p, (uint64_t)k, o, n, XDT_MEM_HOST, &sr[p * MSGS + k]) != XDT_OK)
                 return 1;
         }
@@ -93,8 +72,8 @@ static int exchange(xdt_transport *t, int world) {
             if (xdt_wait(t, sr[p * MSGS + k], 30000, "send", &c) || c.status) return 1;
             if (xdt_wait(t, rr[p * MSGS + k], 30000, "recv", &c) || c.status) return 1;
             if (c.bytes != size_of(k)) {
-                fprintf(stderr, "rank %d: %zu bytes from %d tag %d, want %zu\n", me, c.bytes, p,
-                        k, size_of(k));
+                fprintf(stderr, "rank %d: %zu bytes from %d tag %d, want %zu\n", me, c.bytes, p, k,
+                        size_of(k));
                 bad++;
             }
             for (size_t i = 0; i < size_of(k); i++)
@@ -117,7 +96,8 @@ static int exchange(xdt_transport *t, int world) {
 static int kill_scenario(xdt_transport *t) {
     int x = 7, y = 0;
     int peer = 1 - t->rank;
-    if (xdt_send(t, peer, 1, &x, sizeof x, 10000) || xdt_recv(t, peer, 1, &y, sizeof y, NULL, 10000))
+    if (xdt_send(t, peer, 1, &x, sizeof x, 10000) ||
+        xdt_recv(t, peer, 1, &y, sizeof y, NULL, 10000))
         return 1;
     if (t->rank == 1) _exit(0); /* no goodbye */
     double t0 = now_s();
@@ -146,25 +126,58 @@ static int barrier(xdt_transport *t, int world) {
 }
 
 static int rank_main(const char *scenario, int rank, int world, const char *tls) {
+    char v[64];
+    snprintf(v, sizeof v, "%d", rank);
+    setenv("RANK", v, 1);
+    snprintf(v, sizeof v, "%d", world);
+    setenv("WORLD_SIZE", v, 1);
+    snprintf(v, sizeof v, "%d", port);
+    setenv("MASTER_PORT", v, 1);
+    setenv("MASTER_ADDR", "127.0.0.1", 1);
+    bool bad = !strcmp(scenario, "badtoken") && rank == 1;
+    setenv("XDT_JOB_TOKEN", bad ? "not-the-job-token-at-all" : "test-job-token-0123456789", 1);
+    xdt_bootstrap_env env;
+    xdt_store *store = NULL;
+    if (xdt_bootstrap_env_read(&env) != XDT_OK) return 1;
+    xdt_status st = xdt_store_open(&env, 20000, &store);
+    if (!strcmp(scenario, "badtoken")) {
+        if (bad) return st == XDT_ERR_AUTH ? 0 : 1;
+        char addr[64];
+        st = st ? st : xdt_store_get(store, "addr/ucx/1", addr, sizeof addr, NULL, 2000);
+        xdt_store_close(store);
+        return st == XDT_ERR_TIMEOUT ? 0 : 1;
+    }
+    if (st != XDT_OK) return 1;
     xdt_ucx_options o = {.tls = !strcmp(tls, "shm") ? "posix,sysv,cma,self" : "tcp,self"};
     xdt_transport *t = NULL;
-    if (xdt_ucx_transport_create(rank, world, &o, &t) != XDT_OK) return 77;
-    int rc = publish_and_connect(t, world);
+    if (xdt_ucx_transport_create(rank, world, &o, &t) != XDT_OK) {
+        xdt_store_close(store);
+        return 77;
+    }
+    int rc = xdt_store_connect_transport(store, t, 20000) != XDT_OK;
     if (!rc) rc = !strcmp(scenario, "kill") ? kill_scenario(t) : exchange(t, world);
     if (!rc && strcmp(scenario, "kill") != 0) rc = barrier(t, world);
     xdt_transport_destroy(t);
+    xdt_store_close(store);
     return rc;
 }
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s exchange|kill WORLD tcp|shm\n", argv[0]);
+        fprintf(stderr, "usage: %s exchange|kill|badtoken WORLD tcp|shm\n", argv[0]);
         return 2;
     }
     int world = atoi(argv[2]);
     if (world < 2 || world > 16) return 2;
-    snprintf(dir, sizeof dir, "/tmp/xdt-ucx-ranks-XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    /* a free loopback port for the store: bind port 0 and read what the kernel chose */
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof sa) ||
+        getsockname(s, (struct sockaddr *)&sa, &sl))
+        return 1;
+    port = ntohs(sa.sin_port);
+    close(s);
     pid_t pids[16];
     for (int r = 0; r < world; r++) {
         pids[r] = fork();
@@ -175,15 +188,13 @@ int main(int argc, char **argv) {
         int status = 0;
         waitpid(pids[r], &status, 0);
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        if (code == 77) skipped++;
+        if (code == 77)
+            skipped++;
         else if (code != 0) {
             fprintf(stderr, "rank %d exited with %d\n", r, code);
             failed++;
         }
     }
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
     if (skipped == world) {
         printf("SKIP: UCX cannot open transports '%s' here\n", argv[3]);
         return 77;

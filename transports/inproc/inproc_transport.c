@@ -72,7 +72,8 @@ static void drop_messages(inproc_rank *r) {
 
 void xdt_inproc_fabric_destroy(xdt_inproc_fabric *f) {
     if (!f) return;
-    for (int i = 0; i < f->world_size; i++) drop_messages(&f->ranks[i]);
+    for (int i = 0; i < f->world_size; i++)
+        drop_messages(&f->ranks[i]);
     pthread_mutex_destroy(&f->lock);
     pthread_cond_destroy(&f->changed);
     free(f->ranks);
@@ -83,9 +84,10 @@ void xdt_inproc_fabric_destroy(xdt_inproc_fabric *f) {
 static void deliver(xdt_request *r, int src, const void *data, size_t len) {
     r->done = true;
     if (len > r->cap) {
-        r->c.status = xdt_fail(XDT_ERR_FORMAT, "inproc: rank %d: message of %zu bytes from rank "
-                               "%d tag 0x%llx exceeds the %zu-byte buffer", r->owner, len, src,
-                               (unsigned long long)r->tag, r->cap);
+        r->c.status = xdt_fail(XDT_ERR_FORMAT,
+                               "inproc: rank %d: message of %zu bytes from rank "
+                               "%d tag 0x%llx exceeds the %zu-byte buffer",
+                               r->owner, len, src, (unsigned long long)r->tag, r->cap);
         return;
     }
     memcpy(r->buf, data, len);
@@ -94,9 +96,9 @@ static void deliver(xdt_request *r, int src, const void *data, size_t len) {
 
 static void fail_request(xdt_request *r, const char *why) {
     r->done = true;
-    r->c.status = xdt_fail(XDT_ERR_PEER, "rank %d: %s rank %d tag 0x%llx: %s", r->owner,
-                           r->is_recv ? "recv from" : "send to", r->peer, (unsigned long long)r->tag,
-                           why);
+    r->c.status =
+        xdt_fail(XDT_ERR_PEER, "rank %d: %s rank %d tag 0x%llx: %s", r->owner,
+                 r->is_recv ? "recv from" : "send to", r->peer, (unsigned long long)r->tag, why);
 }
 
 static xdt_status inproc_isend(void *vctx, int peer, uint64_t tag, const void *buf, size_t len,
@@ -105,15 +107,16 @@ static xdt_status inproc_isend(void *vctx, int peer, uint64_t tag, const void *b
     xdt_inproc_fabric *f = c->f;
     xdt_request *req = calloc(1, sizeof *req);
     if (!req) return xdt_fail(XDT_ERR_NO_MEMORY, "inproc: out of memory");
-    *req = (xdt_request){.owner = c->t.rank, .peer = peer, .tag = tag, .done = true,
-                         .c = {XDT_OK, len}};
+    *req = (xdt_request){
+        .owner = c->t.rank, .peer = peer, .tag = tag, .done = true, .c = {XDT_OK, len}};
     pthread_mutex_lock(&f->lock);
     inproc_rank *dst = &f->ranks[peer];
     if (dst->closed) {
         fail_request(req, "peer closed");
     } else {
         xdt_request **pp = &dst->posted;
-        while (*pp && !((*pp)->peer == c->t.rank && (*pp)->tag == tag)) pp = &(*pp)->next;
+        while (*pp && !((*pp)->peer == c->t.rank && (*pp)->tag == tag))
+            pp = &(*pp)->next;
         if (*pp) {
             xdt_request *r = *pp;
             *pp = r->next;
@@ -146,8 +149,8 @@ static xdt_status inproc_irecv(void *vctx, int peer, uint64_t tag, void *buf, si
     xdt_inproc_fabric *f = c->f;
     xdt_request *req = calloc(1, sizeof *req);
     if (!req) return xdt_fail(XDT_ERR_NO_MEMORY, "inproc: out of memory");
-    *req = (xdt_request){.is_recv = true, .owner = c->t.rank, .peer = peer, .tag = tag,
-                         .buf = buf, .cap = cap};
+    *req = (xdt_request){
+        .is_recv = true, .owner = c->t.rank, .peer = peer, .tag = tag, .buf = buf, .cap = cap};
     pthread_mutex_lock(&f->lock);
     inproc_rank *me = &f->ranks[c->t.rank];
     inproc_msg **pp = &me->unexpected, *prev = NULL;
@@ -165,7 +168,8 @@ static xdt_status inproc_irecv(void *vctx, int peer, uint64_t tag, void *buf, si
         fail_request(req, "peer closed");
     } else {
         xdt_request **tail = &me->posted;
-        while (*tail) tail = &(*tail)->next;
+        while (*tail)
+            tail = &(*tail)->next;
         *tail = req;
     }
     pthread_mutex_unlock(&f->lock);

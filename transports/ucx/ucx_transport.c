@@ -56,15 +56,22 @@ static uint64_t ucx_tag(int src, uint64_t tag) {
 
 static xdt_status from_ucs(ucs_status_t s) {
     switch (s) {
-    case UCS_OK: return XDT_OK;
-    case UCS_ERR_NO_MEMORY: return XDT_ERR_NO_MEMORY;
-    case UCS_ERR_MESSAGE_TRUNCATED: return XDT_ERR_FORMAT;
-    case UCS_ERR_CANCELED: return XDT_ERR_PEER;
-    case UCS_ERR_TIMED_OUT: return XDT_ERR_TIMEOUT;
+    case UCS_OK:
+        return XDT_OK;
+    case UCS_ERR_NO_MEMORY:
+        return XDT_ERR_NO_MEMORY;
+    case UCS_ERR_MESSAGE_TRUNCATED:
+        return XDT_ERR_FORMAT;
+    case UCS_ERR_CANCELED:
+        return XDT_ERR_PEER;
+    case UCS_ERR_TIMED_OUT:
+        return XDT_ERR_TIMEOUT;
     case UCS_ERR_CONNECTION_RESET:
     case UCS_ERR_ENDPOINT_TIMEOUT:
-    case UCS_ERR_UNREACHABLE: return XDT_ERR_PEER;
-    default: return XDT_ERR_IO;
+    case UCS_ERR_UNREACHABLE:
+        return XDT_ERR_PEER;
+    default:
+        return XDT_ERR_IO;
     }
 }
 
@@ -97,7 +104,8 @@ static void finish(xdt_request *r, ucs_status_t s, size_t len) {
     ucx_peer *p = &c->peers[r->peer];
     if (s == UCS_ERR_MESSAGE_TRUNCATED)
         xdt_log_error("rank %d: recv from rank %d tag 0x%llx: message larger than the %zu-byte "
-                      "buffer", c->t.rank, r->peer, (unsigned long long)r->tag, r->len);
+                      "buffer",
+                      c->t.rank, r->peer, (unsigned long long)r->tag, r->len);
     else if (s != UCS_ERR_CANCELED || !p->failed)
         xdt_log_error("rank %d: %s rank %d tag 0x%llx failed: %s", c->t.rank,
                       r->is_recv ? "recv from" : "send to", r->peer, (unsigned long long)r->tag,
@@ -150,7 +158,8 @@ static xdt_status ucx_isend(void *vctx, int peer, uint64_t tag, const void *buf,
     if (!p->ep)
         return xdt_fail(XDT_ERR_INVALID_ARG, "rank %d: send to rank %d before connecting",
                         c->t.rank, peer);
-    if (p->failed) return xdt_fail(XDT_ERR_PEER, "rank %d: send to rank %d: %s", c->t.rank, peer, p->why);
+    if (p->failed)
+        return xdt_fail(XDT_ERR_PEER, "rank %d: send to rank %d: %s", c->t.rank, peer, p->why);
     xdt_request *r = take_request(c);
     if (!r)
         return xdt_fail(XDT_ERR_NO_MEMORY, "rank %d: more than %d requests in flight", c->t.rank,
@@ -184,7 +193,8 @@ static xdt_status ucx_irecv(void *vctx, int peer, uint64_t tag, void *buf, size_
                             xdt_request **out) {
     ucx_ctx *c = vctx;
     ucx_peer *p = &c->peers[peer];
-    if (p->failed) return xdt_fail(XDT_ERR_PEER, "rank %d: recv from rank %d: %s", c->t.rank, peer, p->why);
+    if (p->failed)
+        return xdt_fail(XDT_ERR_PEER, "rank %d: recv from rank %d: %s", c->t.rank, peer, p->why);
     xdt_request *r = take_request(c);
     if (!r)
         return xdt_fail(XDT_ERR_NO_MEMORY, "rank %d: more than %d requests in flight", c->t.rank,
@@ -194,8 +204,8 @@ static xdt_status ucx_irecv(void *vctx, int peer, uint64_t tag, void *buf, size_
     r->tag = tag;
     r->len = cap;
     ucp_request_param_t prm = {
-        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                        UCP_OP_ATTR_FLAG_NO_IMM_CMPL,
+        .op_attr_mask =
+            UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL,
         .cb.recv = recv_cb,
         .user_data = r,
     };
@@ -204,8 +214,8 @@ static xdt_status ucx_irecv(void *vctx, int peer, uint64_t tag, void *buf, size_
     if (UCS_PTR_IS_ERR(sp)) {
         ucs_status_t s = UCS_PTR_STATUS(sp);
         release_request(c, r);
-        return xdt_fail(from_ucs(s), "rank %d: recv from rank %d tag 0x%llx: %s", c->t.rank,
-                        peer, (unsigned long long)tag, ucs_status_string(s));
+        return xdt_fail(from_ucs(s), "rank %d: recv from rank %d tag 0x%llx: %s", c->t.rank, peer,
+                        (unsigned long long)tag, ucs_status_string(s));
     }
     if (r->done) {
         if (sp) ucp_request_free(sp);
@@ -231,7 +241,8 @@ static void ucx_cancel(void *vctx, xdt_request *r) {
     if (!r->done && r->ucx_req) {
         r->cancelling = true;
         ucp_request_cancel(c->worker, r->ucx_req);
-        while (!r->done) ucp_worker_progress(c->worker);
+        while (!r->done)
+            ucp_worker_progress(c->worker);
     }
     release_request(c, r);
 }
@@ -246,8 +257,7 @@ static xdt_status ucx_block(void *vctx, int timeout_ms) {
     ucs_status_t s = ucp_worker_arm(c->worker);
     if (s == UCS_ERR_BUSY) return XDT_OK; /* events are pending: go progress them */
     if (s != UCS_OK)
-        return xdt_fail(XDT_ERR_IO, "rank %d: ucp_worker_arm: %s", c->t.rank,
-                        ucs_status_string(s));
+        return xdt_fail(XDT_ERR_IO, "rank %d: ucp_worker_arm: %s", c->t.rank, ucs_status_string(s));
     struct pollfd pfd = {.fd = c->efd, .events = POLLIN};
     poll(&pfd, 1, timeout_ms);
     return XDT_OK;
@@ -320,7 +330,8 @@ static void ucx_destroy(void *vctx) {
                                    .flags = UCP_EP_CLOSE_FLAG_FORCE};
         ucs_status_ptr_t sp = ucp_ep_close_nbx(c->peers[p].ep, &prm);
         if (sp && !UCS_PTR_IS_ERR(sp)) {
-            while (ucp_request_check_status(sp) == UCS_INPROGRESS) ucp_worker_progress(c->worker);
+            while (ucp_request_check_status(sp) == UCS_INPROGRESS)
+                ucp_worker_progress(c->worker);
             ucp_request_free(sp);
         }
     }
