@@ -5,6 +5,7 @@
  *             in reverse order, contents checked byte for byte
  *   kill      rank 1 dies abruptly; rank 0's pending receive from it must fail within the
  *             configured timeout, naming the peer
+ *   allreduce ring all-reduce of 1M floats (exact integer sums), then broadcast and barrier
  *   badtoken  rank 1 holds the wrong job token: the store refuses it (it fails with an
  *             authentication error) and rank 0 never sees its address
  * usage: ucx_ranks SCENARIO WORLD TLS      (TLS: tcp or shm)
@@ -23,6 +24,7 @@
 
 #include "core/log.h"
 #include "transports/bootstrap.h"
+#include "transports/collectives.h"
 #include "transports/ucx/ucx_transport.h"
 
 #define MSGS     48
@@ -119,6 +121,39 @@ static int kill_scenario(xdt_transport *t) {
     return (st == XDT_ERR_PEER || st == XDT_ERR_TIMEOUT) && dt < 6.0 ? 0 : 1;
 }
 
+static int allreduce_scenario(xdt_transport *t, int world) {
+    int members[16];
+    for (int i = 0; i < world; i++)
+        members[i] = i;
+    xdt_group g;
+    if (xdt_group_init(&g, t, members, world, UINT64_C(7) << 40, 30000)) return 1;
+    const size_t n = 1000003;
+    float *buf = malloc(n * sizeof(float));
+    int bad = 0;
+    for (int round = 0; round < 3 && !bad; round++) {
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (float)((int)((i * 3 + (size_t)t->rank * 11 + round) % 201) - 100);
+        if (xdt_allreduce(&g, buf, n, XDT_REDUCE_SUM)) return 1;
+        for (size_t i = 0; i < n; i++) {
+            float want = 0;
+            for (int r = 0; r < world; r++)
+                want += (float)((int)((i * 3 + (size_t)r * 11 + round) % 201) - 100);
+            if (buf[i] != want) {
+                fprintf(stderr, "rank %d: element %zu is %g, want %g\n", t->rank, i, buf[i], want);
+                bad = 1;
+                break;
+            }
+        }
+    }
+    char msg[16] = "";
+    if (t->rank == world - 1) snprintf(msg, sizeof msg, "root says hi");
+    if (xdt_broadcast(&g, msg, sizeof msg, world - 1) || strcmp(msg, "root says hi")) bad = 1;
+    if (xdt_barrier(&g)) bad = 1;
+    xdt_group_release(&g);
+    free(buf);
+    return bad;
+}
+
 /* Every rank tells every other that it is done, and waits to hear the same, so no rank closes
  * its endpoints while another still talks to it. */
 static int barrier(xdt_transport *t, int world) {
@@ -166,7 +201,10 @@ static int rank_main(const char *scenario, int rank, int world, const char *tls)
         return 77;
     }
     int rc = xdt_store_connect_transport(store, t, 20000) != XDT_OK;
-    if (!rc) rc = !strcmp(scenario, "kill") ? kill_scenario(t) : exchange(t, world);
+    if (!rc)
+        rc = !strcmp(scenario, "kill")        ? kill_scenario(t)
+             : !strcmp(scenario, "allreduce") ? allreduce_scenario(t, world)
+                                              : exchange(t, world);
     if (!rc && strcmp(scenario, "kill") != 0) rc = barrier(t, world);
     xdt_transport_destroy(t);
     xdt_store_close(store);
@@ -175,7 +213,7 @@ static int rank_main(const char *scenario, int rank, int world, const char *tls)
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s exchange|kill|badtoken WORLD tcp|shm\n", argv[0]);
+        fprintf(stderr, "usage: %s exchange|kill|allreduce|badtoken WORLD tcp|shm\n", argv[0]);
         return 2;
     }
     int world = atoi(argv[2]);

@@ -1,0 +1,48 @@
+/* collectives.h: collectives over any transport for the ranks of a group (a data-parallel group
+ * of replicas of one stage): ring all-reduce (sum or average) of fp32 buffers, broadcast and
+ * barrier. Every member calls the same collectives in the same order; each call uses fresh tags
+ * from the group's tag space, so consecutive calls never mix. A member that fails or stops
+ * answering makes the call return an error naming it within the group's timeout. */
+#ifndef XDT_COLLECTIVES_H
+#define XDT_COLLECTIVES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "transports/transport.h"
+
+typedef enum xdt_reduce_op {
+    XDT_REDUCE_SUM = 0,
+    XDT_REDUCE_AVG = 1,
+} xdt_reduce_op;
+
+typedef struct xdt_group {
+    xdt_transport *t;
+    int ranks[256];    /* transport ranks of the members, in ring order */
+    int size, me;      /* members; this rank's index among them */
+    uint64_t tag_base; /* the group's tag space: low 24 bits are the group's to use */
+    uint32_t calls;    /* collectives issued so far (part of each call's tags) */
+    int timeout_ms;
+    float *scratch; /* all-reduce receive buffer, grown to the largest chunk seen */
+    size_t scratch_floats;
+} xdt_group;
+
+/* Describes a group: `ranks` (n of them, this transport's rank among them) and a tag space
+ * `tag_base` whose low 24 bits are zero and that no other traffic uses. */
+xdt_status xdt_group_init(xdt_group *g, xdt_transport *t, const int *ranks, int n,
+                          uint64_t tag_base, int timeout_ms);
+
+/* Frees the group's scratch buffer. */
+void xdt_group_release(xdt_group *g);
+
+/* In-place all-reduce of n floats. Every member ends with bit-identical results: the ring
+ * reduce-scatter fixes each chunk's sum once and the all-gather copies it. */
+xdt_status xdt_allreduce(xdt_group *g, float *buf, size_t n, xdt_reduce_op op);
+
+/* Copies `bytes` from member `root`'s buffer into everyone's. */
+xdt_status xdt_broadcast(xdt_group *g, void *buf, size_t bytes, int root);
+
+/* Returns once every member has entered it. */
+xdt_status xdt_barrier(xdt_group *g);
+
+#endif
