@@ -1,7 +1,8 @@
 #!/bin/bash
 # Quick start, command 2: installs what is missing, builds, and runs the whole test suite three
-# ways: a gcc release build, a gcc AddressSanitizer + UndefinedBehaviorSanitizer build, and a
-# clang build. Warnings are errors when CI=true. Ends with "N passed, N failed, N skipped".
+# ways: a gcc release build (everything), a gcc AddressSanitizer + UndefinedBehaviorSanitizer
+# build (everything), and a clang build (unit tests, and the libFuzzer targets for a short run
+# each). Warnings are errors when CI=true. Ends with "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -36,8 +37,8 @@ if build_or_fail "gcc asan+ubsan" build-asan -Dwerror=$werror -Db_sanitize=addre
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         run_suite "gcc asan+ubsan" build-asan
 fi
-if CC=clang build_or_fail "clang" build-clang -Dwerror=$werror; then
-    run_suite "clang (unit)" build-clang --suite unit
+if CC=clang build_or_fail "clang" build-clang -Dwerror=$werror -Dfuzz=enabled; then
+    run_suite "clang (unit, fuzz)" build-clang --suite unit --suite fuzz
 fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
