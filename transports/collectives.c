@@ -40,16 +40,17 @@ static uint64_t step_tag(const xdt_group *g, int step) {
     return g->tag_base | ((uint64_t)(g->calls & 0xfff) << STEP_BITS) | (uint64_t)step;
 }
 
-/* Sends `out` to the right neighbour and receives `in` from the left one, both tagged `step`. */
-static xdt_status shift(xdt_group *g, int step, const void *out, size_t out_len, void *in,
-                        size_t in_len) {
+/* Sends `out` to the right neighbour and receives at most in_cap bytes into `in` from the left
+ * one, both tagged `step`; *got gets the bytes received. */
+static xdt_status shift_any(xdt_group *g, int step, const void *out, size_t out_len, void *in,
+                            size_t in_cap, size_t *got) {
     const int right = g->ranks[(g->me + 1) % g->size];
     const int left = g->ranks[(g->me + g->size - 1) % g->size];
     xdt_request *rr = NULL, *sr = NULL;
     xdt_completion rc = {0}, sc = {0};
     char what[96];
     uint64_t tag = step_tag(g, step);
-    xdt_status st = xdt_irecv(g->t, left, tag, in, in_len, XDT_MEM_HOST, &rr);
+    xdt_status st = xdt_irecv(g->t, left, tag, in, in_cap, XDT_MEM_HOST, &rr);
     if (st) return st;
     if ((st = xdt_isend(g->t, right, tag, out, out_len, XDT_MEM_HOST, &sr))) {
         g->t->ops->cancel(g->t->ctx, rr);
@@ -65,12 +66,21 @@ static xdt_status shift(xdt_group *g, int step, const void *out, size_t out_len,
     if ((st = xdt_wait(g->t, sr, g->timeout_ms, what, &sc))) return st;
     if (rc.status) return rc.status;
     if (sc.status) return sc.status;
-    if (rc.bytes != in_len)
+    *got = rc.bytes;
+    return XDT_OK;
+}
+
+/* shift_any for a message of exactly in_len bytes. */
+static xdt_status shift(xdt_group *g, int step, const void *out, size_t out_len, void *in,
+                        size_t in_len) {
+    size_t got = 0;
+    xdt_status st = shift_any(g, step, out, out_len, in, in_len, &got);
+    if (st == XDT_OK && got != in_len)
         return xdt_fail(XDT_ERR_FORMAT,
                         "rank %d: collective step %d: %zu bytes from rank %d, "
                         "expected %zu",
-                        g->t->rank, step, rc.bytes, left, in_len);
-    return XDT_OK;
+                        g->t->rank, step, got, g->ranks[(g->me + g->size - 1) % g->size], in_len);
+    return st;
 }
 
 /* Chunk i of n floats split into `parts`: [*off, *off + *len). */
@@ -122,10 +132,106 @@ xdt_status xdt_allreduce(xdt_group *g, float *buf, size_t n, xdt_reduce_op op) {
     return st;
 }
 
+static void release_codecs(xdt_group *g) {
+    if (g->codecs)
+        for (int i = 0; i < g->size; i++)
+            xdt_codec_destroy(g->codecs[i]);
+    free(g->codecs);
+    free(g->wire[0]);
+    free(g->wire[1]);
+    g->codecs = NULL;
+    g->wire[0] = g->wire[1] = NULL;
+    g->codec_max_n = g->wire_cap = 0;
+}
+
 void xdt_group_release(xdt_group *g) {
     free(g->scratch);
     g->scratch = NULL;
     g->scratch_floats = 0;
+    release_codecs(g);
+}
+
+/* Makes sure the group holds codecs for `spec` and chunks of max_n values (created once; a
+ * larger buffer or another spec starts new streams). */
+static xdt_status prepare_codecs(xdt_group *g, const xdt_codec_spec *spec, size_t max_n) {
+    if (g->codecs && max_n <= g->codec_max_n && !memcmp(spec, &g->codec_spec, sizeof *spec))
+        return XDT_OK;
+    release_codecs(g);
+    g->codecs = calloc((size_t)g->size, sizeof *g->codecs);
+    g->wire_cap = xdt_codec_max_encoded_bytes(spec, max_n);
+    g->wire[0] = malloc(g->wire_cap ? g->wire_cap : 1);
+    g->wire[1] = malloc(g->wire_cap ? g->wire_cap : 1);
+    if (!g->codecs || !g->wire[0] || !g->wire[1] || !g->wire_cap) {
+        release_codecs(g);
+        return xdt_fail(XDT_ERR_NO_MEMORY, "allreduce: codec buffers for %zu values", max_n);
+    }
+    for (int i = 0; i < g->size; i++) {
+        xdt_status st = xdt_codec_create(spec, max_n, &g->codecs[i]);
+        if (st) {
+            release_codecs(g);
+            return st;
+        }
+    }
+    g->codec_spec = *spec;
+    g->codec_max_n = max_n;
+    return XDT_OK;
+}
+
+xdt_status xdt_allreduce_encoded(xdt_group *g, float *buf, size_t n, xdt_reduce_op op,
+                                 const xdt_codec_spec *spec) {
+    const int p = g->size;
+    if (spec->kind == XDT_CODEC_NONE || p == 1) return xdt_allreduce(g, buf, n, op);
+    size_t off0, max_len;
+    chunk(n, p, 0, &off0, &max_len);
+    xdt_status st = prepare_codecs(g, spec, max_len ? max_len : 1);
+    if (st) return st;
+    if (max_len > g->scratch_floats) {
+        float *grown = realloc(g->scratch, max_len * sizeof(float));
+        if (!grown) return xdt_fail(XDT_ERR_NO_MEMORY, "allreduce: %zu floats of scratch", max_len);
+        g->scratch = grown;
+        g->scratch_floats = max_len;
+    }
+    float *tmp = g->scratch;
+    unsigned char *out = g->wire[0], *in = g->wire[1];
+    size_t len = 0, got = 0;
+    /* reduce-scatter: each hop sends its partial sum encoded by that hop's codec */
+    for (int s = 0; s < p - 1 && !st; s++) {
+        int send_c = (g->me - s + p) % p, recv_c = (g->me - s - 1 + 2 * p) % p;
+        size_t soff, slen, roff, rlen;
+        chunk(n, p, send_c, &soff, &slen);
+        chunk(n, p, recv_c, &roff, &rlen);
+        if ((st = xdt_codec_encode(g->codecs[s], buf + soff, slen, out, g->wire_cap, &len)) ||
+            (st = shift_any(g, s, out, len, in, g->wire_cap, &got)) ||
+            (st = xdt_codec_decode(g->codecs[s], in, got, tmp, rlen)))
+            break;
+        for (size_t i = 0; i < rlen; i++)
+            buf[roff + i] += tmp[i];
+    }
+    /* all-gather: the owner encodes its finished chunk once and keeps the decoded value; the
+     * same bytes then travel the ring, each member decoding them */
+    if (!st) {
+        size_t ooff, olen;
+        chunk(n, p, (g->me + 1) % p, &ooff, &olen);
+        st = xdt_codec_encode(g->codecs[p - 1], buf + ooff, olen, out, g->wire_cap, &len);
+        if (!st) st = xdt_codec_decode(g->codecs[p - 1], out, len, buf + ooff, olen);
+    }
+    for (int s = 0; s < p - 1 && !st; s++) {
+        int recv_c = (g->me - s + p) % p;
+        size_t roff, rlen;
+        chunk(n, p, recv_c, &roff, &rlen);
+        if ((st = shift_any(g, p - 1 + s, out, len, in, g->wire_cap, &got)) ||
+            (st = xdt_codec_decode(g->codecs[p - 1], in, got, buf + roff, rlen)))
+            break;
+        unsigned char *swap = out; /* forward what arrived, unchanged */
+        out = in;
+        in = swap;
+        len = got;
+    }
+    g->calls++;
+    if (st == XDT_OK && op == XDT_REDUCE_AVG)
+        for (size_t i = 0; i < n; i++)
+            buf[i] /= (float)p;
+    return st;
 }
 
 xdt_status xdt_broadcast(xdt_group *g, void *buf, size_t bytes, int root) {

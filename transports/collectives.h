@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "transports/codecs/codec.h"
 #include "transports/transport.h"
 
 typedef enum xdt_reduce_op {
@@ -25,6 +26,11 @@ typedef struct xdt_group {
     int timeout_ms;
     float *scratch; /* all-reduce receive buffer, grown to the largest chunk seen */
     size_t scratch_floats;
+    /* encoded all-reduce: one codec per hop (its error-feedback stream), wire buffers */
+    xdt_codec_spec codec_spec;
+    xdt_codec **codecs;
+    size_t codec_max_n, wire_cap;
+    unsigned char *wire[2];
 } xdt_group;
 
 /* Describes a group: `ranks` (n of them, this transport's rank among them) and a tag space
@@ -38,6 +44,14 @@ void xdt_group_release(xdt_group *g);
 /* In-place all-reduce of n floats. Every member ends with bit-identical results: the ring
  * reduce-scatter fixes each chunk's sum once and the all-gather copies it. */
 xdt_status xdt_allreduce(xdt_group *g, float *buf, size_t n, xdt_reduce_op op);
+
+/* All-reduce whose messages travel encoded by `spec` (e.g. int8 with error feedback across
+ * sites). Lossy codecs lose precision at each of the size-1 reduce-scatter hops and once in the
+ * all-gather, where the owner's encoded chunk travels unchanged so that every member decodes the
+ * same bytes: results stay bit-identical across members. With error feedback each hop keeps its
+ * own residual from call to call. Codec "none" behaves as xdt_allreduce. */
+xdt_status xdt_allreduce_encoded(xdt_group *g, float *buf, size_t n, xdt_reduce_op op,
+                                 const xdt_codec_spec *spec);
 
 /* Copies `bytes` from member `root`'s buffer into everyone's. */
 xdt_status xdt_broadcast(xdt_group *g, void *buf, size_t bytes, int root);

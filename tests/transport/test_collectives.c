@@ -2,11 +2,16 @@
  * over the in-process transport. Inputs are small integers, so every sum is exact in fp32 and
  * the expected result is computed independently here. */
 #include <pthread.h>
+#include <math.h>
 #include <string.h>
 
 #include "tests/unit/test_util.h"
 #include "transports/collectives.h"
 #include "transports/inproc/inproc_transport.h"
+
+#define EN 5003              /* values in the encoded all-reduce tests */
+static float results[4][EN]; /* each member's result, compared after the threads join */
+static double ef_error[2];   /* running-mean error without and with error feedback (rank 0) */
 
 static xdt_transport *ranks[4];
 static int world;
@@ -60,6 +65,61 @@ static void *member(void *arg) {
     }
     st = xdt_barrier(&g);
     LOCKED(CHECK(st == XDT_OK));
+
+    /* encoded all-reduce: zstd exact, int8 within its bound, identical on every member */
+    const char *specs[] = {"zstd", "int8", "int4:block=64"};
+    for (int k = 0; k < 3; k++) {
+        xdt_codec_spec spec;
+        xdt_codec_parse(specs[k], &spec);
+        float *buf = malloc(EN * sizeof(float));
+        for (size_t i = 0; i < EN; i++)
+            buf[i] = value(me, i) * 0.37f;
+        st = xdt_allreduce_encoded(&g, buf, EN, XDT_REDUCE_SUM, &spec);
+        LOCKED(CHECK(st == XDT_OK));
+        double absmax_sum = 0, worst = 0;
+        for (int r = 0; r < world; r++)
+            absmax_sum += 50 * 0.37;
+        for (size_t i = 0; i < EN; i++) {
+            double want = 0;
+            for (int r = 0; r < world; r++)
+                want += value(r, i) * 0.37f;
+            worst = fmax(worst, fabs(buf[i] - want));
+        }
+        /* world-1 lossy hops of partial sums plus one in the all-gather */
+        double q = k == 1 ? 127.0 : 7.0;
+        double bound = k == 0 ? 1e-4 : world * absmax_sum / q;
+        LOCKED(CHECK_MSG(worst <= bound, "%s world %d: error %.4g > bound %.4g", specs[k], world,
+                         worst, bound));
+        memcpy(results[me], buf, EN * sizeof(float));
+        free(buf);
+    }
+    /* error feedback: the mean of many all-reduces of the same tensor tracks the exact sum */
+    for (int ef = 0; ef < 2; ef++) {
+        xdt_codec_spec spec;
+        xdt_codec_parse(ef ? "int4+ef" : "int4", &spec);
+        double *mean = calloc(EN, sizeof(double));
+        float *buf = malloc(EN * sizeof(float));
+        const int rounds = 40;
+        for (int round = 0; round < rounds; round++) {
+            for (size_t i = 0; i < EN; i++)
+                buf[i] = value(me, i) * 0.37f + 0.011f * (float)(i % 7);
+            st = xdt_allreduce_encoded(&g, buf, EN, XDT_REDUCE_SUM, &spec);
+            if (st) break;
+            for (size_t i = 0; i < EN; i++)
+                mean[i] += buf[i] / rounds;
+        }
+        LOCKED(CHECK(st == XDT_OK));
+        double err = 0;
+        for (size_t i = 0; i < EN; i++) {
+            double want = 0;
+            for (int r = 0; r < world; r++)
+                want += value(r, i) * 0.37f + 0.011f * (float)(i % 7);
+            err = fmax(err, fabs(mean[i] - want));
+        }
+        if (me == 0) ef_error[ef] = err;
+        free(mean);
+        free(buf);
+    }
     xdt_group_release(&g);
     return NULL;
 }
@@ -75,6 +135,13 @@ int main(void) {
             pthread_create(&th[r], NULL, member, (void *)(intptr_t)r);
         for (int r = 0; r < world; r++)
             pthread_join(th[r], NULL);
+        for (int r = 1; r < world; r++)
+            CHECK_MSG(!memcmp(results[r], results[0], sizeof results[0]),
+                      "world %d: member %d's encoded all-reduce differs from member 0's", world, r);
+        printf("world %d: int4 running-mean error %.4g without error feedback, %.4g with\n", world,
+               ef_error[0], ef_error[1]);
+        CHECK_MSG(ef_error[1] * 4 < ef_error[0], "error feedback did not help: %.4g vs %.4g",
+                  ef_error[1], ef_error[0]);
         for (int r = 0; r < world; r++)
             xdt_transport_destroy(ranks[r]);
         xdt_inproc_fabric_destroy(f);
