@@ -6,6 +6,8 @@
  *   kill      rank 1 dies abruptly; rank 0's pending receive from it must fail within the
  *             configured timeout, naming the peer
  *   allreduce ring all-reduce of 1M floats (exact integer sums), then broadcast and barrier
+ *   channel   tensors through every codec, framed: exact or within the codec's bound; then a
+ *             frame with one flipped payload bit and one with a flipped header bit are refused
  *   badtoken  rank 1 holds the wrong job token: the store refuses it (it fails with an
  *             authentication error) and rank 0 never sees its address
  * usage: ucx_ranks SCENARIO WORLD TLS      (TLS: tcp or shm)
@@ -24,7 +26,10 @@
 
 #include "core/log.h"
 #include "transports/bootstrap.h"
+#include "transports/channel.h"
 #include "transports/collectives.h"
+#include "core/rng.h"
+#include <math.h>
 #include "transports/ucx/ucx_transport.h"
 
 #define MSGS     48
@@ -154,6 +159,79 @@ static int allreduce_scenario(xdt_transport *t, int world) {
     return bad;
 }
 
+static int channel_scenario(xdt_transport *t) {
+    static const char *const codecs[] = {
+        "none", "zstd", "zstd:3", "fp16", "bf16", "int8", "int8+ef", "int4", "int4:block=32+ef"};
+    const size_t n = 100003;
+    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+    xdt_rng rng;
+    xdt_rng_seed(&rng, 5, 0);
+    double absmax = 0;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (float)(xdt_rng_normal(&rng) * (i % 1000 == 0 ? 20 : 1));
+        absmax = fmax(absmax, fabs(x[i]));
+    }
+    int bad = 0;
+    for (size_t k = 0; k < sizeof codecs / sizeof codecs[0] && !bad; k++) {
+        xdt_channel_config cfg = {.job_id = 42, .max_floats = n, .timeout_ms = 30000};
+        if (xdt_codec_parse(codecs[k], &cfg.codec)) return 1;
+        xdt_channel *ch = NULL;
+        if (xdt_channel_create(t, 1 - t->rank, &cfg, &ch)) return 1;
+        for (int rep = 0; rep < 3 && !bad; rep++) {
+            uint64_t tag = xdt_tag_make((uint64_t)k, (uint64_t)rep, 1, 0);
+            if (t->rank == 0) {
+                bad |= xdt_channel_send(ch, tag, x, n) != XDT_OK;
+                continue;
+            }
+            bad |= xdt_channel_recv(ch, tag, y, n) != XDT_OK;
+            double worst = 0, worst_rel = 0;
+            for (size_t i = 0; i < n && !bad; i++) {
+                double e = fabs((double)y[i] - x[i]);
+                worst = fmax(worst, e);
+                if (x[i] != 0) worst_rel = fmax(worst_rel, e / fabs(x[i]));
+            }
+            bool lossless = !strcmp(codecs[k], "none") || !strncmp(codecs[k], "zstd", 4);
+            bool ok = lossless                                     ? worst == 0
+                      : codecs[k][0] == 'f' || codecs[k][0] == 'b' ? worst_rel <= 1.0 / 256
+                      : codecs[k][3] == '8' ? worst <= absmax / 127 * (rep + 1)
+                                            : worst <= absmax / 7 * (rep + 1);
+            if (!ok) {
+                fprintf(stderr, "codec %s: error %.4g (relative %.4g)\n", codecs[k], worst,
+                        worst_rel);
+                bad = 1;
+            }
+        }
+        xdt_channel_destroy(ch);
+    }
+    /* damaged frames: one payload bit, then one header bit */
+    xdt_channel_config cfg = {.job_id = 42, .max_floats = n, .timeout_ms = 30000};
+    xdt_codec_parse("int8", &cfg.codec);
+    xdt_channel *ch = NULL;
+    if (xdt_channel_create(t, 1 - t->rank, &cfg, &ch)) return 1;
+    for (int where = 0; where < 2 && !bad; where++) {
+        uint64_t tag = xdt_tag_make(99, (uint64_t)where, 2, 0);
+        if (t->rank == 0) {
+            const unsigned char *bytes;
+            size_t len;
+            if (xdt_channel_pack(ch, tag, x, n, &bytes, &len)) return 1;
+            unsigned char *copy = malloc(len);
+            memcpy(copy, bytes, len);
+            copy[where == 0 ? XDT_FRAME_HEADER_BYTES + 1000 : 26] ^= 0x10;
+            bad |= xdt_send(t, 1, tag, copy, len, 30000) != XDT_OK;
+            free(copy);
+        } else {
+            xdt_status st = xdt_channel_recv(ch, tag, y, n);
+            printf("rank 1: damaged frame (%s bit) -> %s\n", where ? "header" : "payload",
+                   xdt_status_string(st));
+            bad |= st != XDT_ERR_FORMAT;
+        }
+    }
+    xdt_channel_destroy(ch);
+    free(x);
+    free(y);
+    return bad;
+}
+
 /* Every rank tells every other that it is done, and waits to hear the same, so no rank closes
  * its endpoints while another still talks to it. */
 static int barrier(xdt_transport *t, int world) {
@@ -204,6 +282,7 @@ static int rank_main(const char *scenario, int rank, int world, const char *tls)
     if (!rc)
         rc = !strcmp(scenario, "kill")        ? kill_scenario(t)
              : !strcmp(scenario, "allreduce") ? allreduce_scenario(t, world)
+             : !strcmp(scenario, "channel")   ? channel_scenario(t)
                                               : exchange(t, world);
     if (!rc && strcmp(scenario, "kill") != 0) rc = barrier(t, world);
     xdt_transport_destroy(t);
@@ -213,7 +292,8 @@ static int rank_main(const char *scenario, int rank, int world, const char *tls)
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s exchange|kill|allreduce|badtoken WORLD tcp|shm\n", argv[0]);
+        fprintf(stderr, "usage: %s exchange|kill|allreduce|channel|badtoken WORLD tcp|shm\n",
+                argv[0]);
         return 2;
     }
     int world = atoi(argv[2]);
@@ -230,7 +310,11 @@ int main(int argc, char **argv) {
     pid_t pids[16];
     for (int r = 0; r < world; r++) {
         pids[r] = fork();
-        if (pids[r] == 0) _exit(rank_main(argv[1], r, world, argv[3]));
+        if (pids[r] == 0) {
+            int rc = rank_main(argv[1], r, world, argv[3]);
+            fflush(NULL);
+            _exit(rc);
+        }
     }
     int failed = 0, skipped = 0;
     for (int r = 0; r < world; r++) {
