@@ -90,7 +90,7 @@ static void deliver(xdt_request *r, int src, const void *data, size_t len) {
                                r->owner, len, src, (unsigned long long)r->tag, r->cap);
         return;
     }
-    memcpy(r->buf, data, len);
+    if (len) memcpy(r->buf, data, len);
     r->c = (xdt_completion){XDT_OK, len};
 }
 
@@ -129,7 +129,7 @@ static xdt_status inproc_isend(void *vctx, int peer, uint64_t tag, const void *b
                 return xdt_fail(XDT_ERR_NO_MEMORY, "inproc: out of memory for %zu bytes", len);
             }
             *m = (inproc_msg){.src = c->t.rank, .tag = tag, .len = len};
-            memcpy(m->data, buf, len);
+            if (len) memcpy(m->data, buf, len);
             if (dst->unexpected_tail)
                 dst->unexpected_tail->next = m;
             else
