@@ -90,20 +90,24 @@ static void chunk(size_t n, int parts, int i, size_t *off, size_t *len) {
     *len = base + ((size_t)i < extra ? 1 : 0);
 }
 
+/* Grows the receive scratch once to the largest chunk reduced; steady-state calls allocate
+ * nothing. */
+static xdt_status reserve_scratch(xdt_group *g, size_t floats) {
+    if (floats <= g->scratch_floats) return XDT_OK;
+    float *grown = realloc(g->scratch, floats * sizeof(float));
+    if (!grown) return xdt_fail(XDT_ERR_NO_MEMORY, "allreduce: %zu floats of scratch", floats);
+    g->scratch = grown;
+    g->scratch_floats = floats;
+    return XDT_OK;
+}
+
 xdt_status xdt_allreduce(xdt_group *g, float *buf, size_t n, xdt_reduce_op op) {
     const int p = g->size;
     xdt_status st = XDT_OK;
     if (p > 1) {
         size_t off0, max_len;
         chunk(n, p, 0, &off0, &max_len); /* chunk 0 is the largest */
-        if (max_len > g->scratch_floats) {
-            /* grows once to the largest buffer reduced; steady-state calls allocate nothing */
-            float *grown = realloc(g->scratch, max_len * sizeof(float));
-            if (!grown)
-                return xdt_fail(XDT_ERR_NO_MEMORY, "allreduce: %zu floats of scratch", max_len);
-            g->scratch = grown;
-            g->scratch_floats = max_len;
-        }
+        if ((st = reserve_scratch(g, max_len))) return st;
         float *tmp = g->scratch;
         /* reduce-scatter: after p-1 steps member i holds the full sum of chunk (i + 1) % p */
         for (int s = 0; s < p - 1 && !st; s++) {
@@ -185,12 +189,7 @@ xdt_status xdt_allreduce_encoded(xdt_group *g, float *buf, size_t n, xdt_reduce_
     chunk(n, p, 0, &off0, &max_len);
     xdt_status st = prepare_codecs(g, spec, max_len ? max_len : 1);
     if (st) return st;
-    if (max_len > g->scratch_floats) {
-        float *grown = realloc(g->scratch, max_len * sizeof(float));
-        if (!grown) return xdt_fail(XDT_ERR_NO_MEMORY, "allreduce: %zu floats of scratch", max_len);
-        g->scratch = grown;
-        g->scratch_floats = max_len;
-    }
+    if ((st = reserve_scratch(g, max_len))) return st;
     float *tmp = g->scratch;
     unsigned char *out = g->wire[0], *in = g->wire[1];
     size_t len = 0, got = 0;
