@@ -35,13 +35,13 @@ static xdt_status check_args(xdt_transport *t, const char *op, int peer, uint64_
 xdt_status xdt_isend(xdt_transport *t, int peer, uint64_t tag, const void *buf, size_t len,
                      xdt_mem_type mem, xdt_request **req) {
     xdt_status st = check_args(t, "send", peer, tag, mem);
-    return st ? st : t->ops->isend(t->ctx, peer, tag, buf, len, req);
+    return st ? st : t->ops->isend(t->ctx, peer, tag, buf, len, mem, req);
 }
 
 xdt_status xdt_irecv(xdt_transport *t, int peer, uint64_t tag, void *buf, size_t cap,
                      xdt_mem_type mem, xdt_request **req) {
     xdt_status st = check_args(t, "recv", peer, tag, mem);
-    return st ? st : t->ops->irecv(t->ctx, peer, tag, buf, cap, req);
+    return st ? st : t->ops->irecv(t->ctx, peer, tag, buf, cap, mem, req);
 }
 
 xdt_status xdt_test(xdt_transport *t, xdt_request *req, bool *done, xdt_completion *out) {

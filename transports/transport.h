@@ -38,9 +38,10 @@ typedef struct xdt_transport_ops {
     xdt_status (*connect)(void *ctx, int peer, const void *addr, size_t len);
     /* Whether the backend reads buffers of this memory type directly. */
     bool (*can_access)(void *ctx, xdt_mem_type mem);
+    /* `mem` is where buf lives; can_access(mem) was checked by the caller */
     xdt_status (*isend)(void *ctx, int peer, uint64_t tag, const void *buf, size_t len,
-                        xdt_request **req);
-    xdt_status (*irecv)(void *ctx, int peer, uint64_t tag, void *buf, size_t cap,
+                        xdt_mem_type mem, xdt_request **req);
+    xdt_status (*irecv)(void *ctx, int peer, uint64_t tag, void *buf, size_t cap, xdt_mem_type mem,
                         xdt_request **req);
     /* Sets *done; when done, fills *out and releases the request. */
     xdt_status (*test)(void *ctx, xdt_request *req, bool *done, xdt_completion *out);

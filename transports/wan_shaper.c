@@ -19,6 +19,7 @@ struct xdt_request {
     uint64_t tag;
     const void *buf;
     size_t len;
+    xdt_mem_type mem;
     uint64_t arrive_ns;
     xdt_request *inner;       /* the inner transport's request once released */
     struct xdt_request *next; /* held list / free list */
@@ -89,7 +90,8 @@ xdt_status xdt_parse_duration(const char *text, double *seconds) {
 
 static xdt_status release(shaper_ctx *c, xdt_request *r) {
     r->released = true;
-    xdt_status st = c->inner->ops->isend(c->inner->ctx, r->peer, r->tag, r->buf, r->len, &r->inner);
+    xdt_status st =
+        c->inner->ops->isend(c->inner->ctx, r->peer, r->tag, r->buf, r->len, r->mem, &r->inner);
     if (st != XDT_OK) r->inner = NULL;
     return st;
 }
@@ -109,7 +111,7 @@ static int release_due(shaper_ctx *c) {
 }
 
 static xdt_status sh_isend(void *vctx, int peer, uint64_t tag, const void *buf, size_t len,
-                           xdt_request **out) {
+                           xdt_mem_type mem, xdt_request **out) {
     shaper_ctx *c = vctx;
     shaper_link *l = &c->links[peer];
     xdt_request *r = calloc(1, sizeof *r);
@@ -120,7 +122,8 @@ static xdt_status sh_isend(void *vctx, int peer, uint64_t tag, const void *buf, 
                        .peer = peer,
                        .tag = tag,
                        .buf = buf,
-                       .len = len};
+                       .len = len,
+                       .mem = mem};
     const uint64_t t = now(c);
     const xdt_link_shape *s = &l->shape;
     uint64_t depart = t > l->free_at_ns ? t : l->free_at_ns;
@@ -151,12 +154,12 @@ static xdt_status sh_isend(void *vctx, int peer, uint64_t tag, const void *buf, 
 }
 
 static xdt_status sh_irecv(void *vctx, int peer, uint64_t tag, void *buf, size_t cap,
-                           xdt_request **out) {
+                           xdt_mem_type mem, xdt_request **out) {
     shaper_ctx *c = vctx;
     xdt_request *r = calloc(1, sizeof *r);
     if (!r) return xdt_fail(XDT_ERR_NO_MEMORY, "shaper: out of memory");
     *r = (xdt_request){.owner = c, .released = true, .in_use = true, .peer = peer, .tag = tag};
-    xdt_status st = c->inner->ops->irecv(c->inner->ctx, peer, tag, buf, cap, &r->inner);
+    xdt_status st = c->inner->ops->irecv(c->inner->ctx, peer, tag, buf, cap, mem, &r->inner);
     if (st != XDT_OK) {
         free(r);
         return st;

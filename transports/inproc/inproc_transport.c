@@ -102,7 +102,8 @@ static void fail_request(xdt_request *r, const char *why) {
 }
 
 static xdt_status inproc_isend(void *vctx, int peer, uint64_t tag, const void *buf, size_t len,
-                               xdt_request **out) {
+                               xdt_mem_type mem, xdt_request **out) {
+    (void)mem; /* host memory only (can_access) */
     inproc_ctx *c = vctx;
     xdt_inproc_fabric *f = c->f;
     xdt_request *req = calloc(1, sizeof *req);
@@ -144,7 +145,8 @@ static xdt_status inproc_isend(void *vctx, int peer, uint64_t tag, const void *b
 }
 
 static xdt_status inproc_irecv(void *vctx, int peer, uint64_t tag, void *buf, size_t cap,
-                               xdt_request **out) {
+                               xdt_mem_type mem, xdt_request **out) {
+    (void)mem; /* host memory only (can_access) */
     inproc_ctx *c = vctx;
     xdt_inproc_fabric *f = c->f;
     xdt_request *req = calloc(1, sizeof *req);

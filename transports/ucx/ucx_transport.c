@@ -152,7 +152,8 @@ static void ep_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status) {
 }
 
 static xdt_status ucx_isend(void *vctx, int peer, uint64_t tag, const void *buf, size_t len,
-                            xdt_request **out) {
+                            xdt_mem_type mem, xdt_request **out) {
+    (void)mem; /* host memory only (can_access) */
     ucx_ctx *c = vctx;
     ucx_peer *p = &c->peers[peer];
     if (!p->ep)
@@ -190,7 +191,8 @@ static xdt_status ucx_isend(void *vctx, int peer, uint64_t tag, const void *buf,
 }
 
 static xdt_status ucx_irecv(void *vctx, int peer, uint64_t tag, void *buf, size_t cap,
-                            xdt_request **out) {
+                            xdt_mem_type mem, xdt_request **out) {
+    (void)mem; /* host memory only (can_access) */
     ucx_ctx *c = vctx;
     ucx_peer *p = &c->peers[peer];
     if (p->failed)
