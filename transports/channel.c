@@ -25,6 +25,7 @@ xdt_status xdt_channel_create(xdt_transport *t, int peer, const xdt_channel_conf
     ch->t = t;
     ch->peer = peer;
     ch->cfg = *cfg;
+    if (ch->cfg.timeout_ms == 0) ch->cfg.timeout_ms = XDT_DEFAULT_TIMEOUT_MS;
     /* the receiver does not know the sender's codec parameters, only its id: a payload
      * carries its own header (codec, block, count), so one decoder of any spec decodes all */
     size_t payload = xdt_codec_max_encoded_bytes(&cfg->codec, cfg->max_floats);

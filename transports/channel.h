@@ -19,7 +19,7 @@ typedef struct xdt_channel_config {
     uint64_t job_id;
     xdt_codec_spec codec; /* applied to what this rank sends; the receiver accepts its id */
     size_t max_floats;    /* largest tensor either way */
-    int timeout_ms;       /* how long a send or receive may wait for the peer */
+    int timeout_ms;       /* how long a send or receive may wait for the peer; 0 = 30 s */
 } xdt_channel_config;
 
 typedef struct xdt_channel xdt_channel;

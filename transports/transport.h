@@ -21,6 +21,8 @@
 #define XDT_TAG_BITS  48
 #define XDT_TAG_MASK  ((UINT64_C(1) << XDT_TAG_BITS) - 1)
 #define XDT_MAX_RANKS 65535
+/* How long a rank waits on a silent peer unless configured otherwise. */
+#define XDT_DEFAULT_TIMEOUT_MS 30000
 
 typedef struct xdt_request xdt_request;
 
