@@ -31,7 +31,7 @@ xdt_status xdt_group_init(xdt_group *g, xdt_transport *t, const int *ranks, int 
     g->t = t;
     g->size = n;
     g->tag_base = tag_base;
-    g->timeout_ms = timeout_ms;
+    g->timeout_ms = timeout_ms ? timeout_ms : XDT_DEFAULT_TIMEOUT_MS;
     return XDT_OK;
 }
 

@@ -33,8 +33,9 @@ typedef struct xdt_group {
     unsigned char *wire[2];
 } xdt_group;
 
-/* Describes a group: `ranks` (n of them, this transport's rank among them) and a tag space
- * `tag_base` whose low 24 bits are zero and that no other traffic uses. */
+/* Describes a group: `ranks` (n of them, this transport's rank among them), a tag space
+ * `tag_base` whose low 24 bits are zero and that no other traffic uses, and how long a member
+ * waits for a silent neighbour (0 = XDT_DEFAULT_TIMEOUT_MS). */
 xdt_status xdt_group_init(xdt_group *g, xdt_transport *t, const int *ranks, int n,
                           uint64_t tag_base, int timeout_ms);
 
