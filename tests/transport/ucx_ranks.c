@@ -5,6 +5,8 @@
  *             in reverse order, contents checked byte for byte
  *   kill      rank 1 dies abruptly; rank 0's pending receive from it must fail within the
  *             configured timeout, naming the peer
+ *   freeze    rank 1 stops (SIGSTOP) without closing anything; rank 0's receive from it fails
+ *             with a timeout naming it; the parent then kills the frozen rank
  *   allreduce ring all-reduce of 1M floats (exact integer sums), then broadcast and barrier
  *   channel   tensors through every codec, framed: exact or within the codec's bound; then a
  *             frame with one flipped payload bit and one with a flipped header bit are refused
@@ -124,6 +126,24 @@ static int kill_scenario(xdt_transport *t) {
            xdt_status_string(st), dt);
     xdt_wait(t, die, 1000, "send to the dying rank 1", &c); /* may fail: it is gone */
     return (st == XDT_ERR_PEER || st == XDT_ERR_TIMEOUT) && dt < 6.0 ? 0 : 1;
+}
+
+static int freeze_scenario(xdt_transport *t) {
+    int x = 7, y = 0;
+    int peer = 1 - t->rank;
+    if (xdt_send(t, peer, 1, &x, sizeof x, 10000) ||
+        xdt_recv(t, peer, 1, &y, sizeof y, NULL, 10000))
+        return 1;
+    if (t->rank == 1) {
+        raise(SIGSTOP); /* frozen: the parent kills it */
+        return 1;
+    }
+    double t0 = now_s();
+    xdt_status st = xdt_recv(t, 1, 2, &y, sizeof y, NULL, 2000);
+    double dt = now_s() - t0;
+    printf("rank 0: receive from the frozen rank ended with '%s' after %.2f s\n",
+           xdt_status_string(st), dt);
+    return (st == XDT_ERR_TIMEOUT || st == XDT_ERR_PEER) && dt < 4.0 ? 0 : 1;
 }
 
 static int allreduce_scenario(xdt_transport *t, int world) {
@@ -281,10 +301,12 @@ static int rank_main(const char *scenario, int rank, int world, const char *tls)
     int rc = xdt_store_connect_transport(store, t, 20000) != XDT_OK;
     if (!rc)
         rc = !strcmp(scenario, "kill")        ? kill_scenario(t)
+             : !strcmp(scenario, "freeze")    ? freeze_scenario(t)
              : !strcmp(scenario, "allreduce") ? allreduce_scenario(t, world)
              : !strcmp(scenario, "channel")   ? channel_scenario(t)
                                               : exchange(t, world);
-    if (!rc && strcmp(scenario, "kill") != 0) rc = barrier(t, world);
+    if (!rc && strcmp(scenario, "kill") != 0 && strcmp(scenario, "freeze") != 0)
+        rc = barrier(t, world);
     xdt_transport_destroy(t);
     xdt_store_close(store);
     return rc;
@@ -292,7 +314,7 @@ static int rank_main(const char *scenario, int rank, int world, const char *tls)
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s exchange|kill|allreduce|channel|badtoken WORLD tcp|shm\n",
+        fprintf(stderr, "usage: %s exchange|kill|freeze|allreduce|channel|badtoken WORLD tcp|shm\n",
                 argv[0]);
         return 2;
     }
@@ -317,8 +339,14 @@ int main(int argc, char **argv) {
         }
     }
     int failed = 0, skipped = 0;
+    const bool freeze = !strcmp(argv[1], "freeze");
     for (int r = 0; r < world; r++) {
         int status = 0;
+        if (freeze && r == 1) { /* frozen on purpose: end it, its exit code means nothing */
+            kill(pids[1], SIGKILL);
+            waitpid(pids[1], &status, 0);
+            continue;
+        }
         waitpid(pids[r], &status, 0);
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         if (code == 77)

@@ -389,6 +389,10 @@ xdt_status xdt_ucx_transport_create(int rank, int world_size, const xdt_ucx_opti
     ucp_config_t *config = NULL;
     ucs_status_t s = ucp_config_read(NULL, NULL, &config);
     if (s == UCS_OK && opts->tls) s = ucp_config_modify(config, "TLS", opts->tls);
+    char keepalive[32];
+    snprintf(keepalive, sizeof keepalive, "%dms",
+             opts->heartbeat_ms > 0 ? opts->heartbeat_ms : 5000);
+    if (s == UCS_OK) s = ucp_config_modify(config, "KEEPALIVE_INTERVAL", keepalive);
     if (s != UCS_OK) {
         st = xdt_fail(XDT_ERR_CONFIG, "ucx: configuration (TLS '%s'): %s",
                       opts->tls ? opts->tls : "default", ucs_status_string(s));

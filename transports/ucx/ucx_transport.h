@@ -13,6 +13,9 @@ typedef struct xdt_ucx_options {
      * detection in UCX, and a dead peer is found by the waiting call's timeout. */
     const char *tls;
     int max_requests; /* outstanding requests this rank may hold; 0 = 4096 */
+    /* UCX's keepalive on idle endpoints (network transports): how often a quiet link is probed
+     * so a dead peer is noticed even while nobody waits on it; 0 = 5000 ms */
+    int heartbeat_ms;
 } xdt_ucx_options;
 
 /* Opens rank `rank` of `world_size`. Connect peers with the transport's connect() using the
