@@ -7,7 +7,8 @@
  *             configured timeout, naming the peer
  *   freeze    rank 1 stops (SIGSTOP) without closing anything; rank 0's receive from it fails
  *             with a timeout naming it; the parent then kills the frozen rank
- *   allreduce ring all-reduce of 1M floats (exact integer sums), then broadcast and barrier
+ *   allreduce ring all-reduce of 1M floats (exact integer sums), int8+ef all-reduce (within
+ *             its bound, identical on all members), then broadcast and barrier
  *   channel   tensors through every codec, framed: exact or within the codec's bound; then a
  *             frame with one flipped payload bit and one with a flipped header bit are refused
  *   badtoken  rank 1 holds the wrong job token: the store refuses it (it fails with an
@@ -170,6 +171,35 @@ static int allreduce_scenario(xdt_transport *t, int world) {
             }
         }
     }
+    /* int8 with error feedback (as across sites): within the codec's bound, and identical on
+     * every member (checked through a second, exact all-reduce of the differences) */
+    xdt_codec_spec spec;
+    if (xdt_codec_parse("int8+ef", &spec)) return 1;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (float)((int)((i * 3 + (size_t)t->rank * 11) % 201) - 100) * 0.01f;
+    if (xdt_allreduce_encoded(&g, buf, n, XDT_REDUCE_SUM, &spec)) return 1;
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        float want = 0;
+        for (int r = 0; r < world; r++)
+            want += (float)((int)((i * 3 + (size_t)r * 11) % 201) - 100) * 0.01f;
+        worst = fmax(worst, fabs((double)buf[i] - want));
+    }
+    /* world-1 hops of partial sums plus the all-gather's one, each within absmax/127 */
+    double bound = world * (world * 1.0) / 127;
+    if (worst > bound) {
+        fprintf(stderr, "rank %d: int8 all-reduce error %.4g > bound %.4g\n", t->rank, worst,
+                bound);
+        bad = 1;
+    }
+    float *mine = malloc(n * sizeof(float));
+    memcpy(mine, buf, n * sizeof(float));
+    if (xdt_broadcast(&g, buf, n * sizeof(float), 0)) return 1; /* member 0's result */
+    if (memcmp(mine, buf, n * sizeof(float)) != 0) {
+        fprintf(stderr, "rank %d: encoded all-reduce result differs from member 0's\n", t->rank);
+        bad = 1;
+    }
+    free(mine);
     char msg[16] = "";
     if (t->rank == world - 1) snprintf(msg, sizeof msg, "root says hi");
     if (xdt_broadcast(&g, msg, sizeof msg, world - 1) || strcmp(msg, "root says hi")) bad = 1;
