@@ -64,20 +64,25 @@ static int line_of(yaml_node_t *n) {
     return (int)n->start_mark.line + 1;
 }
 
-xdt_status xdt_yaml_root_map(xdt_yaml_doc *doc, xdt_yaml_map *out) {
-    yaml_node_t *root = yaml_document_get_root_node(&doc->document);
-    if (root->type != YAML_MAPPING_NODE)
-        return xdt_fail(XDT_ERR_CONFIG, "%s:%d: expected a mapping of keys to values", doc->path,
-                        line_of(root));
-    int n = (int)(root->data.mapping.pairs.top - root->data.mapping.pairs.start);
+/* Opens node `index` as a mapping; `what` names it in errors. */
+static xdt_status open_map(xdt_yaml_doc *doc, int index, const char *what, xdt_yaml_map *out) {
+    yaml_node_t *node = yaml_document_get_node(&doc->document, index);
+    if (!node || node->type != YAML_MAPPING_NODE)
+        return xdt_fail(XDT_ERR_CONFIG, "%s:%d: %s: expected a mapping of keys to values",
+                        doc->path, node ? line_of(node) : 1, what);
+    int n = (int)(node->data.mapping.pairs.top - node->data.mapping.pairs.start);
     if (n > XDT_YAML_MAX_KEYS)
         return xdt_fail(XDT_ERR_CONFIG, "%s:%d: mapping has %d keys, at most %d are read",
-                        doc->path, line_of(root), n, XDT_YAML_MAX_KEYS);
+                        doc->path, line_of(node), n, XDT_YAML_MAX_KEYS);
     memset(out, 0, sizeof *out);
     out->doc = doc;
-    out->node = 1; /* the root is always node 1 in libyaml */
+    out->node = index;
     out->n_pairs = n;
     return XDT_OK;
+}
+
+xdt_status xdt_yaml_root_map(xdt_yaml_doc *doc, xdt_yaml_map *out) {
+    return open_map(doc, 1, "document", out); /* the root is always node 1 in libyaml */
 }
 
 static yaml_node_pair_t *pair_at(xdt_yaml_map *m, int i) {
@@ -163,6 +168,55 @@ xdt_status xdt_yaml_get_string(xdt_yaml_map *m, const char *key, bool required, 
                         key);
     *out = s;
     return XDT_OK;
+}
+
+xdt_status xdt_yaml_get_map(xdt_yaml_map *m, const char *key, bool required, xdt_yaml_map *out) {
+    int line = 0;
+    yaml_node_t *v = find(m, key, &line);
+    if (!v) {
+        if (required) return missing(m, key);
+        memset(out, 0, sizeof *out);
+        out->doc = m->doc;
+        out->node = m->node; /* lines point at the parent */
+        return XDT_OK;
+    }
+    return open_map(m->doc, (int)(v - m->doc->document.nodes.start) + 1, key, out);
+}
+
+xdt_status xdt_yaml_get_seq(xdt_yaml_map *m, const char *key, bool required, xdt_yaml_seq *out) {
+    int line = 0;
+    yaml_node_t *v = find(m, key, &line);
+    if (!v) {
+        if (required) return missing(m, key);
+        *out = (xdt_yaml_seq){m->doc, 0, 0};
+        return XDT_OK;
+    }
+    if (v->type != YAML_SEQUENCE_NODE)
+        return xdt_fail(XDT_ERR_CONFIG, "%s:%d: field '%s': expected a list", m->doc->path, line,
+                        key);
+    *out = (xdt_yaml_seq){m->doc, (int)(v - m->doc->document.nodes.start) + 1,
+                          (int)(v->data.sequence.items.top - v->data.sequence.items.start)};
+    return XDT_OK;
+}
+
+xdt_status xdt_yaml_seq_map(const xdt_yaml_seq *s, int i, xdt_yaml_map *out) {
+    yaml_node_t *seq = node_at(s->doc, s->node);
+    return open_map(s->doc, seq->data.sequence.items.start[i], "list item", out);
+}
+
+xdt_status xdt_yaml_map_entry(xdt_yaml_map *m, int i, const char **key, xdt_yaml_map *value) {
+    yaml_node_pair_t *p = pair_at(m, i);
+    const char *k = scalar_of(node_at(m->doc, p->key));
+    if (!k)
+        return xdt_fail(XDT_ERR_CONFIG, "%s:%d: expected a name as key", m->doc->path,
+                        line_of(node_at(m->doc, p->key)));
+    m->used[i] = true;
+    *key = k;
+    return open_map(m->doc, p->value, k, value);
+}
+
+int xdt_yaml_map_line(const xdt_yaml_map *m) {
+    return line_of(node_at(m->doc, m->node));
 }
 
 xdt_status xdt_yaml_map_close(xdt_yaml_map *m) {

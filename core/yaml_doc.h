@@ -45,6 +45,23 @@ xdt_status xdt_yaml_get_string(xdt_yaml_map *m, const char *key, bool required, 
 /* Line (1-based) of a key in the mapping, or of the mapping itself when the key is absent. */
 int xdt_yaml_line(const xdt_yaml_map *m, const char *key);
 
+/* A sequence inside a document. */
+typedef struct xdt_yaml_seq {
+    xdt_yaml_doc *doc;
+    int node, count;
+} xdt_yaml_seq;
+
+/* The mapping under `key`. An absent optional key gives an empty mapping (n_pairs 0). */
+xdt_status xdt_yaml_get_map(xdt_yaml_map *m, const char *key, bool required, xdt_yaml_map *out);
+/* The sequence under `key`. An absent optional key gives an empty sequence. */
+xdt_status xdt_yaml_get_seq(xdt_yaml_map *m, const char *key, bool required, xdt_yaml_seq *out);
+/* Item i of a sequence, which must be a mapping. */
+xdt_status xdt_yaml_seq_map(const xdt_yaml_seq *s, int i, xdt_yaml_map *out);
+/* Key i of a mapping and its value as a mapping (for maps keyed by name); marks it used. */
+xdt_status xdt_yaml_map_entry(xdt_yaml_map *m, int i, const char **key, xdt_yaml_map *value);
+/* Line of the mapping itself. */
+int xdt_yaml_map_line(const xdt_yaml_map *m);
+
 /* Fails with "path:line: unknown key 'k'" for the first key no getter asked for. */
 xdt_status xdt_yaml_map_close(xdt_yaml_map *m);
 
