@@ -1,0 +1,48 @@
+/* cost_model.h: what a pipeline unit or stage costs on a device type: forward and backward
+ * milliseconds (from a measured profile when one is given, otherwise a roofline: the larger of
+ * FLOPs at a stated fraction of peak and bytes at memory bandwidth, stretched by a node's
+ * slowdown), memory (parameters + gradients + AdamW state + retained activations x microbatches
+ * in flight, plus the LM head's copy of the embedding when the head sits apart from it), and the
+ * bytes a stage sends at its boundary. */
+#ifndef XDT_COST_MODEL_H
+#define XDT_COST_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/gpt.h"
+#include "planner/device_catalog.h"
+
+typedef enum xdt_math_dtype {
+    XDT_MATH_FP32 = 0,
+    XDT_MATH_TF32 = 1,
+    XDT_MATH_BF16 = 2,
+} xdt_math_dtype;
+
+typedef struct xdt_cost_params {
+    xdt_math_dtype dtype;
+    double efficiency; /* fraction of peak the roofline assumes reached; 0 = 0.5 */
+} xdt_cost_params;
+
+typedef struct xdt_stage_cost {
+    double fwd_ms, bwd_ms;   /* one microbatch */
+    double memory_bytes;     /* with `inflight` microbatches' activations */
+    double boundary_bytes;   /* activations sent to the next stage per microbatch (0 for the last) */
+    double params;           /* parameters held, the head's embedding copy included */
+} xdt_stage_cost;
+
+/* Peak TFLOP/s of a type for a dtype. */
+double xdt_device_peak_tflops(const xdt_device_type *d, xdt_math_dtype dtype);
+
+/* Cost of units [first, last] of `cfg` for microbatches of b x t on device type d, holding
+ * `inflight` microbatches of activations, on a node with the given slowdown (>= 1). */
+void xdt_stage_cost_estimate(const xdt_model_config *cfg, int first, int last, int b, int t,
+                             int inflight, const xdt_device_type *d, double slowdown,
+                             const xdt_cost_params *params, xdt_stage_cost *out);
+
+/* Whether the stage fits the device's memory; if not, writes a one-line reason such as
+ * "stage 3 on T4 needs 21.4 GiB, has 16.0 GiB" into why. */
+bool xdt_stage_fits(const xdt_stage_cost *c, const xdt_device_type *d, int stage_index, char *why,
+                    size_t cap);
+
+#endif
