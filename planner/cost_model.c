@@ -5,9 +5,12 @@
 
 double xdt_device_peak_tflops(const xdt_device_type *d, xdt_math_dtype dtype) {
     switch (dtype) {
-    case XDT_MATH_TF32: return d->tflops_tf32;
-    case XDT_MATH_BF16: return d->tflops_bf16;
-    case XDT_MATH_FP32: break;
+    case XDT_MATH_TF32:
+        return d->tflops_tf32;
+    case XDT_MATH_BF16:
+        return d->tflops_bf16;
+    case XDT_MATH_FP32:
+        break;
     }
     return d->tflops_fp32;
 }
@@ -16,8 +19,8 @@ double xdt_device_peak_tflops(const xdt_device_type *d, xdt_math_dtype dtype) {
 static double roofline_ms(double flops, double bytes, const xdt_device_type *d,
                           const xdt_cost_params *p, double slowdown) {
     const double eff = p && p->efficiency > 0 ? p->efficiency : 0.5;
-    const double compute_s = flops / (xdt_device_peak_tflops(d, p ? p->dtype : XDT_MATH_FP32) *
-                                      1e12 * eff);
+    const double compute_s =
+        flops / (xdt_device_peak_tflops(d, p ? p->dtype : XDT_MATH_FP32) * 1e12 * eff);
     const double memory_s = bytes / (d->memory_gbps * 1e9);
     return (compute_s > memory_s ? compute_s : memory_s) * 1e3 * slowdown;
 }
@@ -35,10 +38,10 @@ void xdt_stage_cost_estimate(const xdt_model_config *cfg, int first, int last, i
         c.params += p;
         /* the weights are read once forward and twice backward (inputs and gradients), the
          * retained activations written forward and read backward */
-        c.fwd_ms += roofline_ms(info.fwd_flops, 4 * p + (double)info.retained_bytes, d, params,
-                                slowdown);
-        c.bwd_ms += roofline_ms(info.bwd_flops, 12 * p + (double)info.retained_bytes, d, params,
-                                slowdown);
+        c.fwd_ms +=
+            roofline_ms(info.fwd_flops, 4 * p + (double)info.retained_bytes, d, params, slowdown);
+        c.bwd_ms +=
+            roofline_ms(info.bwd_flops, 12 * p + (double)info.retained_bytes, d, params, slowdown);
         retained += (double)info.retained_bytes;
         if (u == last) c.boundary_bytes = (double)info.boundary_bytes;
     }

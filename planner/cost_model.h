@@ -25,10 +25,10 @@ typedef struct xdt_cost_params {
 } xdt_cost_params;
 
 typedef struct xdt_stage_cost {
-    double fwd_ms, bwd_ms;   /* one microbatch */
-    double memory_bytes;     /* with `inflight` microbatches' activations */
-    double boundary_bytes;   /* activations sent to the next stage per microbatch (0 for the last) */
-    double params;           /* parameters held, the head's embedding copy included */
+    double fwd_ms, bwd_ms; /* one microbatch */
+    double memory_bytes;   /* with `inflight` microbatches' activations */
+    double boundary_bytes; /* activations sent to the next stage per microbatch (0 for the last) */
+    double params;         /* parameters held, the head's embedding copy included */
 } xdt_stage_cost;
 
 /* Peak TFLOP/s of a type for a dtype. */

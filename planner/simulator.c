@@ -48,7 +48,7 @@ xdt_status xdt_simulate(const xdt_sim_input *in, xdt_sim_result *out) {
             while (pc[p] < n) {
                 const xdt_op *op = &ops[pc[p]];
                 const int stage = op->chunk >= 0 ? xdt_schedule_stage(s, p, op->chunk) : 0;
-                double start = clock[p], end = start;
+                double start = clock[p], end = start, wire_start = 0, wire_end = 0, arrive = 0;
                 switch (op->kind) {
                 case XDT_OP_FWD:
                     end = start + in->fwd_ms[stage];
@@ -78,8 +78,10 @@ xdt_status xdt_simulate(const xdt_sim_input *in, xdt_sim_result *out) {
                     double go = start > *free_at ? start : *free_at;
                     double wire = l->bytes_per_ms > 0 ? bytes / l->bytes_per_ms : 0;
                     *free_at = go + wire;
-                    ARRIVAL(act ? ACT : GRAD, op->microbatch, act ? stage + 1 : stage - 1) =
-                        go + wire + l->latency_ms;
+                    wire_start = go;
+                    wire_end = go + wire;
+                    arrive = go + wire + l->latency_ms;
+                    ARRIVAL(act ? ACT : GRAD, op->microbatch, act ? stage + 1 : stage - 1) = arrive;
                     r.link_bytes[p * P + op->peer] += bytes;
                     break;
                 }
@@ -95,7 +97,8 @@ xdt_status xdt_simulate(const xdt_sim_input *in, xdt_sim_result *out) {
                     break;
                 }
                 if (op->kind <= XDT_OP_BWD_WEIGHT) r.busy_ms[p] += end - start;
-                r.events[r.n_events++] = (xdt_sim_event){p, *op, start, end};
+                r.events[r.n_events++] =
+                    (xdt_sim_event){p, *op, start, end, wire_start, wire_end, arrive};
                 clock[p] = end;
                 pc[p]++;
                 done++;

@@ -28,7 +28,8 @@ typedef struct xdt_sim_input {
 typedef struct xdt_sim_event {
     int rank;
     xdt_op op;
-    double start_ms, end_ms; /* a receive's span is its wait */
+    double start_ms, end_ms;                      /* a receive's span is its wait */
+    double wire_start_ms, wire_end_ms, arrive_ms; /* sends: on the link, and when it lands */
 } xdt_sim_event;
 
 typedef struct xdt_sim_result {

@@ -4,9 +4,12 @@
  *   GPipe, links of latency L, wire time w: (M + P - 1)(F + B) + 2 (P - 1)(L + w)   (w <= F, B)
  *   interleaved 1F1B with V chunks of F/V, B/V each: M (F + B) + (P - 1)(F + B) / V
  * and the bubble of 1F1B is (P - 1) / (M + P - 1); links carry M boundaries each way. */
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "planner/simulator.h"
+#include "planner/trace_writer.h"
 #include "tests/unit/test_util.h"
 
 static double simulate(xdt_schedule *s, double F, double B, double L, double bytes, double rate,
@@ -30,6 +33,47 @@ static double simulate(xdt_schedule *s, double F, double B, double L, double byt
     free(x);
     free(links);
     return step;
+}
+
+static int count(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* The Chrome trace of a simulated 1F1B step: every forward, backward and transfer appears, and
+ * the file is valid JSON (checked with python3's json module when python3 exists). */
+static void check_trace(void) {
+    const int P = 3, M = 4;
+    xdt_schedule *s = NULL;
+    xdt_sim_result r;
+    CHECK(xdt_schedule_1f1b(P, M, &s) == XDT_OK);
+    if (!s) return;
+    simulate(s, 1.0, 2.0, 0.5, 100, 1000, &r);
+    char path[] = "/tmp/xdt-trace-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    CHECK(xdt_trace_write_sim(path, "1f1b test", s, &r) == XDT_OK);
+    FILE *f = fopen(path, "r");
+    char *text = calloc(1, 1 << 20);
+    size_t n = f ? fread(text, 1, (1 << 20) - 1, f) : 0;
+    if (f) fclose(f);
+    CHECK(n > 0 && strstr(text, "\"traceEvents\""));
+    CHECK_MSG(count(text, "\"cat\":\"forward\"") == P * M, "forwards: %d",
+              count(text, "\"cat\":\"forward\""));
+    CHECK(count(text, "\"cat\":\"backward\"") == P * M);
+    CHECK(count(text, "\"cat\":\"link\"") == 2 * M * (P - 1));
+    if (system("command -v python3 >/dev/null 2>&1") == 0) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "python3 -c 'import json,sys; json.load(open(sys.argv[1]))' %s",
+                 path);
+        CHECK_MSG(system(cmd) == 0, "the trace is not valid JSON");
+    }
+    free(text);
+    unlink(path);
+    xdt_sim_result_free(&r);
+    xdt_schedule_destroy(s);
 }
 
 static void close_to(const char *what, double got, double want) {
@@ -78,5 +122,6 @@ int main(void) {
             xdt_sim_result_free(&r);
             xdt_schedule_destroy(s);
         }
+    check_trace();
     return test_exit_code("test_simulator");
 }

@@ -1,0 +1,14 @@
+/* trace_writer.h: timelines in the Chrome trace event format (JSON with `traceEvents`, which
+ * Perfetto and chrome://tracing open): one lane per rank with its forward, backward, receive
+ * waits and the rest, and one lane per directed link with each transfer. The simulator writes
+ * it now; the runtime writes the same format, so predicted and measured runs line up. */
+#ifndef XDT_TRACE_WRITER_H
+#define XDT_TRACE_WRITER_H
+
+#include "planner/simulator.h"
+
+/* Writes the simulated step to `path` atomically. `title` names the process lane. */
+xdt_status xdt_trace_write_sim(const char *path, const char *title, const xdt_schedule *s,
+                               const xdt_sim_result *r);
+
+#endif
