@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "planner/simulator.h"
+#include "planner/timeline_svg.h"
 #include "planner/trace_writer.h"
 #include "tests/unit/test_util.h"
 
@@ -70,8 +71,25 @@ static void check_trace(void) {
                  path);
         CHECK_MSG(system(cmd) == 0, "the trace is not valid JSON");
     }
-    free(text);
     unlink(path);
+    /* the SVG timeline: one labelled block per forward and backward, a row per link */
+    const char *keep = getenv("XDT_KEEP_SVG");
+    char svg[] = "/tmp/xdt-timeline-XXXXXX";
+    fd = mkstemp(svg);
+    close(fd);
+    CHECK(xdt_timeline_write_svg(keep ? keep : svg, "1F1B, 3 ranks, 4 microbatches", s, &r) ==
+          XDT_OK);
+    f = fopen(keep ? keep : svg, "r");
+    memset(text, 0, 1 << 20);
+    n = f ? fread(text, 1, (1 << 20) - 1, f) : 0;
+    if (f) fclose(f);
+    CHECK(n > 0 && strstr(text, "<svg") && strstr(text, "</svg>"));
+    CHECK(count(text, "fill=\"#4e79a7\" stroke") == P * M); /* forwards */
+    CHECK(count(text, "fill=\"#f28e2b\" stroke") == P * M); /* backwards */
+    CHECK(count(text, ">link ") == 2 * (P - 1));
+    CHECK(strstr(text, "step ") != NULL);
+    unlink(svg);
+    free(text);
     xdt_sim_result_free(&r);
     xdt_schedule_destroy(s);
 }
