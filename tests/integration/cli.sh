@@ -12,6 +12,18 @@ done
 for opt in --init --ckpt-dir --data --batch --seq --max-batches --json; do
     check "eval --help documents $opt" bash -c "\"$XDT\" eval --help | grep -q -- '$opt'"
 done
+# xdt bench: link (two threads, and two UCX processes when UCX is built) and codec
+j=$("$XDT" bench link --transport inproc --iters 3 --size 4096 --json 2>/dev/null)
+for key in latency_ms bandwidth_MBps ratio; do
+    check "bench link --json has $key" grep -q "\"$key\":[0-9]" <<<"$j"
+done
+j=$("$XDT" bench link --iters 3 --size 65536 --codec int8 --json 2>/dev/null)
+check "bench link over UCX with int8 reports ratio > 3" \
+    awk -v r="$(grep -o '"ratio":[0-9.]*' <<<"$j" | cut -d: -f2)" 'BEGIN{exit !(r > 3)}'
+check "bench codec prints every data set" bash -c "\"$XDT\" bench codec --codec int8 \
+    --size 65536 --iters 2 --steps 1 2>/dev/null | grep -c 'int8' | grep -qx 3"
+expect_error "unknown codec \"int9\"" "$XDT" bench link --codec int9
+expect_error "bandwidth 'fast'" "$XDT" bench link --bandwidth fast
 "$XDT" frobnicate >/dev/null 2>&1
 check "unknown command exits 2" test $? -eq 2
 "$XDT" >/dev/null 2>&1
