@@ -20,7 +20,7 @@ done
 j=$("$XDT" bench link --iters 3 --size 65536 --codec int8 --json 2>/dev/null)
 check "bench link over UCX with int8 reports ratio > 3" \
     awk -v r="$(grep -o '"ratio":[0-9.]*' <<<"$j" | cut -d: -f2)" 'BEGIN{exit !(r > 3)}'
-check "bench codec prints every data set" bash -c "\"$XDT\" bench codec --codec int8 \
+check "bench codec prints every data set" bash -c "\"$XDT\" bench codec --codec int8 --model $ROOT/configs/models/gpt-small-cpu.yaml \
     --size 65536 --iters 2 --steps 1 2>/dev/null | grep -c 'int8' | grep -qx 3"
 expect_error "unknown codec \"int9\"" "$XDT" bench link --codec int9
 expect_error "bandwidth 'fast'" "$XDT" bench link --bandwidth fast
