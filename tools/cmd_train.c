@@ -36,6 +36,7 @@ typedef struct train_run {
     xdt_device *dev;
     xdt_stage *stage;
     xdt_optimizer *opt;
+    xdt_optim_config oc;
     xdt_metrics_file metrics;
     int32_t *inputs, *targets; /* host batch buffers */
     int start_step;
@@ -110,7 +111,7 @@ static xdt_status setup(train_run *r) {
         (st = xdt_stage_create(&r->cfg, r->dev, 0, r->cfg.n_layer + 1, a->batch, a->seq, 1,
                                &r->stage)))
         return st;
-    xdt_optim_config oc = {
+    r->oc = (xdt_optim_config){
         .lr = (float)a->lr,
         .beta1 = (float)a->beta1,
         .beta2 = (float)a->beta2,
@@ -121,7 +122,7 @@ static xdt_status setup(train_run *r) {
         .total_steps = a->steps,
         .decay = (xdt_lr_decay)a->lr_decay,
     };
-    if ((st = xdt_optimizer_create(&oc, r->stage, &r->opt))) return st;
+    if ((st = xdt_optimizer_create(&r->oc, r->stage, &r->opt))) return st;
     size_t n = (size_t)a->batch * a->seq;
     r->inputs = malloc(n * sizeof(int32_t));
     r->targets = malloc(n * sizeof(int32_t));
@@ -155,14 +156,10 @@ static xdt_status train_step(train_run *r, int step, xdt_step_metrics *m) {
     double norm = sqrt(sumsq);
     if ((st = xdt_optimizer_step(r->opt, step, norm))) return st;
     double dt = xdt_now_s() - t0;
-    xdt_optim_config oc = {.lr = (float)r->a.lr,
-                           .warmup_steps = r->a.warmup,
-                           .total_steps = r->a.steps,
-                           .decay = (xdt_lr_decay)r->a.lr_decay};
     *m = (xdt_step_metrics){
         .step = step + 1,
         .loss = loss,
-        .lr = xdt_lr_at(&oc, step),
+        .lr = xdt_lr_at(&r->oc, step),
         .tokens_per_s = (double)b * t / dt,
         .step_ms = dt * 1e3,
         .grad_norm = norm,
