@@ -10,7 +10,7 @@
 
 xdt_status xdt_partition_units(const xdt_model_config *cfg, int b, int t,
                                const xdt_chain_device *chain, int P, const xdt_cost_params *cp,
-                               xdt_partition *out) {
+                               xdt_partition *out, char *why_out, size_t why_cap) {
     const int U = xdt_gpt_num_units(cfg);
     if (P < 1 || P > 1024)
         return xdt_fail(XDT_ERR_CONFIG, "partition: %d stages (1..1024 supported)", P);
@@ -84,8 +84,14 @@ xdt_status xdt_partition_units(const xdt_model_config *cfg, int b, int t,
     }
     xdt_status st = XDT_OK;
     if (best[(size_t)P * U1 + U] == DBL_MAX) {
-        st = xdt_fail(XDT_ERR_CONFIG, "the model fits no placement on these %d stages: %s", P,
-                      why[0] ? why : "no split fits");
+        if (why_out) {
+            snprintf(why_out, why_cap, "the model fits no placement on these %d stages: %s", P,
+                     why[0] ? why : "no split fits");
+            st = XDT_ERR_CONFIG;
+        } else {
+            st = xdt_fail(XDT_ERR_CONFIG, "the model fits no placement on these %d stages: %s", P,
+                          why[0] ? why : "no split fits");
+        }
     } else {
         xdt_partition p;
         memset(&p, 0, sizeof p);

@@ -22,9 +22,10 @@ typedef struct xdt_partition {
 
 /* Best split of all units of cfg over chain[0..P) for microbatches of b x t. XDT_ERR_CONFIG
  * with a one-line reason when P exceeds the units or no split fits memory (naming the tightest
- * stage, e.g. "stage 0 on T4 needs 21.4 GiB, has 16.0 GiB"). */
+ * stage, e.g. "stage 0 on T4 needs 21.4 GiB, has 16.0 GiB"): logged, or written to why[cap]
+ * instead when why is not NULL (searches try many chains that do not fit). */
 xdt_status xdt_partition_units(const xdt_model_config *cfg, int b, int t,
                                const xdt_chain_device *chain, int P, const xdt_cost_params *cp,
-                               xdt_partition *out);
+                               xdt_partition *out, char *why, size_t cap);
 
 #endif

@@ -72,7 +72,7 @@ int main(void) {
                                    1.0 + (double)xdt_rng_below(&rng, 2), P - k};
         const int b = 1 << xdt_rng_below(&rng, 5), t = 1024;
         xdt_partition part;
-        xdt_status st = xdt_partition_units(&cfg, b, t, chain, P, &cp, &part);
+        xdt_status st = xdt_partition_units(&cfg, b, t, chain, P, &cp, &part, NULL, 0);
         double want = brute(&cfg, b, t, chain, P, &cp);
         if (want == DBL_MAX) {
             CHECK_MSG(st == XDT_ERR_CONFIG, "instance %d: brute force finds no fit, DP does", inst);
@@ -100,15 +100,15 @@ int main(void) {
     xdt_chain_device two[2] = {{xdt_device_catalog_find(&cat, "V100"), 1, 2},
                                {xdt_device_catalog_find(&cat, "H100-SXM"), 1, 1}};
     xdt_partition part;
-    CHECK(xdt_partition_units(&g2, 8, 1024, two, 2, &cp, &part) == XDT_OK);
+    CHECK(xdt_partition_units(&g2, 8, 1024, two, 2, &cp, &part, NULL, 0) == XDT_OK);
     int on_v100 = part.first[1] - part.first[0], on_h100 = part.first[2] - part.first[1];
     CHECK_MSG(on_h100 > on_v100, "H100 holds %d units, V100 %d", on_h100, on_v100);
     /* too big to fit; more stages than units */
     xdt_chain_device t4 = {xdt_device_catalog_find(&cat, "T4"), 1, 8};
-    CHECK(xdt_partition_units(&g2, 64, 1024, &t4, 1, &cp, &part) == XDT_ERR_CONFIG);
+    CHECK(xdt_partition_units(&g2, 64, 1024, &t4, 1, &cp, &part, NULL, 0) == XDT_ERR_CONFIG);
     xdt_chain_device many[20];
     for (int k = 0; k < 20; k++)
         many[k] = two[1];
-    CHECK(xdt_partition_units(&g2, 8, 1024, many, 20, &cp, &part) == XDT_ERR_CONFIG);
+    CHECK(xdt_partition_units(&g2, 8, 1024, many, 20, &cp, &part, NULL, 0) == XDT_ERR_CONFIG);
     return test_exit_code("test_partition");
 }

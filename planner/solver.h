@@ -1,0 +1,47 @@
+/* solver.h: chooses a pipeline for a cluster and a model: how many stages, which devices in which
+ * order (so the pipeline crosses slow links as rarely and as cheaply as possible), the uneven
+ * layer split on them (partition.h), the microbatch size, and predicts the step with the
+ * simulator (1F1B over the cluster's links). This first solver builds a single pipeline (no
+ * data-parallel replicas yet) and searches exactly: every ordered choice of devices, with the
+ * devices of one node treated as interchangeable, so small clusters are solved to the optimum
+ * under the cost model. */
+#ifndef XDT_SOLVER_H
+#define XDT_SOLVER_H
+
+#include "planner/partition.h"
+#include "planner/topology.h"
+
+#define XDT_SOLVER_MAX_DEVICES 12
+
+typedef struct xdt_solver_input {
+    const xdt_topology *topo;
+    const xdt_model_config *cfg;
+    int global_batch; /* sequences per step */
+    int seq;          /* tokens per sequence */
+    int microbatch;   /* sequences per microbatch; 0 = the best of 1, 2, 4, 8 that divides */
+    xdt_cost_params cost;
+} xdt_solver_input;
+
+typedef struct xdt_solution {
+    int stages;
+    int device[XDT_SOLVER_MAX_DEVICES]; /* flat device index of each stage */
+    int node[XDT_SOLVER_MAX_DEVICES];   /* its node in topo->nodes */
+    xdt_partition split;
+    int microbatch, microbatches;
+    double step_ms, tokens_per_s, bubble; /* predicted */
+} xdt_solution;
+
+/* Best plan, or XDT_ERR_CONFIG with a reason (too many devices for the exact search, nothing
+ * fits, batch not divisible). */
+xdt_status xdt_solve(const xdt_solver_input *in, xdt_solution *out);
+
+/* Predicted step of one given chain (flat device indices) and microbatch size; used by the
+ * solver and by tests that enumerate on their own. XDT_ERR_CONFIG when it does not fit. */
+xdt_status xdt_solver_evaluate(const xdt_solver_input *in, const int *chain, int stages,
+                               int microbatch, xdt_solution *out);
+
+/* Flat device indices: node n's devices are [first_device(n), first_device(n) + devices). */
+int xdt_solver_num_devices(const xdt_topology *t);
+int xdt_solver_node_of(const xdt_topology *t, int device);
+
+#endif
