@@ -76,10 +76,12 @@ xdt_status xdt_cli_parse(const char *cmd, int argc, char **argv, xdt_cli_opt *op
             *help = true;
             return XDT_OK;
         }
-        if (strncmp(a, "--", 2) != 0)
+        /* "--name" always; "-x" for one-letter options such as -o */
+        const bool short_opt = a[0] == '-' && a[1] && a[1] != '-' && !a[2];
+        if (strncmp(a, "--", 2) != 0 && !short_opt)
             return xdt_fail(XDT_ERR_CONFIG, "xdt %s: unexpected argument '%s' (see xdt %s --help)",
                             cmd, a, cmd);
-        const char *name = a + 2;
+        const char *name = short_opt ? a + 1 : a + 2;
         const char *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
         xdt_cli_opt *o = NULL;
@@ -121,7 +123,8 @@ void xdt_cli_usage(FILE *out, const char *cmd, const char *summary, const xdt_cl
         else if (o->type == XDT_ARG_CHOICE)
             snprintf(left, sizeof left, "--%s %s", o->name, o->choices);
         else
-            snprintf(left, sizeof left, "--%s %s", o->name, o->metavar ? o->metavar : "VALUE");
+            snprintf(left, sizeof left, "%s%s %s", strlen(o->name) == 1 ? "-" : "--", o->name,
+                     o->metavar ? o->metavar : "VALUE");
         fprintf(out, "  %-30s %s%s\n", left, o->help, o->required ? " (required)" : "");
     }
 }

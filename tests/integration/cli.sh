@@ -24,6 +24,25 @@ check "bench codec prints every data set" bash -c "\"$XDT\" bench codec --codec 
     --size 65536 --iters 2 --steps 1 2>/dev/null | grep -c 'int8' | grep -qx 3"
 expect_error "unknown codec \"int9\"" "$XDT" bench link --codec int9
 expect_error "bandwidth 'fast'" "$XDT" bench link --bandwidth fast
+# xdt plan: a table, a prediction and a versioned plan.json
+"$XDT" plan --cluster "$ROOT/configs/clusters/local-two-sites.yaml" --catalog \
+    "$ROOT/configs/devices.yaml" --model "$ROOT/configs/models/gpt-small-cpu.yaml" \
+    --global-batch 8 --seq 256 -o "$WORK/plan.json" >"$WORK/plan.txt" 2>&1
+check "plan prints the prediction" grep -q '^predicted: step [0-9.]* ms' "$WORK/plan.txt"
+check "plan.json has the documented keys" python3 -c "
+import json, sys
+d = json.load(open('$WORK/plan.json'))
+assert d['version'] == 1 and d['schedule']['kind'] == '1f1b' and d['schedule']['microbatches'] > 0
+assert all(k in st for st in d['stages'] for k in ('rank', 'site', 'device_type', 'units'))
+assert all('codec' in l for l in d['links']) and d['predicted']['step_ms'] > 0
+assert len(d['ops']) == len(d['stages'])"
+printf 'name: x\nsites:\n  - name: a\n    nodes:\n      - {name: n, type: B300, devices: 8}\n' >"$WORK/bad.yaml"
+expect_error "unknown device type 'B300'" "$XDT" plan --cluster "$WORK/bad.yaml" --catalog \
+    "$ROOT/configs/devices.yaml" --model "$ROOT/configs/models/gpt-small-cpu.yaml" --global-batch 8
+printf 'name: x\nsites:\n  - name: a\n    nodes:\n      - {name: n, type: T4, devices: 1}\n' >"$WORK/small.yaml"
+expect_error "fits no placement" "$XDT" plan --cluster "$WORK/small.yaml" --catalog \
+    "$ROOT/configs/devices.yaml" --model "$ROOT/configs/models/gpt2-124M.yaml" --global-batch 512 \
+    --microbatch 512
 "$XDT" frobnicate >/dev/null 2>&1
 check "unknown command exits 2" test $? -eq 2
 "$XDT" >/dev/null 2>&1
