@@ -8,7 +8,8 @@
  *   "schedule":{"kind":"1f1b", "microbatches":M, "microbatch":b},
  *   "links":[{"from":r, "to":r+1, "gbps":..., "latency_ms":..., "codec":"none"}],
  *   "predicted":{"step_ms":..., "tokens_per_s":..., "bubble":...},
- *   "ops":[[ "FWD mb 0", ... ] per rank]} */
+ *   "ops":[[["FWD", mb, chunk, peer], ["SEND_ACT", 0, 0, 1], ...] per rank]}
+ * Op kinds are core/schedule.h's names; mb, chunk and peer are -1 where they do not apply. */
 #include <stdio.h>
 #include <string.h>
 
@@ -84,11 +85,9 @@ static xdt_status write_json(const plan_args *a, const xdt_topology *t, const xd
     for (int r = 0; !st && r < s->stages; r++) {
         fprintf(f, "    [");
         const xdt_op *ops = xdt_schedule_ops(sched, r);
-        for (int i = 0; i < xdt_schedule_num_ops(sched, r); i++) {
-            char op[64];
-            xdt_schedule_format_op(sched, &ops[i], op, sizeof op);
-            fprintf(f, "%s\"%s\"", i ? ", " : "", op);
-        }
+        for (int i = 0; i < xdt_schedule_num_ops(sched, r); i++)
+            fprintf(f, "%s[\"%s\", %d, %d, %d]", i ? ", " : "", xdt_op_kind_name(ops[i].kind),
+                    ops[i].microbatch, ops[i].chunk, ops[i].peer);
         fprintf(f, "]%s\n", r + 1 < s->stages ? "," : "");
     }
     xdt_schedule_destroy(sched);
