@@ -15,6 +15,7 @@ static const subcommand COMMANDS[] = {
     {"train", xdt_cmd_train, "train a GPT model in one process"},
     {"eval", xdt_cmd_eval, "mean cross-entropy of a saved model on a data file"},
     {"plan", xdt_cmd_plan, "place a model's pipeline on a cluster and predict the step"},
+    {"simulate", xdt_cmd_simulate, "predict a plan's step and draw its timeline"},
     {"bench", xdt_cmd_bench, "measure a link (bench link) or the wire codecs (bench codec)"},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);

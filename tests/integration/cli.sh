@@ -36,6 +36,24 @@ assert d['version'] == 1 and d['schedule']['kind'] == '1f1b' and d['schedule']['
 assert all(k in st for st in d['stages'] for k in ('rank', 'site', 'device_type', 'units'))
 assert all('codec' in l for l in d['links']) and d['predicted']['step_ms'] > 0
 assert len(d['ops']) == len(d['stages'])"
+# xdt simulate: replays the plan to the same prediction, writes a trace and a timeline
+"$XDT" simulate "$WORK/plan.json" --trace "$WORK/sim.json" --svg "$WORK/sim.svg" >"$WORK/sim.txt" 2>&1
+want=$(python3 -c "import json; print('%.3f' % json.load(open('$WORK/plan.json'))['predicted']['step_ms'])")
+check "simulate reproduces the plan's prediction ($want ms)" grep -q "^predicted step $want ms" "$WORK/sim.txt"
+check "simulate writes a JSON trace" python3 -c "import json; assert json.load(open('$WORK/sim.json'))['traceEvents']"
+check "simulate writes an SVG timeline" grep -q '</svg>' "$WORK/sim.svg"
+python3 - "$WORK" <<'PY'
+import json, sys
+w = sys.argv[1]
+d = json.load(open(w + "/plan.json"))
+d["version"] = 7
+json.dump(d, open(w + "/v7.json", "w"))
+d["version"] = 1
+d["ops"][0], d["ops"][1] = d["ops"][1], d["ops"][0]  # ranks swapped: no longer a valid schedule
+json.dump(d, open(w + "/swapped.json", "w"))
+PY
+expect_error "v7.json: field 'version' is 7" "$XDT" simulate "$WORK/v7.json"
+expect_error "swapped.json: the schedule fails validation" "$XDT" simulate "$WORK/swapped.json"
 printf 'name: x\nsites:\n  - name: a\n    nodes:\n      - {name: n, type: B300, devices: 8}\n' >"$WORK/bad.yaml"
 expect_error "unknown device type 'B300'" "$XDT" plan --cluster "$WORK/bad.yaml" --catalog \
     "$ROOT/configs/devices.yaml" --model "$ROOT/configs/models/gpt-small-cpu.yaml" --global-batch 8
