@@ -34,10 +34,16 @@ static xdt_sim_link link_between(const xdt_topology *t, int na, int nb) {
     return (xdt_sim_link){l->latency_ms, l->gbps * 1e9 / 8 / 1e3};
 }
 
+xdt_status xdt_solution_schedule(const xdt_solution *s, xdt_schedule **out) {
+    return s->kind == XDT_SCHEDULE_GPIPE ? xdt_schedule_gpipe(s->stages, s->microbatches, out)
+                                         : xdt_schedule_1f1b(s->stages, s->microbatches, out);
+}
+
 xdt_status xdt_solver_evaluate(const xdt_solver_input *in, const int *chain, int P, int mb,
-                               xdt_solution *out) {
+                               xdt_schedule_kind kind, xdt_solution *out) {
     const xdt_topology *t = in->topo;
-    if (P < 1 || P > XDT_SOLVER_MAX_DEVICES || mb < 1 || in->global_batch % mb)
+    if (P < 1 || P > XDT_SOLVER_MAX_DEVICES || mb < 1 || in->global_batch % mb ||
+        (kind != XDT_SCHEDULE_GPIPE && kind != XDT_SCHEDULE_1F1B))
         return XDT_ERR_CONFIG;
     const int M = in->global_batch / mb;
     xdt_solution s;
@@ -47,7 +53,9 @@ xdt_status xdt_solver_evaluate(const xdt_solver_input *in, const int *chain, int
         s.device[k] = chain[k];
         s.node[k] = xdt_solver_node_of(t, chain[k]);
         const xdt_topo_node *n = &t->nodes[s.node[k]];
-        cd[k] = (xdt_chain_device){n->type, n->slowdown, P - k < M ? P - k : M};
+        /* GPipe keeps every microbatch's activations until the backwards; 1F1B at most P - k */
+        s.inflight[k] = kind == XDT_SCHEDULE_GPIPE ? M : (P - k < M ? P - k : M);
+        cd[k] = (xdt_chain_device){n->type, n->slowdown, s.inflight[k]};
     }
     char why[200];
     xdt_status st =
@@ -69,7 +77,10 @@ xdt_status xdt_solver_evaluate(const xdt_solver_input *in, const int *chain, int
             links[a * P + b] = link_between(t, s.node[a], s.node[b]);
     xdt_schedule *sched = NULL;
     xdt_sim_result r;
-    if ((st = xdt_schedule_1f1b(P, M, &sched))) return st;
+    s.kind = kind;
+    s.stages = P;
+    s.microbatches = M;
+    if ((st = xdt_solution_schedule(&s, &sched))) return st;
     xdt_sim_input si = {sched, fwd, bwd, bytes, links, 0, 0};
     st = xdt_simulate(&si, &r);
     xdt_schedule_destroy(sched);
@@ -91,6 +102,7 @@ xdt_status xdt_solver_evaluate(const xdt_solver_input *in, const int *chain, int
 typedef struct search {
     const xdt_solver_input *in;
     int n_dev, mb;
+    xdt_schedule_kind kind;
     int chain[XDT_SOLVER_MAX_DEVICES];
     bool used[XDT_SOLVER_MAX_DEVICES];
     xdt_solution best;
@@ -102,7 +114,7 @@ typedef struct search {
 static void extend(search *s, int len) {
     if (len > 0) {
         xdt_solution sol;
-        if (xdt_solver_evaluate(s->in, s->chain, len, s->mb, &sol) == XDT_OK &&
+        if (xdt_solver_evaluate(s->in, s->chain, len, s->mb, s->kind, &sol) == XDT_OK &&
             (!s->found || sol.step_ms < s->best.step_ms - 1e-12)) {
             s->best = sol;
             s->found = true;
@@ -121,8 +133,24 @@ static void extend(search *s, int len) {
     }
 }
 
+/* Searches chains under each schedule kind the input allows. */
+static void search_kinds(search *s) {
+    const xdt_schedule_kind kinds[] = {XDT_SCHEDULE_1F1B, XDT_SCHEDULE_GPIPE};
+    for (int i = 0; i < 2; i++) {
+        if (s->in->schedule >= 0 && (int)kinds[i] != s->in->schedule) continue;
+        s->kind = kinds[i];
+        extend(s, 0);
+    }
+}
+
 xdt_status xdt_solve(const xdt_solver_input *in, xdt_solution *out) {
     const int n = xdt_solver_num_devices(in->topo);
+    if (in->schedule >= 0 && in->schedule != XDT_SCHEDULE_GPIPE &&
+        in->schedule != XDT_SCHEDULE_1F1B)
+        return xdt_fail(XDT_ERR_UNSUPPORTED,
+                        "solver: schedule %s is not chosen by this solver "
+                        "yet (gpipe, 1f1b)",
+                        xdt_schedule_kind_name((xdt_schedule_kind)in->schedule));
     if (n > XDT_SOLVER_MAX_DEVICES)
         return xdt_fail(XDT_ERR_UNSUPPORTED,
                         "solver: %d devices; the exact search handles up to "
@@ -139,11 +167,11 @@ xdt_status xdt_solve(const xdt_solver_input *in, xdt_solution *out) {
         if (in->global_batch % sizes[i]) continue;
         any_size = true;
         s.mb = sizes[i];
-        extend(&s, 0);
+        search_kinds(&s);
     }
     if (in->microbatch && !any_size && in->global_batch % in->microbatch == 0) {
         s.mb = in->microbatch;
-        extend(&s, 0);
+        search_kinds(&s);
         any_size = true;
     }
     if (!any_size)

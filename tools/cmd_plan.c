@@ -5,7 +5,7 @@
  * plan.json, version 1: {"version":1, "cluster":..., "model":{...}, "global_batch":N, "seq":T,
  *   "stages":[{"rank":r, "site":..., "node":..., "device_type":..., "units":[first,last],
  *              "fwd_ms":..., "bwd_ms":..., "memory_gib":...}],
- *   "schedule":{"kind":"1f1b", "microbatches":M, "microbatch":b},
+ *   "schedule":{"kind":"1f1b" or "gpipe", "microbatches":M, "microbatch":b},
  *   "links":[{"from":r, "to":r+1, "gbps":..., "latency_ms":..., "codec":"none"}],
  *   "predicted":{"step_ms":..., "tokens_per_s":..., "bubble":...},
  *   "ops":[[["FWD", mb, chunk, peer], ["SEND_ACT", 0, 0, 1], ...] per rank]}
@@ -22,7 +22,7 @@
 
 typedef struct plan_args {
     const char *cluster, *model, *out, *catalog;
-    int global_batch, microbatch, seq;
+    int global_batch, microbatch, seq, schedule;
 } plan_args;
 
 static xdt_status write_json(const plan_args *a, const xdt_topology *t, const xdt_model_config *cfg,
@@ -48,16 +48,16 @@ static xdt_status write_json(const plan_args *a, const xdt_topology *t, const xd
                                 n->type, n->slowdown, &in->cost, &c);
         fprintf(f,
                 "    {\"rank\": %d, \"site\": \"%s\", \"node\": \"%s\", \"device_type\": "
-                "\"%s\", \"units\": [%d, %d], \"fwd_ms\": %.6g, \"bwd_ms\": %.6g, "
+                "\"%s\", \"units\": [%d, %d], \"fwd_ms\": %.17g, \"bwd_ms\": %.17g, "
                 "\"memory_gib\": %.4g}%s\n",
                 k, t->sites[n->site].name, n->name, n->type->name, s->split.first[k],
                 s->split.first[k + 1] - 1, c.fwd_ms, c.bwd_ms, c.memory_bytes / 1073741824.0,
                 k + 1 < s->stages ? "," : "");
     }
     fprintf(f,
-            "  ],\n  \"schedule\": {\"kind\": \"1f1b\", \"microbatches\": %d, \"microbatch\": "
+            "  ],\n  \"schedule\": {\"kind\": \"%s\", \"microbatches\": %d, \"microbatch\": "
             "%d},\n  \"links\": [",
-            s->microbatches, s->microbatch);
+            xdt_schedule_kind_name(s->kind), s->microbatches, s->microbatch);
     for (int k = 0; k + 1 < s->stages; k++) {
         const xdt_topo_node *a_ = &t->nodes[s->node[k]], *b_ = &t->nodes[s->node[k + 1]];
         double gbps = a_->intra_node_gbps * 8, lat = 0;
@@ -72,7 +72,7 @@ static xdt_status write_json(const plan_args *a, const xdt_topology *t, const xd
             }
         }
         fprintf(f,
-                "%s\n    {\"from\": %d, \"to\": %d, \"gbps\": %.6g, \"latency_ms\": %.6g, "
+                "%s\n    {\"from\": %d, \"to\": %d, \"gbps\": %.17g, \"latency_ms\": %.17g, "
                 "\"codec\": \"none\"}",
                 k ? "," : "", k, k + 1, gbps, lat);
     }
@@ -81,7 +81,7 @@ static xdt_status write_json(const plan_args *a, const xdt_topology *t, const xd
             "%.4f},\n  \"ops\": [\n",
             s->step_ms, s->tokens_per_s, s->bubble);
     xdt_schedule *sched = NULL;
-    xdt_status st = xdt_schedule_1f1b(s->stages, s->microbatches, &sched);
+    xdt_status st = xdt_solution_schedule(s, &sched);
     for (int r = 0; !st && r < s->stages; r++) {
         fprintf(f, "    [");
         const xdt_op *ops = xdt_schedule_ops(sched, r);
@@ -109,6 +109,8 @@ int xdt_cmd_plan(int argc, char **argv) {
                     1 << 20),
         XDT_OPT_INT("seq", &a.seq, "T", "tokens per sequence [max_seq_len]", 0, 1 << 20),
         XDT_OPT_STRING("catalog", &a.catalog, "FILE", "device catalog [configs/devices.yaml]"),
+        XDT_OPT_CHOICE("schedule", &a.schedule, "auto|gpipe|1f1b|interleaved|xdc",
+                       "pipeline schedule; auto picks the faster of gpipe and 1f1b [auto]"),
         XDT_OPT_STRING("o", &a.out, "plan.json", "write the plan"),
     };
     opts[2].required = true;
@@ -118,7 +120,8 @@ int xdt_cmd_plan(int argc, char **argv) {
     if (help) {
         xdt_cli_usage(stdout, "plan",
                       "Places a model's pipeline stages on a cluster and predicts "
-                      "the step (single pipeline, 1F1B; replicas and codec choice are next).",
+                      "the step (single pipeline, GPipe or 1F1B; replicas, interleaving and codec "
+                      "choice are next).",
                       opts, n_opts);
         return 0;
     }
@@ -127,9 +130,16 @@ int xdt_cmd_plan(int argc, char **argv) {
     xdt_model_config cfg;
     if (xdt_device_catalog_load(a.catalog, &cat) || xdt_model_config_load(a.model, &cfg)) return 1;
     if (xdt_topology_load(a.cluster, &cat, &topo)) return 1;
-    xdt_solver_input in = {&topo,          &cfg,
-                           a.global_batch, a.seq ? a.seq : cfg.max_seq_len,
-                           a.microbatch,   {XDT_MATH_BF16, 0.5}};
+    /* --schedule choice index 0 is auto; 1.. follow xdt_schedule_kind */
+    static const int kinds[] = {-1, XDT_SCHEDULE_GPIPE, XDT_SCHEDULE_1F1B, XDT_SCHEDULE_INTERLEAVED,
+                                XDT_SCHEDULE_XDC};
+    xdt_solver_input in = {&topo,
+                           &cfg,
+                           a.global_batch,
+                           a.seq ? a.seq : cfg.max_seq_len,
+                           a.microbatch,
+                           kinds[a.schedule],
+                           {XDT_MATH_BF16, 0.5}};
     if (in.seq > cfg.max_seq_len) {
         xdt_topology_free(&topo);
         return xdt_fail(XDT_ERR_CONFIG, "--seq %d exceeds max_seq_len %d", in.seq, cfg.max_seq_len),
@@ -140,16 +150,15 @@ int xdt_cmd_plan(int argc, char **argv) {
     xdt_solution s;
     int rc = 1;
     if (xdt_solve(&in, &s) == XDT_OK) {
-        printf("plan for %s on %s: %d stages, microbatch %d x %d, 1F1B\n", cfg.name, topo.name,
-               s.stages, s.microbatch, s.microbatches);
+        printf("plan for %s on %s: %d stages, microbatch %d x %d, %s\n", cfg.name, topo.name,
+               s.stages, s.microbatch, s.microbatches, xdt_schedule_kind_name(s.kind));
         printf("%-6s %-12s %-12s %-10s %-9s %-16s %-12s\n", "stage", "site", "node", "device",
                "units", "memory GiB", "compute ms");
         for (int k = 0; k < s.stages; k++) {
             const xdt_topo_node *n = &topo.nodes[s.node[k]];
             xdt_stage_cost c;
-            int inflight = s.stages - k < s.microbatches ? s.stages - k : s.microbatches;
             xdt_stage_cost_estimate(&cfg, s.split.first[k], s.split.first[k + 1] - 1, s.microbatch,
-                                    in.seq, inflight, n->type, n->slowdown, &in.cost, &c);
+                                    in.seq, s.inflight[k], n->type, n->slowdown, &in.cost, &c);
             char units[24], mem[32];
             snprintf(units, sizeof units, "%d-%d", s.split.first[k], s.split.first[k + 1] - 1);
             snprintf(mem, sizeof mem, "%.2f / %.0f", c.memory_bytes / 1073741824.0,

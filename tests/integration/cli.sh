@@ -32,10 +32,13 @@ check "plan prints the prediction" grep -q '^predicted: step [0-9.]* ms' "$WORK/
 check "plan.json has the documented keys" python3 -c "
 import json, sys
 d = json.load(open('$WORK/plan.json'))
-assert d['version'] == 1 and d['schedule']['kind'] == '1f1b' and d['schedule']['microbatches'] > 0
+assert d['version'] == 1 and d['schedule']['kind'] in ('1f1b', 'gpipe') and d['schedule']['microbatches'] > 0
 assert all(k in st for st in d['stages'] for k in ('rank', 'site', 'device_type', 'units'))
 assert all('codec' in l for l in d['links']) and d['predicted']['step_ms'] > 0
 assert len(d['ops']) == len(d['stages'])"
+expect_error "schedule xdc is not chosen by this solver yet" "$XDT" plan --cluster \
+    "$ROOT/configs/clusters/local-two-sites.yaml" --catalog "$ROOT/configs/devices.yaml" \
+    --model "$ROOT/configs/models/gpt-small-cpu.yaml" --global-batch 8 --schedule xdc
 # xdt simulate: replays the plan to the same prediction, writes a trace and a timeline
 "$XDT" simulate "$WORK/plan.json" --trace "$WORK/sim.json" --svg "$WORK/sim.svg" >"$WORK/sim.txt" 2>&1
 want=$(python3 -c "import json; print('%.3f' % json.load(open('$WORK/plan.json'))['predicted']['step_ms'])")

@@ -21,12 +21,13 @@ static int write_cluster(char *path, const char *text) {
     return n == (ssize_t)strlen(text) ? 0 : -1;
 }
 
-/* Every ordered chain of distinct devices, every microbatch size. */
+/* Every ordered chain of distinct devices, every microbatch size, both schedules. */
 static double exhaustive(const xdt_solver_input *in, int n, int *chain, bool *used, int len, int mb,
                          double best) {
-    if (len > 0) {
+    const xdt_schedule_kind kinds[2] = {XDT_SCHEDULE_GPIPE, XDT_SCHEDULE_1F1B};
+    for (int k = 0; k < 2 && len > 0; k++) {
         xdt_solution s;
-        if (xdt_solver_evaluate(in, chain, len, mb, &s) == XDT_OK && s.step_ms < best)
+        if (xdt_solver_evaluate(in, chain, len, mb, kinds[k], &s) == XDT_OK && s.step_ms < best)
             best = s.step_ms;
     }
     if (len == n || len == xdt_gpt_num_units(in->cfg)) return best;
@@ -99,7 +100,7 @@ int main(void) {
         if (st) continue;
         xdt_model_config cfg = {"rand", 50257, 50304, 1024, 2 + (int)xdt_rng_below(&rng, 7),
                                 12,     768};
-        xdt_solver_input in = {&topo, &cfg, 8, 1024, 0, {XDT_MATH_BF16, 0.5}};
+        xdt_solver_input in = {&topo, &cfg, 8, 1024, 0, -1, {XDT_MATH_BF16, 0.5}};
         xdt_solution sol;
         st = xdt_solve(&in, &sol);
         int n = xdt_solver_num_devices(&topo), chain[16];
@@ -139,7 +140,7 @@ int main(void) {
         CHECK(xdt_topology_load(file, &cat, &topo) == XDT_OK);
         unlink(file);
         xdt_model_config cfg = {"w", 50257, 50304, 1024, 8, 12, 768};
-        xdt_solver_input in = {&topo, &cfg, 16, 1024, 0, {XDT_MATH_BF16, 0.5}};
+        xdt_solver_input in = {&topo, &cfg, 16, 1024, 0, -1, {XDT_MATH_BF16, 0.5}};
         xdt_solution sol;
         CHECK(xdt_solve(&in, &sol) == XDT_OK);
         double bytes = wan_bytes(&topo, &in, &sol);
