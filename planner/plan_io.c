@@ -125,7 +125,7 @@ xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
                           path, where);
             break;
         }
-        xdt_sim_link sl = {lat, gbps * 1e9 / 8 / 1e3};
+        xdt_sim_link sl = xdt_sim_link_from_gbps(gbps, lat);
         p.links[k * P + k + 1] = p.links[(k + 1) * P + k] = sl;
     }
     if (!st && (st = xdt_schedule_create(XDT_SCHEDULE_CUSTOM, P, M, 1, &p.schedule))) goto out;

@@ -15,6 +15,11 @@ typedef struct xdt_sim_link {
     double bytes_per_ms; /* 0 = unlimited */
 } xdt_sim_link;
 
+/* A link from Gbit/s and one-way milliseconds. */
+static inline xdt_sim_link xdt_sim_link_from_gbps(double gbps, double latency_ms) {
+    return (xdt_sim_link){latency_ms, gbps * 1e9 / 8 / 1e3};
+}
+
 typedef struct xdt_sim_input {
     const xdt_schedule *schedule;
     const double *fwd_ms, *bwd_ms; /* per global stage (ranks x chunks of them) */

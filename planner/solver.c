@@ -22,16 +22,11 @@ int xdt_solver_node_of(const xdt_topology *t, int device) {
     return -1;
 }
 
-/* The link between the devices of two nodes, as the simulator wants it. */
+/* The path between the devices of two nodes, as the simulator wants it (bytes per ms). */
 static xdt_sim_link link_between(const xdt_topology *t, int na, int nb) {
-    const xdt_topo_node *a = &t->nodes[na], *b = &t->nodes[nb];
-    if (na == nb) return (xdt_sim_link){0, a->intra_node_gbps * 1e6}; /* GB/s -> bytes/ms */
-    if (a->site == b->site) {
-        const xdt_topo_site *s = &t->sites[a->site];
-        return (xdt_sim_link){s->net_latency_us * 1e-3, s->net_gbps * 1e9 / 8 / 1e3};
-    }
-    const xdt_topo_link *l = xdt_topology_link(t, a->site, b->site);
-    return (xdt_sim_link){l->latency_ms, l->gbps * 1e9 / 8 / 1e3};
+    double gbps, latency_ms;
+    xdt_topology_node_path(t, na, nb, &gbps, &latency_ms);
+    return xdt_sim_link_from_gbps(gbps, latency_ms);
 }
 
 xdt_status xdt_solution_schedule(const xdt_solution *s, xdt_schedule **out) {

@@ -199,3 +199,19 @@ const xdt_topo_link *xdt_topology_link(const xdt_topology *t, int site_a, int si
         if (t->links[i].a == a && t->links[i].b == b) return &t->links[i];
     return NULL;
 }
+
+void xdt_topology_node_path(const xdt_topology *t, int na, int nb, double *gbps,
+                            double *latency_ms) {
+    const xdt_topo_node *a = &t->nodes[na], *b = &t->nodes[nb];
+    if (na == nb) {
+        *gbps = a->intra_node_gbps * 8; /* the catalog gives GB/s */
+        *latency_ms = 0;
+    } else if (a->site == b->site) {
+        *gbps = t->sites[a->site].net_gbps;
+        *latency_ms = t->sites[a->site].net_latency_us * 1e-3;
+    } else {
+        const xdt_topo_link *l = xdt_topology_link(t, a->site, b->site);
+        *gbps = l->gbps;
+        *latency_ms = l->latency_ms;
+    }
+}

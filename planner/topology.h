@@ -47,6 +47,11 @@ xdt_status xdt_topology_load(const char *path, const xdt_device_catalog *catalog
                              xdt_topology *out);
 void xdt_topology_free(xdt_topology *t);
 
+/* The path between the devices of two nodes: Gbit/s and one-way latency (ms). The same node is
+ * its intra-node link, the same site the site's network, otherwise the sites' WAN link. */
+void xdt_topology_node_path(const xdt_topology *t, int node_a, int node_b, double *gbps,
+                            double *latency_ms);
+
 /* The link between two different sites (always present after a successful load). */
 const xdt_topo_link *xdt_topology_link(const xdt_topology *t, int site_a, int site_b);
 

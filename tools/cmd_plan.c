@@ -59,18 +59,8 @@ static xdt_status write_json(const plan_args *a, const xdt_topology *t, const xd
             "%d},\n  \"links\": [",
             xdt_schedule_kind_name(s->kind), s->microbatches, s->microbatch);
     for (int k = 0; k + 1 < s->stages; k++) {
-        const xdt_topo_node *a_ = &t->nodes[s->node[k]], *b_ = &t->nodes[s->node[k + 1]];
-        double gbps = a_->intra_node_gbps * 8, lat = 0;
-        if (s->node[k] != s->node[k + 1]) {
-            if (a_->site == b_->site) {
-                gbps = t->sites[a_->site].net_gbps;
-                lat = t->sites[a_->site].net_latency_us * 1e-3;
-            } else {
-                const xdt_topo_link *l = xdt_topology_link(t, a_->site, b_->site);
-                gbps = l->gbps;
-                lat = l->latency_ms;
-            }
-        }
+        double gbps, lat;
+        xdt_topology_node_path(t, s->node[k], s->node[k + 1], &gbps, &lat);
         fprintf(f,
                 "%s\n    {\"from\": %d, \"to\": %d, \"gbps\": %.17g, \"latency_ms\": %.17g, "
                 "\"codec\": \"none\"}",
