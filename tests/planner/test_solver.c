@@ -12,15 +12,6 @@
 
 static xdt_device_catalog cat;
 
-static int write_cluster(char *path, const char *text) {
-    strcpy(path, "/tmp/xdt-solver-XXXXXX");
-    int fd = mkstemp(path);
-    if (fd < 0) return -1;
-    ssize_t n = write(fd, text, strlen(text));
-    close(fd);
-    return n == (ssize_t)strlen(text) ? 0 : -1;
-}
-
 /* Every ordered chain of distinct devices, every microbatch size, both schedules. */
 static double exhaustive(const xdt_solver_input *in, int n, int *chain, bool *used, int len, int mb,
                          double best) {
@@ -92,7 +83,7 @@ int main(void) {
                             "%g, latency_ms: %g}\n",
                             gbps[xdt_rng_below(&rng, 3)], lat[xdt_rng_below(&rng, 2)]);
         char file[64];
-        CHECK(write_cluster(file, text) == 0);
+        CHECK(test_write_temp(text, file) == 0);
         xdt_topology topo;
         xdt_status st = xdt_topology_load(file, &cat, &topo);
         unlink(file);
@@ -135,7 +126,7 @@ int main(void) {
                  "devices: 2}\n  - name: b\n    nodes:\n      - {name: y, type: A100-40GB, "
                  "devices: 2}\nlinks:\n  - {from: a, to: b, gbps: %g, latency_ms: 0.05}\n",
                  bw[g]);
-        CHECK(write_cluster(file, text) == 0);
+        CHECK(test_write_temp(text, file) == 0);
         xdt_topology topo;
         CHECK(xdt_topology_load(file, &cat, &topo) == XDT_OK);
         unlink(file);

@@ -16,11 +16,8 @@ static const char *cfg(const char *rel) {
 }
 
 static xdt_status load_text(const xdt_device_catalog *cat, const char *text) {
-    char path[] = "/tmp/xdt-topo-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) return XDT_ERR_IO;
-    if (write(fd, text, strlen(text)) != (ssize_t)strlen(text)) return XDT_ERR_IO;
-    close(fd);
+    char path[64];
+    if (test_write_temp(text, path)) return XDT_ERR_IO;
     xdt_topology t;
     xdt_status st = xdt_topology_load(path, cat, &t);
     if (st == XDT_OK) xdt_topology_free(&t);

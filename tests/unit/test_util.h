@@ -6,6 +6,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static int test_failures = 0;
 static int test_checks = 0;
@@ -47,6 +49,16 @@ static inline double test_norm_err(const double *a, const double *b, size_t n) {
         den += b[i] * b[i];
     }
     return sqrt(num) / (sqrt(den) > 1e-30 ? sqrt(den) : 1e-30);
+}
+
+/* Writes text to a new temporary file; path (at least 32 bytes) gets its name. 0 on success. */
+static inline int test_write_temp(const char *text, char *path) {
+    strcpy(path, "/tmp/xdt-test-XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0) return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    close(fd);
+    return n == (ssize_t)strlen(text) ? 0 : -1;
 }
 
 #endif
