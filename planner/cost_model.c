@@ -1,7 +1,11 @@
-/* cost_model.c: roofline and memory figures per stage, from the model's unit figures. */
+/* cost_model.c: stage time (a measured profile's unit times, or a roofline) and memory
+ * figures per stage, from the model's unit figures. */
 #include "planner/cost_model.h"
 
 #include <stdio.h>
+#include <string.h>
+
+#include "planner/profile.h"
 
 double xdt_device_peak_tflops(const xdt_device_type *d, xdt_math_dtype dtype) {
     switch (dtype) {
@@ -31,17 +35,27 @@ void xdt_stage_cost_estimate(const xdt_model_config *cfg, int first, int last, i
     xdt_stage_cost c = {0};
     double retained = 0;
     const int head = cfg->n_layer + 1;
+    const xdt_profile *prof = params ? params->profile : NULL;
+    if (prof && (strcmp(prof->device_type, d->name) || !xdt_profile_matches(prof, cfg, t)))
+        prof = NULL;
     for (int u = first; u <= last; u++) {
         xdt_unit_info info;
         xdt_gpt_unit_info(cfg, u, b, t, &info);
         double p = (double)info.params + (u == head && first > 0 ? (double)info.tied_params : 0);
         c.params += p;
-        /* the weights are read once forward and twice backward (inputs and gradients), the
-         * retained activations written forward and read backward */
-        c.fwd_ms +=
-            roofline_ms(info.fwd_flops, 4 * p + (double)info.retained_bytes, d, params, slowdown);
-        c.bwd_ms +=
-            roofline_ms(info.bwd_flops, 12 * p + (double)info.retained_bytes, d, params, slowdown);
+        if (prof) {
+            double fwd, bwd;
+            xdt_profile_unit_ms(prof, u, b, &fwd, &bwd);
+            c.fwd_ms += fwd * slowdown;
+            c.bwd_ms += bwd * slowdown;
+        } else {
+            /* the weights are read once forward and twice backward (inputs and gradients), the
+             * retained activations written forward and read backward */
+            c.fwd_ms += roofline_ms(info.fwd_flops, 4 * p + (double)info.retained_bytes, d, params,
+                                    slowdown);
+            c.bwd_ms += roofline_ms(info.bwd_flops, 12 * p + (double)info.retained_bytes, d, params,
+                                    slowdown);
+        }
         retained += (double)info.retained_bytes;
         if (u == last) c.boundary_bytes = (double)info.boundary_bytes;
     }

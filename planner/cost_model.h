@@ -1,9 +1,13 @@
 /* cost_model.h: what a pipeline unit or stage costs on a device type: forward and backward
- * milliseconds (from a measured profile when one is given, otherwise a roofline: the larger of
- * FLOPs at a stated fraction of peak and bytes at memory bandwidth, stretched by a node's
- * slowdown), memory (parameters + gradients + AdamW state + retained activations x microbatches
- * in flight, plus the LM head's copy of the embedding when the head sits apart from it), and the
- * bytes a stage sends at its boundary. */
+ * milliseconds, memory (parameters + gradients + AdamW state + retained activations x
+ * microbatches in flight, plus the LM head's copy of the embedding when the head sits apart from
+ * it), and the bytes a stage sends at its boundary.
+ *
+ * Times come from a measured profile (planner/profile.h, written by `xdt profile`) when the
+ * parameters carry one whose device type is the device's catalog name and whose model
+ * dimensions and seq match; otherwise from a roofline: the larger of FLOPs at a stated fraction
+ * of peak and bytes at memory bandwidth. Either way they are stretched by the node's slowdown.
+ * Memory and boundary bytes never come from the profile. */
 #ifndef XDT_COST_MODEL_H
 #define XDT_COST_MODEL_H
 
@@ -19,9 +23,14 @@ typedef enum xdt_math_dtype {
     XDT_MATH_BF16 = 2,
 } xdt_math_dtype;
 
+struct xdt_profile;
+
 typedef struct xdt_cost_params {
     xdt_math_dtype dtype;
     double efficiency; /* fraction of peak the roofline assumes reached; 0 = 0.5 */
+    /* measured unit times used instead of the roofline where they apply (see above), or NULL;
+     * not owned */
+    const struct xdt_profile *profile;
 } xdt_cost_params;
 
 typedef struct xdt_stage_cost {
@@ -35,7 +44,9 @@ typedef struct xdt_stage_cost {
 double xdt_device_peak_tflops(const xdt_device_type *d, xdt_math_dtype dtype);
 
 /* Cost of units [first, last] of `cfg` for microbatches of b x t on device type d, holding
- * `inflight` microbatches of activations, on a node with the given slowdown (>= 1). */
+ * `inflight` microbatches of activations, on a node with the given slowdown (>= 1). With
+ * params->profile set, for d->name and matching cfg and t, each unit's time is the profile's
+ * (xdt_profile_unit_ms) times the slowdown. */
 void xdt_stage_cost_estimate(const xdt_model_config *cfg, int first, int last, int b, int t,
                              int inflight, const xdt_device_type *d, double slowdown,
                              const xdt_cost_params *params, xdt_stage_cost *out);

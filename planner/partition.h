@@ -10,8 +10,10 @@
 
 typedef struct xdt_chain_device {
     const xdt_device_type *type;
-    double slowdown; /* >= 1 */
-    int inflight;    /* microbatches of activations this stage holds (from the schedule) */
+    double slowdown;     /* >= 1 */
+    int inflight;        /* microbatches of activations this stage holds (from the schedule) */
+    double memory_share; /* fraction of the device's memory the stage may use; 0 means 1 (a
+                            rank holding V interleaved chunks gives each 1 / V) */
 } xdt_chain_device;
 
 typedef struct xdt_partition {
@@ -27,5 +29,23 @@ typedef struct xdt_partition {
 xdt_status xdt_partition_units(const xdt_model_config *cfg, int b, int t,
                                const xdt_chain_device *chain, int P, const xdt_cost_params *cp,
                                xdt_partition *out, char *why, size_t cap);
+
+/* The general form: `classes` chains of P devices (chain[c * P + k]: data-parallel replicas
+ * whose stage k runs on different device types) share one split; stage k takes as long as its
+ * slowest class and must fit every class's device. `fast` replaces the exact DP by a bisection
+ * on the bottleneck with a greedy fill (O(U log) per chain instead of O(P U^2)), for the pruned
+ * search on large clusters; it can miss the optimum only where a single unit does not fit a
+ * stage's threshold on one device type yet fits on the next stage's. */
+typedef struct xdt_partition_request {
+    const xdt_model_config *cfg;
+    int b, t;
+    const xdt_chain_device *chain;
+    int P, classes;
+    const xdt_cost_params *cost;
+    bool fast;
+} xdt_partition_request;
+
+xdt_status xdt_partition_solve(const xdt_partition_request *rq, xdt_partition *out, char *why,
+                               size_t cap);
 
 #endif

@@ -1,4 +1,4 @@
-/* plan_io.c: plan.json through cJSON. */
+/* plan_io.c: reading plan.json (format in plan_io.h) through cJSON, every field checked. */
 #include "planner/plan_io.h"
 
 #include <cjson/cJSON.h>
@@ -47,6 +47,210 @@ static int kind_of(const char *name) {
     return -1;
 }
 
+/* A string field copied into out[cap], or an error naming it. */
+static xdt_status str(const char *path, const cJSON *obj, const char *where, const char *key,
+                      char *out, size_t cap) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= cap)
+        return xdt_fail(XDT_ERR_FORMAT, "%s: field '%s%s%s' is missing, not a string or too long",
+                        path, where, *where ? "." : "", key);
+    snprintf(out, cap, "%s", v->valuestring);
+    return XDT_OK;
+}
+
+/* An integer field within [lo, hi]. */
+static xdt_status integer(const char *path, const cJSON *obj, const char *where, const char *key,
+                          int lo, int hi, int *out) {
+    double v = 0;
+    xdt_status st = num(path, obj, where, key, &v);
+    if (st) return st;
+    if (v != (double)(long)v || v < lo || v > hi)
+        return xdt_fail(XDT_ERR_FORMAT, "%s: field '%s%s%s' is %g, expected an integer in [%d, %d]",
+                        path, where, *where ? "." : "", key, v, lo, hi);
+    *out = (int)v;
+    return XDT_OK;
+}
+
+/* [first, last] within the model's units. */
+static xdt_status unit_range(const char *path, const cJSON *a, const char *where, int U, int *out) {
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != 2 ||
+        !cJSON_IsNumber(cJSON_GetArrayItem(a, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(a, 1)))
+        return xdt_fail(XDT_ERR_FORMAT, "%s: %s.units is not [first, last]", path, where);
+    out[0] = cJSON_GetArrayItem(a, 0)->valueint;
+    out[1] = cJSON_GetArrayItem(a, 1)->valueint;
+    if (out[0] < 0 || out[1] < out[0] || out[1] >= U)
+        return xdt_fail(XDT_ERR_FORMAT, "%s: %s.units [%d, %d] is not a range of the %d units",
+                        path, where, out[0], out[1], U);
+    return XDT_OK;
+}
+
+static xdt_schedule_kind kind_named(const char *name) {
+    for (int k = 0; k <= XDT_SCHEDULE_CUSTOM; k++)
+        if (!strcmp(xdt_schedule_kind_name((xdt_schedule_kind)k), name)) return k;
+    return XDT_SCHEDULE_CUSTOM;
+}
+
+static xdt_status load_model(const char *path, const cJSON *m, xdt_model_config *cfg) {
+    xdt_status st;
+    memset(cfg, 0, sizeof *cfg);
+    if ((st = str(path, m, "model", "name", cfg->name, sizeof cfg->name)) ||
+        (st = integer(path, m, "model", "vocab_size", 1, 1 << 30, &cfg->vocab_size)) ||
+        (st =
+             integer(path, m, "model", "padded_vocab_size", 1, 1 << 30, &cfg->padded_vocab_size)) ||
+        (st = integer(path, m, "model", "max_seq_len", 1, 1 << 24, &cfg->max_seq_len)) ||
+        (st = integer(path, m, "model", "n_layer", 1, 1 << 16, &cfg->n_layer)) ||
+        (st = integer(path, m, "model", "n_head", 1, 1 << 16, &cfg->n_head)) ||
+        (st = integer(path, m, "model", "n_embd", 1, 1 << 20, &cfg->n_embd)))
+        return st;
+    return xdt_model_config_check(cfg, path) ? XDT_ERR_FORMAT : XDT_OK;
+}
+
+static xdt_status load_stages(const char *path, const cJSON *stages, xdt_loaded_plan *p) {
+    const int P = p->stages, V = p->chunks, S = P * V, U = p->model.n_layer + 2;
+    char where[64];
+    for (int g = 0; g < p->ranks; g++) {
+        const cJSON *o = cJSON_GetArrayItem(stages, g);
+        xdt_plan_rank *r = &p->rank[g];
+        snprintf(where, sizeof where, "stages[%d]", g);
+        int rank = -1;
+        xdt_status st;
+        if ((st = integer(path, o, where, "rank", 0, p->ranks - 1, &rank)) ||
+            (st = integer(path, o, where, "replica", 0, p->replicas - 1, &r->replica)) ||
+            (st = integer(path, o, where, "pipeline_rank", 0, P - 1, &r->pipeline_rank)) ||
+            (st = integer(path, o, where, "device", 0, 1 << 20, &r->device)) ||
+            (st = str(path, o, where, "site", r->site, sizeof r->site)) ||
+            (st = str(path, o, where, "node", r->node, sizeof r->node)) ||
+            (st = str(path, o, where, "device_type", r->device_type, sizeof r->device_type)) ||
+            (st = str(path, o, where, "backend", r->backend, sizeof r->backend)))
+            return st;
+        if (rank != g || r->replica * P + r->pipeline_rank != g)
+            return xdt_fail(XDT_ERR_FORMAT,
+                            "%s: %s: rank %d, replica %d, pipeline_rank %d do not match its "
+                            "position (rank = replica x %d + pipeline_rank)",
+                            path, where, rank, r->replica, r->pipeline_rank, P);
+        const cJSON *chunks = cJSON_GetObjectItemCaseSensitive(o, "chunks");
+        if (!cJSON_IsArray(chunks) || cJSON_GetArraySize(chunks) != V)
+            return xdt_fail(XDT_ERR_FORMAT, "%s: %s.chunks must list %d chunks", path, where, V);
+        for (int v = 0; v < V; v++) {
+            const cJSON *c = cJSON_GetArrayItem(chunks, v);
+            char cw[96];
+            snprintf(cw, sizeof cw, "%s.chunks[%d]", where, v);
+            const size_t i = (size_t)r->replica * S + (size_t)v * P + r->pipeline_rank;
+            if ((st = unit_range(path, cJSON_GetObjectItemCaseSensitive(c, "units"), cw, U,
+                                 r->units[v])) ||
+                (st = num(path, c, cw, "fwd_ms", &p->fwd_ms[i])) ||
+                (st = num(path, c, cw, "bwd_ms", &p->bwd_ms[i])) ||
+                (st = num(path, c, cw, "static_bytes", &p->static_bytes[i])) ||
+                (st = num(path, c, cw, "activation_bytes", &p->activation_bytes[i])))
+                return st;
+            if (p->fwd_ms[i] < 0 || p->bwd_ms[i] < 0 || p->static_bytes[i] < 0 ||
+                p->activation_bytes[i] < 0)
+                return xdt_fail(XDT_ERR_FORMAT, "%s: %s has a negative time or size", path, cw);
+        }
+    }
+    /* every replica's global stages cover the units in order */
+    for (int d = 0; d < p->replicas; d++) {
+        int next = 0;
+        for (int s = 0; s < S; s++) {
+            const int *u = p->rank[d * P + s % P].units[s / P];
+            if (u[0] != next)
+                return xdt_fail(XDT_ERR_FORMAT,
+                                "%s: replica %d's stage %d starts at unit %d, expected %d", path, d,
+                                s, u[0], next);
+            next = u[1] + 1;
+        }
+        if (next != U)
+            return xdt_fail(XDT_ERR_FORMAT, "%s: replica %d's stages end at unit %d of %d", path, d,
+                            next - 1, U);
+    }
+    const double act = (double)p->microbatch * p->seq * p->model.n_embd * 4;
+    for (size_t i = 0; i < (size_t)p->replicas * S; i++)
+        p->boundary_bytes[i] = (int)(i % S) + 1 < S ? act : 0;
+    return XDT_OK;
+}
+
+static xdt_status load_links(const char *path, const cJSON *links, xdt_loaded_plan *p) {
+    const int R = p->ranks;
+    char where[48];
+    for (int i = 0; i < cJSON_GetArraySize(links); i++) {
+        const cJSON *l = cJSON_GetArrayItem(links, i);
+        snprintf(where, sizeof where, "links[%d]", i);
+        int a, b;
+        double gbps = 0, lat = 0, ratio = 0, codec_ms = 0;
+        char codec[16];
+        xdt_status st;
+        if ((st = integer(path, l, where, "from", 0, R - 1, &a)) ||
+            (st = integer(path, l, where, "to", 0, R - 1, &b)) ||
+            (st = num(path, l, where, "gbps", &gbps)) ||
+            (st = num(path, l, where, "latency_ms", &lat)) ||
+            (st = num(path, l, where, "wire_ratio", &ratio)) ||
+            (st = num(path, l, where, "codec_ms_per_mb", &codec_ms)) ||
+            (st = str(path, l, where, "codec", codec, sizeof codec)))
+            return st;
+        if (!(gbps > 0) || lat < 0 || !(ratio > 0) || ratio > 1 || codec_ms < 0)
+            return xdt_fail(XDT_ERR_FORMAT,
+                            "%s: %s: bandwidth and wire ratio must be positive (ratio at most 1), "
+                            "latency and codec time not negative",
+                            path, where);
+        if (xdt_link_codec_parse(codec) < 0)
+            return xdt_fail(XDT_ERR_FORMAT, "%s: %s.codec '%s' is not a known codec", path, where,
+                            codec);
+        if (a / p->stages != b / p->stages || a == b)
+            return xdt_fail(XDT_ERR_FORMAT, "%s: %s joins ranks %d and %d of different replicas",
+                            path, where, a, b);
+        xdt_sim_link sl = xdt_sim_link_from_gbps(gbps, lat);
+        sl.wire_ratio = ratio;
+        sl.codec_ms_per_byte = codec_ms / 1e6;
+        p->links[(size_t)a * R + b] = p->links[(size_t)b * R + a] = sl;
+        snprintf(p->rank[a].link_codec, sizeof p->rank[a].link_codec, "%s", codec);
+    }
+    return XDT_OK;
+}
+
+static xdt_status load_ops(const char *path, const cJSON *ops, xdt_loaded_plan *p) {
+    const int P = p->stages;
+    xdt_status st = XDT_OK;
+    for (int d = 0; d < p->replicas && !st; d++) {
+        st = xdt_schedule_create(p->kind, P, p->replica_microbatches[d], p->chunks,
+                                 &p->schedules[d]);
+        for (int q = 0; q < P && !st; q++) {
+            const int g = d * P + q;
+            const cJSON *list = cJSON_GetArrayItem(ops, g);
+            if (!cJSON_IsArray(list))
+                return xdt_fail(XDT_ERR_FORMAT, "%s: ops[%d] is not a list", path, g);
+            for (int i = 0; i < cJSON_GetArraySize(list) && !st; i++) {
+                const cJSON *o = cJSON_GetArrayItem(list, i);
+                const cJSON *k = cJSON_GetArrayItem(o, 0);
+                const int kind = cJSON_IsString(k) ? kind_of(k->valuestring) : -1;
+                if (!cJSON_IsArray(o) || cJSON_GetArraySize(o) != 4 || kind < 0 ||
+                    !cJSON_IsNumber(cJSON_GetArrayItem(o, 1)) ||
+                    !cJSON_IsNumber(cJSON_GetArrayItem(o, 2)) ||
+                    !cJSON_IsNumber(cJSON_GetArrayItem(o, 3)))
+                    return xdt_fail(XDT_ERR_FORMAT,
+                                    "%s: ops[%d][%d] is not [kind, microbatch, chunk, peer]", path,
+                                    g, i);
+                int peer = cJSON_GetArrayItem(o, 3)->valueint;
+                if (peer >= 0) {
+                    if (peer / P != d)
+                        return xdt_fail(XDT_ERR_FORMAT,
+                                        "%s: ops[%d][%d]: peer %d is outside replica %d", path, g,
+                                        i, peer, d);
+                    peer %= P;
+                }
+                xdt_op op = {(xdt_op_kind)kind, cJSON_GetArrayItem(o, 1)->valueint,
+                             cJSON_GetArrayItem(o, 2)->valueint, peer,
+                             kind == XDT_OP_ALLREDUCE ? 0 : -1};
+                st = xdt_schedule_append(p->schedules[d], q, op);
+            }
+        }
+        char why[256];
+        if (!st && xdt_schedule_validate(p->schedules[d], why, sizeof why) != XDT_OK)
+            return xdt_fail(XDT_ERR_FORMAT, "%s: replica %d's schedule fails validation: %s", path,
+                            d, why);
+    }
+    return st;
+}
+
 xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
     size_t len = 0;
     char *text = read_all(path, &len);
@@ -57,12 +261,15 @@ xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
     xdt_loaded_plan p;
     memset(&p, 0, sizeof p);
     xdt_status st = XDT_OK;
-    double version = 0, seq = 0, c = 0, mb = 0, mbs = 0, step = 0;
+    double version = 0;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *sched = cJSON_GetObjectItemCaseSensitive(root, "schedule");
     const cJSON *pred = cJSON_GetObjectItemCaseSensitive(root, "predicted");
+    const cJSON *reps = cJSON_GetObjectItemCaseSensitive(root, "replicas");
     const cJSON *stages = cJSON_GetObjectItemCaseSensitive(root, "stages");
     const cJSON *links = cJSON_GetObjectItemCaseSensitive(root, "links");
+    const cJSON *ar = cJSON_GetObjectItemCaseSensitive(root, "allreduce");
+    const cJSON *tied = cJSON_GetObjectItemCaseSensitive(root, "tied_embedding");
     const cJSON *ops = cJSON_GetObjectItemCaseSensitive(root, "ops");
     if ((st = num(path, root, "", "version", &version))) goto out;
     if (version != XDT_PLAN_VERSION) {
@@ -70,93 +277,82 @@ xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
                       version, XDT_PLAN_VERSION);
         goto out;
     }
-    if (!cJSON_IsObject(model) || !cJSON_IsObject(sched) || !cJSON_IsArray(stages) ||
-        !cJSON_IsArray(links) || !cJSON_IsArray(ops)) {
+    if (!cJSON_IsObject(model) || !cJSON_IsObject(sched) || !cJSON_IsObject(pred) ||
+        !cJSON_IsObject(tied) || !cJSON_IsArray(reps) || !cJSON_IsArray(stages) ||
+        !cJSON_IsArray(links) || !cJSON_IsArray(ar) || !cJSON_IsArray(ops)) {
         st = xdt_fail(XDT_ERR_FORMAT,
-                      "%s: needs objects 'model', 'schedule' and arrays "
-                      "'stages', 'links', 'ops'",
+                      "%s: needs objects 'model', 'schedule', 'predicted', 'tied_embedding' and "
+                      "arrays 'replicas', 'stages', 'links', 'allreduce', 'ops'",
                       path);
         goto out;
     }
-    if ((st = num(path, root, "", "seq", &seq)) || (st = num(path, model, "model", "n_embd", &c)) ||
-        (st = num(path, sched, "schedule", "microbatch", &mb)) ||
-        (st = num(path, sched, "schedule", "microbatches", &mbs)))
+    char kind[16];
+    if ((st = str(path, root, "", "cluster", p.cluster, sizeof p.cluster)) ||
+        (st = load_model(path, model, &p.model)) ||
+        (st = integer(path, root, "", "global_batch", 1, 1 << 24, &p.global_batch)) ||
+        (st = integer(path, root, "", "seq", 1, p.model.max_seq_len, &p.seq)) ||
+        (st = integer(path, root, "", "microbatch", 1, p.global_batch, &p.microbatch)) ||
+        (st = str(path, sched, "schedule", "kind", kind, sizeof kind)) ||
+        (st = integer(path, sched, "schedule", "chunks", 1, XDT_PLAN_MAX_CHUNKS, &p.chunks)) ||
+        (st = num(path, root, "", "opt_step_ms", &p.opt_step_ms)) ||
+        (st = str(path, tied, "tied_embedding", "codec", p.tied_codec, sizeof p.tied_codec)) ||
+        (st = num(path, pred, "predicted", "step_ms", &p.predicted_step_ms)) ||
+        (st = num(path, pred, "predicted", "tokens_per_s", &p.predicted_tokens_per_s)) ||
+        (st = num(path, pred, "predicted", "wan_bytes", &p.predicted_wan_bytes)))
         goto out;
-    if (cJSON_IsObject(pred)) num(path, pred, "predicted", "step_ms", &step);
-    const int P = cJSON_GetArraySize(stages), M = (int)mbs;
-    if (P < 1 || P > 1024 || M < 1 || cJSON_GetArraySize(ops) != P ||
-        cJSON_GetArraySize(links) != P - 1) {
+    p.kind = kind_named(kind);
+    p.replicas = cJSON_GetArraySize(reps);
+    p.ranks = cJSON_GetArraySize(stages);
+    p.stages = p.replicas > 0 ? p.ranks / p.replicas : 0;
+    if (p.replicas < 1 || p.stages < 1 || p.stages * p.replicas != p.ranks ||
+        p.ranks > XDT_PLAN_MAX_RANKS || cJSON_GetArraySize(ops) != p.ranks ||
+        cJSON_GetArraySize(ar) != p.stages || p.stages * p.chunks > p.model.n_layer + 2) {
         st = xdt_fail(XDT_ERR_FORMAT,
-                      "%s: %d stages, %d op lists, %d links and %d microbatches "
+                      "%s: %d replicas, %d stages, %d op lists, %d all-reduces and %d chunks "
                       "do not agree",
-                      path, P, cJSON_GetArraySize(ops), cJSON_GetArraySize(links), M);
+                      path, p.replicas, p.ranks, cJSON_GetArraySize(ops), cJSON_GetArraySize(ar),
+                      p.chunks);
         goto out;
     }
-    p.stages = P;
-    p.predicted_step_ms = step;
-    p.fwd_ms = calloc((size_t)P, sizeof(double));
-    p.bwd_ms = calloc((size_t)P, sizeof(double));
-    p.boundary_bytes = calloc((size_t)P, sizeof(double));
-    p.links = calloc((size_t)P * P, sizeof *p.links);
-    if (!p.fwd_ms || !p.bwd_ms || !p.boundary_bytes || !p.links) {
+    const size_t R = (size_t)p.ranks, DS = (size_t)p.ranks * p.chunks;
+    p.replica_microbatches = calloc((size_t)p.replicas, sizeof(int));
+    p.rank = calloc(R, sizeof *p.rank);
+    p.schedules = calloc((size_t)p.replicas, sizeof *p.schedules);
+    p.dp_codec = calloc((size_t)p.stages, sizeof *p.dp_codec);
+    p.fwd_ms = calloc(DS, sizeof(double));
+    p.bwd_ms = calloc(DS, sizeof(double));
+    p.boundary_bytes = calloc(DS, sizeof(double));
+    p.static_bytes = calloc(DS, sizeof(double));
+    p.activation_bytes = calloc(DS, sizeof(double));
+    p.links = calloc(R * R, sizeof *p.links);
+    p.allreduce_ms = calloc((size_t)p.stages, sizeof(double));
+    if (!p.replica_microbatches || !p.rank || !p.schedules || !p.dp_codec || !p.fwd_ms ||
+        !p.bwd_ms || !p.boundary_bytes || !p.static_bytes || !p.activation_bytes || !p.links ||
+        !p.allreduce_ms) {
         st = xdt_fail(XDT_ERR_NO_MEMORY, "%s: out of memory", path);
         goto out;
     }
     char where[48];
-    for (int k = 0; k < P && !st; k++) {
-        const cJSON *s = cJSON_GetArrayItem(stages, k);
-        snprintf(where, sizeof where, "stages[%d]", k);
-        if ((st = num(path, s, where, "fwd_ms", &p.fwd_ms[k])) ||
-            (st = num(path, s, where, "bwd_ms", &p.bwd_ms[k])))
-            break;
-        p.boundary_bytes[k] = k + 1 < P ? mb * seq * c * 4 : 0;
+    int total = 0;
+    for (int d = 0; d < p.replicas && !st; d++) {
+        snprintf(where, sizeof where, "replicas[%d]", d);
+        st = integer(path, cJSON_GetArrayItem(reps, d), where, "microbatches", 1, 1 << 24,
+                     &p.replica_microbatches[d]);
+        total += p.replica_microbatches[d];
     }
-    for (int k = 0; k + 1 < P && !st; k++) {
-        const cJSON *l = cJSON_GetArrayItem(links, k);
-        double gbps = 0, lat = 0;
-        snprintf(where, sizeof where, "links[%d]", k);
-        if ((st = num(path, l, where, "gbps", &gbps)) ||
-            (st = num(path, l, where, "latency_ms", &lat)))
-            break;
-        if (!(gbps > 0) || lat < 0) {
-            st = xdt_fail(XDT_ERR_FORMAT,
-                          "%s: %s: bandwidth must be positive and latency not "
-                          "negative",
-                          path, where);
-            break;
-        }
-        xdt_sim_link sl = xdt_sim_link_from_gbps(gbps, lat);
-        p.links[k * P + k + 1] = p.links[(k + 1) * P + k] = sl;
+    if (!st && total * p.microbatch != p.global_batch)
+        st = xdt_fail(XDT_ERR_FORMAT,
+                      "%s: the replicas' %d microbatches of %d do not make the global batch %d",
+                      path, total, p.microbatch, p.global_batch);
+    for (int q = 0; q < p.stages && !st; q++) {
+        const cJSON *o = cJSON_GetArrayItem(ar, q);
+        snprintf(where, sizeof where, "allreduce[%d]", q);
+        if (!(st = num(path, o, where, "ms", &p.allreduce_ms[q])))
+            st = str(path, o, where, "codec", p.dp_codec[q], sizeof p.dp_codec[q]);
     }
-    if (!st && (st = xdt_schedule_create(XDT_SCHEDULE_CUSTOM, P, M, 1, &p.schedule))) goto out;
-    for (int r = 0; r < P && !st; r++) {
-        const cJSON *list = cJSON_GetArrayItem(ops, r);
-        const int n = cJSON_GetArraySize(list);
-        for (int i = 0; i < n && !st; i++) {
-            const cJSON *o = cJSON_GetArrayItem(list, i);
-            const cJSON *k = cJSON_GetArrayItem(o, 0);
-            int kind = cJSON_IsString(k) ? kind_of(k->valuestring) : -1;
-            if (!cJSON_IsArray(o) || cJSON_GetArraySize(o) != 4 || kind < 0 ||
-                !cJSON_IsNumber(cJSON_GetArrayItem(o, 1)) ||
-                !cJSON_IsNumber(cJSON_GetArrayItem(o, 2)) ||
-                !cJSON_IsNumber(cJSON_GetArrayItem(o, 3))) {
-                st = xdt_fail(XDT_ERR_FORMAT,
-                              "%s: ops[%d][%d] is not [kind, microbatch, chunk, "
-                              "peer]",
-                              path, r, i);
-                break;
-            }
-            xdt_op op = {(xdt_op_kind)kind, cJSON_GetArrayItem(o, 1)->valueint,
-                         cJSON_GetArrayItem(o, 2)->valueint, cJSON_GetArrayItem(o, 3)->valueint,
-                         kind == XDT_OP_ALLREDUCE ? 0 : -1};
-            st = xdt_schedule_append(p.schedule, r, op);
-        }
-    }
-    if (!st) {
-        char why[256];
-        if (xdt_schedule_validate(p.schedule, why, sizeof why) != XDT_OK)
-            st = xdt_fail(XDT_ERR_FORMAT, "%s: the schedule fails validation: %s", path, why);
-    }
+    if (!st) st = load_stages(path, stages, &p);
+    if (!st) st = load_links(path, links, &p);
+    if (!st) st = load_ops(path, ops, &p);
 out:
     cJSON_Delete(root);
     if (st) {
@@ -167,12 +363,35 @@ out:
     return XDT_OK;
 }
 
+void xdt_plan_sim_input(const xdt_loaded_plan *p, xdt_sim_input *out) {
+    memset(out, 0, sizeof *out);
+    out->schedule = p->schedules[0];
+    out->schedules = (const xdt_schedule *const *)p->schedules;
+    out->replicas = p->replicas;
+    out->fwd_ms = p->fwd_ms;
+    out->bwd_ms = p->bwd_ms;
+    out->boundary_bytes = p->boundary_bytes;
+    out->static_bytes = p->static_bytes;
+    out->activation_bytes = p->activation_bytes;
+    out->links = p->links;
+    out->allreduce_ms = p->allreduce_ms;
+    out->opt_step_ms = p->opt_step_ms;
+}
+
 void xdt_plan_free(xdt_loaded_plan *p) {
     if (!p) return;
-    xdt_schedule_destroy(p->schedule);
+    for (int d = 0; p->schedules && d < p->replicas; d++)
+        xdt_schedule_destroy(p->schedules[d]);
+    free(p->schedules);
+    free(p->replica_microbatches);
+    free(p->rank);
+    free(p->dp_codec);
     free(p->fwd_ms);
     free(p->bwd_ms);
     free(p->boundary_bytes);
+    free(p->static_bytes);
+    free(p->activation_bytes);
     free(p->links);
+    free(p->allreduce_ms);
     memset(p, 0, sizeof *p);
 }

@@ -1,27 +1,76 @@
-/* plan_io.h: reading plan.json (written by `xdt plan`; the format is documented at the top of
- * tools/cmd_plan.c) into what the simulator and, later, the runtime need: the schedule (checked
- * by the validator), per-stage forward/backward milliseconds, the links between consecutive
- * stages, and the activation bytes at each boundary. */
+/* plan_io.h: plan.json, what `xdt plan` writes and `xdt simulate` and the runtime read.
+ *
+ * Version 2 (all times in ms, sizes in bytes unless named otherwise):
+ *   {"version": 2, "cluster": NAME,
+ *    "model": {"name", "vocab_size", "padded_vocab_size", "max_seq_len", "n_layer", "n_head",
+ *              "n_embd"},
+ *    "global_batch": N, "seq": T, "microbatch": b,
+ *    "schedule": {"kind": "gpipe"|"1f1b"|"interleaved"|"xdc"|"custom", "microbatches": M (all
+ *                 replicas), "chunks": V, "extra": [xdc extra warm-up per pipeline rank]},
+ *    "replicas": [{"microbatches": M_d, "ranks": [global ranks d*P .. d*P+P-1]}],
+ *    "stages": [one per global rank r = d*P + p: {"rank", "replica", "pipeline_rank", "site",
+ *               "node", "device_type", "backend": "cpu"|"cuda"|"hip", "device": index on its
+ *               node, "units": [first, last] of chunk 0, "chunks": [{"units": [first, last],
+ *               "fwd_ms", "bwd_ms", "static_bytes", "activation_bytes"}] (chunk v is global
+ *               stage v*P + p), "memory_gib": predicted peak, "memory_limit_gib"}],
+ *    "links": [{"from": r, "to": r2, "gbps", "latency_ms", "codec", "wire_ratio",
+ *               "codec_ms_per_mb", "between_sites"}]: every pair of ranks that exchange
+ *               activations (from -> to) and gradients (to -> from), codec on both directions,
+ *    "allreduce": [{"pipeline_rank": p, "ranks": [...], "codec", "ms"}]: per pipeline rank, the
+ *               gradient all-reduce of its replicas, "ms" including the tied embedding's
+ *               exchange on the first and last ranks,
+ *    "tied_embedding": {"codec", "bytes"}, "opt_step_ms",
+ *    "predicted": {"step_ms", "tokens_per_s", "bubble", "wan_bytes"},
+ *    "ops": [per global rank: [[KIND, microbatch, chunk, peer], ...]]}
+ * Op kinds are core/schedule.h's names; microbatch, chunk and peer are -1 where they do not
+ * apply; peer is a global rank. Every replica's op lists must form a schedule the validator
+ * accepts. */
 #ifndef XDT_PLAN_IO_H
 #define XDT_PLAN_IO_H
 
+#include "core/model_config.h"
 #include "core/schedule.h"
 #include "planner/simulator.h"
+#include "planner/solver.h"
 
-#define XDT_PLAN_VERSION 1
+#define XDT_PLAN_VERSION    2
+#define XDT_PLAN_MAX_CHUNKS 8
+
+typedef struct xdt_plan_rank {
+    int replica, pipeline_rank;
+    char site[64], node[64], device_type[64], backend[8];
+    int device; /* index on its node */
+    int units[XDT_PLAN_MAX_CHUNKS][2];
+    char link_codec[16]; /* on the link to the next rank of its replica ("" for none) */
+} xdt_plan_rank;
 
 typedef struct xdt_loaded_plan {
-    xdt_schedule *schedule;
-    int stages;
-    double *fwd_ms, *bwd_ms, *boundary_bytes; /* per stage */
-    xdt_sim_link *links;                      /* stages x stages */
-    double predicted_step_ms;
-    char cluster[64], model[64];
+    char cluster[64];
+    xdt_model_config model;
+    int global_batch, seq, microbatch;
+    int stages, chunks, replicas, ranks; /* P, V, D, R = D x P */
+    xdt_schedule_kind kind;
+    int *replica_microbatches; /* D */
+    xdt_plan_rank *rank;       /* R */
+    xdt_schedule **schedules;  /* D, validated */
+    char (*dp_codec)[16];      /* P */
+    char tied_codec[16];
+    /* the simulator's input: [d * S + s], links R x R, all-reduce per pipeline rank */
+    double *fwd_ms, *bwd_ms, *boundary_bytes, *static_bytes, *activation_bytes;
+    xdt_sim_link *links;
+    double *allreduce_ms;
+    double opt_step_ms;
+    double predicted_step_ms, predicted_tokens_per_s, predicted_wan_bytes;
 } xdt_loaded_plan;
 
-/* Loads and checks a plan; any missing or malformed field is reported as "path: field ..."
- * and returns XDT_ERR_FORMAT; a schedule the validator refuses is XDT_ERR_FORMAT too. */
+/* Writes the plan for a solution atomically (temporary file, then rename). */
+xdt_status xdt_plan_write(const char *path, const xdt_solver_input *in, const xdt_solution *s,
+                          const xdt_topology *topo);
+
+/* Loads and checks a plan; a missing or malformed field is reported as "path: field ..." and
+ * returns XDT_ERR_FORMAT, as does a schedule the validator refuses. */
 xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out);
 void xdt_plan_free(xdt_loaded_plan *p);
+void xdt_plan_sim_input(const xdt_loaded_plan *p, xdt_sim_input *out);
 
 #endif

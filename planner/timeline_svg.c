@@ -29,7 +29,8 @@ static const char *fill_of(xdt_op_kind k) {
 
 xdt_status xdt_timeline_write_svg(const char *path, const char *title, const xdt_schedule *s,
                                   const xdt_sim_result *r) {
-    const int P = xdt_schedule_ranks(s), V = xdt_schedule_chunks(s);
+    /* P here counts rows: every global rank of every replica */
+    const int P = r->ranks, stages = r->stages, V = xdt_schedule_chunks(s);
     int lanes[256], n_links = 0; /* link rows: src * P + dst */
     for (int i = 0; i < P * P && n_links < 256; i++)
         if (r->link_bytes[i] > 0) lanes[n_links++] = i;
@@ -83,7 +84,8 @@ xdt_status xdt_timeline_write_svg(const char *path, const char *title, const xdt
         }
         if (e->op.kind == XDT_OP_SEND_ACT || e->op.kind == XDT_OP_SEND_GRAD) {
             int lane = 0;
-            while (lane < n_links && lanes[lane] != e->rank * P + e->op.peer)
+            const int to = e->rank / stages * stages + e->op.peer;
+            while (lane < n_links && lanes[lane] != e->rank * P + to)
                 lane++;
             double y = TOP + (P + lane) * ROW;
             double x = LEFT + e->wire_start_ms * scale;

@@ -176,10 +176,16 @@ xdt_status xdt_topology_load(const char *path, const xdt_device_catalog *catalog
                               "%s: sites '%s' and '%s' have no link between "
                               "them",
                               path, t.sites[a].name, t.sites[b].name);
+    if (!st && !(t.device_node = malloc(sizeof(int) * (size_t)(t.total_devices + 1))))
+        st = xdt_fail(XDT_ERR_NO_MEMORY, "topology: out of memory");
+    for (int n = 0, d = 0; !st && n < t.n_nodes; n++)
+        for (int k = 0; k < t.nodes[n].devices; k++)
+            t.device_node[d++] = n;
 out:
     xdt_yaml_destroy(doc);
     if (st) {
         free(t.nodes);
+        free(t.device_node);
         return st;
     }
     *out = t;
@@ -189,7 +195,9 @@ out:
 void xdt_topology_free(xdt_topology *t) {
     if (!t) return;
     free(t->nodes);
+    free(t->device_node);
     t->nodes = NULL;
+    t->device_node = NULL;
     t->n_nodes = 0;
 }
 

@@ -36,6 +36,7 @@ typedef struct xdt_topology {
     int n_sites;
     xdt_topo_node *nodes;
     int n_nodes, total_devices;
+    int *device_node; /* flat device index -> its node; node n's devices follow node n - 1's */
     xdt_topo_link links[XDT_MAX_SITES * (XDT_MAX_SITES - 1) / 2];
     int n_links;
 } xdt_topology;

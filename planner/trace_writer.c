@@ -43,13 +43,13 @@ xdt_status xdt_trace_write_sim(const char *path, const char *title, const xdt_sc
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f) return xdt_fail(XDT_ERR_IO, "%s: cannot create the trace", tmp);
-    const int P = xdt_schedule_ranks(s), V = xdt_schedule_chunks(s);
+    const int R = r->ranks, P = r->stages, V = xdt_schedule_chunks(s);
     fprintf(f, "{\"traceEvents\":[\n");
     fprintf(f,
             "{\"ph\":\"M\",\"pid\":0,\"name\":\"process_name\",\"args\":{\"name\":\"%s (predicted"
             " step %.3f ms)\"}}",
             title, r->step_ms);
-    for (int p = 0; p < P; p++)
+    for (int p = 0; p < R; p++)
         fprintf(f,
                 ",\n{\"ph\":\"M\",\"pid\":0,\"tid\":%d,\"name\":\"thread_name\",\"args\":"
                 "{\"name\":\"rank %d\"}}",
@@ -67,21 +67,22 @@ xdt_status xdt_trace_write_sim(const char *path, const char *title, const xdt_sc
                     e->op.microbatch, e->op.chunk);
         if (e->op.kind == XDT_OP_SEND_ACT || e->op.kind == XDT_OP_SEND_GRAD) {
             /* the transfer on its link lane: serialisation, then flight until arrival */
-            int lane = 1000 + e->rank * P + e->op.peer;
+            const int to = e->rank / P * P + e->op.peer; /* the peer in the same replica */
+            int lane = 1000 + e->rank * R + to;
             fprintf(f,
                     ",\n{\"ph\":\"X\",\"pid\":1,\"tid\":%d,\"name\":\"%s\",\"cat\":\"link\","
                     "\"ts\":%.3f,\"dur\":%.3f,\"args\":{\"from\":%d,\"to\":%d}}",
                     lane, label, e->wire_start_ms * 1e3, (e->arrive_ms - e->wire_start_ms) * 1e3,
-                    e->rank, e->op.peer);
+                    e->rank, to);
         }
     }
-    for (int a = 0; a < P; a++)
-        for (int b = 0; b < P; b++)
-            if (r->link_bytes[a * P + b] > 0)
+    for (int a = 0; a < R; a++)
+        for (int b = 0; b < R; b++)
+            if (r->link_bytes[a * R + b] > 0)
                 fprintf(f,
                         ",\n{\"ph\":\"M\",\"pid\":1,\"tid\":%d,\"name\":\"thread_name\","
                         "\"args\":{\"name\":\"link %d->%d\"}}",
-                        1000 + a * P + b, a, b);
+                        1000 + a * R + b, a, b);
     fprintf(f,
             ",\n{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"links\"}}");
     fprintf(f, "\n],\"displayTimeUnit\":\"ms\"}\n");

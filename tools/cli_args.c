@@ -107,8 +107,8 @@ xdt_status xdt_cli_parse(const char *cmd, int argc, char **argv, xdt_cli_opt *op
     }
     for (int k = 0; k < n; k++)
         if (opts[k].required && !opts[k].seen)
-            return xdt_fail(XDT_ERR_CONFIG, "xdt %s: --%s is required (see xdt %s --help)", cmd,
-                            opts[k].name, cmd);
+            return xdt_fail(XDT_ERR_CONFIG, "xdt %s: %s%s is required (see xdt %s --help)", cmd,
+                            strlen(opts[k].name) == 1 ? "-" : "--", opts[k].name, cmd);
     return XDT_OK;
 }
 

@@ -1,96 +1,93 @@
-/* cmd_plan.c: `xdt plan`: reads a cluster and a model, solves for a pipeline, prints the plan
- * (stage -> site/node/device, layer range, memory used/limit, compute ms, outgoing link) and the
- * prediction, and writes plan.json (format below) for the runtime and `xdt simulate`.
- *
- * plan.json, version 1: {"version":1, "cluster":..., "model":{...}, "global_batch":N, "seq":T,
- *   "stages":[{"rank":r, "site":..., "node":..., "device_type":..., "units":[first,last],
- *              "fwd_ms":..., "bwd_ms":..., "memory_gib":...}],
- *   "schedule":{"kind":"1f1b" or "gpipe", "microbatches":M, "microbatch":b},
- *   "links":[{"from":r, "to":r+1, "gbps":..., "latency_ms":..., "codec":"none"}],
- *   "predicted":{"step_ms":..., "tokens_per_s":..., "bubble":...},
- *   "ops":[[["FWD", mb, chunk, peer], ["SEND_ACT", 0, 0, 1], ...] per rank]}
- * Op kinds are core/schedule.h's names; mb, chunk and peer are -1 where they do not apply. */
+/* cmd_plan.c: `xdt plan`: reads a cluster and a model, solves for the layout (planner/solver.h),
+ * prints the plan -- one row per pipeline rank of each distinct replica: site/node/device, layer
+ * range, memory predicted/limit, compute ms, the codec on its outgoing link -- and the
+ * prediction, and writes plan.json (format in planner/plan_io.h). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
 #include "core/model_config.h"
 #include "core/schedule.h"
+#include "planner/plan_io.h"
+#include "planner/profile.h"
 #include "planner/solver.h"
 #include "tools/cli_args.h"
 #include "tools/commands.h"
 
 typedef struct plan_args {
-    const char *cluster, *model, *out, *catalog;
-    int global_batch, microbatch, seq, schedule;
+    const char *cluster, *model, *out, *catalog, *codec, *profile, *search;
+    int global_batch, microbatch, seq, schedule, max_replicas;
 } plan_args;
 
-static xdt_status write_json(const plan_args *a, const xdt_topology *t, const xdt_model_config *cfg,
-                             const xdt_solver_input *in, const xdt_solution *s) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", a->out);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return xdt_fail(XDT_ERR_IO, "%s: cannot create", tmp);
-    fprintf(f, "{\n  \"version\": 1,\n  \"cluster\": \"%s\",\n", t->name);
-    fprintf(f,
-            "  \"model\": {\"name\": \"%s\", \"vocab_size\": %d, \"padded_vocab_size\": %d, "
-            "\"max_seq_len\": %d, \"n_layer\": %d, \"n_head\": %d, \"n_embd\": %d},\n",
-            cfg->name, cfg->vocab_size, cfg->padded_vocab_size, cfg->max_seq_len, cfg->n_layer,
-            cfg->n_head, cfg->n_embd);
-    fprintf(f, "  \"global_batch\": %d,\n  \"seq\": %d,\n  \"stages\": [\n", in->global_batch,
-            in->seq);
-    for (int k = 0; k < s->stages; k++) {
-        const xdt_topo_node *n = &t->nodes[s->node[k]];
-        xdt_stage_cost c;
-        xdt_stage_cost_estimate(cfg, s->split.first[k], s->split.first[k + 1] - 1, s->microbatch,
-                                in->seq,
-                                s->stages - k < s->microbatches ? s->stages - k : s->microbatches,
-                                n->type, n->slowdown, &in->cost, &c);
-        fprintf(f,
-                "    {\"rank\": %d, \"site\": \"%s\", \"node\": \"%s\", \"device_type\": "
-                "\"%s\", \"units\": [%d, %d], \"fwd_ms\": %.17g, \"bwd_ms\": %.17g, "
-                "\"memory_gib\": %.4g}%s\n",
-                k, t->sites[n->site].name, n->name, n->type->name, s->split.first[k],
-                s->split.first[k + 1] - 1, c.fwd_ms, c.bwd_ms, c.memory_bytes / 1073741824.0,
-                k + 1 < s->stages ? "," : "");
+static void print_plan(const xdt_topology *t, const xdt_model_config *cfg,
+                       const xdt_solver_input *in, const xdt_solution *s) {
+    const int P = s->stages, V = s->chunks;
+    printf("plan for %s on %s: %d replica%s x %d stages%s, microbatch %d, %d microbatches, %s\n",
+           cfg->name, t->name, s->replicas, s->replicas == 1 ? "" : "s", P,
+           V > 1 ? " (2 chunks each)" : "", s->microbatch, s->microbatches,
+           xdt_schedule_kind_name(s->kind));
+    printf("%-5s %-5s %-10s %-12s %-10s %-9s %-16s %-16s %s\n", "rank", "repl", "site", "node",
+           "device", "units", "memory GiB", "compute ms", "link codec");
+    int skipped = 0;
+    for (int g = 0; g < s->ranks; g++) {
+        const int d = g / P, p = g % P;
+        /* a replica laid out like the one before it (device types, microbatches) is counted,
+         * not printed, when there are many */
+        bool alike =
+            s->ranks > 32 && d > 0 && s->replica_microbatches[d] == s->replica_microbatches[d - 1];
+        for (int q = 0; alike && q < P; q++)
+            alike = t->nodes[s->node[d * P + q]].type == t->nodes[s->node[(d - 1) * P + q]].type;
+        if (alike) {
+            skipped += p == 0;
+            continue;
+        }
+        const xdt_topo_node *n = &t->nodes[s->node[g]];
+        double fwd = 0, bwd = 0;
+        char units[48] = "";
+        for (int v = 0; v < V; v++) {
+            const int st = v * P + p;
+            xdt_stage_cost c;
+            xdt_stage_cost_estimate(cfg, s->split.first[st], s->split.first[st + 1] - 1,
+                                    s->microbatch, in->seq, 1, n->type, n->slowdown, &in->cost, &c);
+            fwd += c.fwd_ms;
+            bwd += c.bwd_ms;
+            const size_t len = strlen(units);
+            snprintf(units + len, sizeof units - len, "%s%d-%d", v ? "," : "", s->split.first[st],
+                     s->split.first[st + 1] - 1);
+        }
+        char mem[40], ms[40];
+        snprintf(mem, sizeof mem, "%.2f / %.0f", s->peak_bytes[g] / 1073741824.0,
+                 n->type->memory_gib);
+        snprintf(ms, sizeof ms, "%.3f + %.3f", fwd, bwd);
+        const bool has_link = P > 1 && (p + 1 < P || V > 1);
+        printf("%-5d %-5d %-10s %-12s %-10s %-9s %-16s %-16s %s\n", g, d, t->sites[n->site].name,
+               n->name, n->type->name, units, mem, ms,
+               has_link ? xdt_link_codec_name(s->link_codec[g]) : "-");
     }
-    fprintf(f,
-            "  ],\n  \"schedule\": {\"kind\": \"%s\", \"microbatches\": %d, \"microbatch\": "
-            "%d},\n  \"links\": [",
-            xdt_schedule_kind_name(s->kind), s->microbatches, s->microbatch);
-    for (int k = 0; k + 1 < s->stages; k++) {
-        double gbps, lat;
-        xdt_topology_node_path(t, s->node[k], s->node[k + 1], &gbps, &lat);
-        fprintf(f,
-                "%s\n    {\"from\": %d, \"to\": %d, \"gbps\": %.17g, \"latency_ms\": %.17g, "
-                "\"codec\": \"none\"}",
-                k ? "," : "", k, k + 1, gbps, lat);
+    if (skipped) printf("(%d more replicas laid out like the one printed before them)\n", skipped);
+    if (s->replicas > 1) {
+        printf("gradient all-reduce codec per pipeline rank:");
+        for (int p = 0; p < P; p++)
+            printf(" %s", xdt_link_codec_name(s->dp_codec[p]));
+        printf("\nmicrobatches per replica:");
+        for (int d = 0; d < s->replicas; d++)
+            printf(" %d", s->replica_microbatches[d]);
+        printf("\n");
     }
-    fprintf(f,
-            "\n  ],\n  \"predicted\": {\"step_ms\": %.6g, \"tokens_per_s\": %.6g, \"bubble\": "
-            "%.4f},\n  \"ops\": [\n",
-            s->step_ms, s->tokens_per_s, s->bubble);
-    xdt_schedule *sched = NULL;
-    xdt_status st = xdt_solution_schedule(s, &sched);
-    for (int r = 0; !st && r < s->stages; r++) {
-        fprintf(f, "    [");
-        const xdt_op *ops = xdt_schedule_ops(sched, r);
-        for (int i = 0; i < xdt_schedule_num_ops(sched, r); i++)
-            fprintf(f, "%s[\"%s\", %d, %d, %d]", i ? ", " : "", xdt_op_kind_name(ops[i].kind),
-                    ops[i].microbatch, ops[i].chunk, ops[i].peer);
-        fprintf(f, "]%s\n", r + 1 < s->stages ? "," : "");
+    if (s->kind == XDT_SCHEDULE_XDC) {
+        printf("xdc extra warm-up per pipeline rank:");
+        for (int p = 0; p < P; p++)
+            printf(" %d", s->extra[p]);
+        printf("\n");
     }
-    xdt_schedule_destroy(sched);
-    fprintf(f, "  ]\n}\n");
-    if (fclose(f) != 0 || st || rename(tmp, a->out) != 0) {
-        remove(tmp);
-        return st ? st : xdt_fail(XDT_ERR_IO, "%s: cannot write", a->out);
-    }
-    return XDT_OK;
+    printf("predicted: step %.3f ms, %.0f tokens/s, bubble %.1f %%, %.3f MB between sites per "
+           "step\n",
+           s->step_ms, s->tokens_per_s, 100 * s->bubble, s->wan_bytes / 1e6);
 }
 
 int xdt_cmd_plan(int argc, char **argv) {
-    plan_args a = {.catalog = "configs/devices.yaml", .seq = 0};
+    plan_args a = {.catalog = "configs/devices.yaml", .codec = "auto", .search = "auto"};
     xdt_cli_opt opts[] = {
         XDT_OPT_REQUIRED("cluster", &a.cluster, "C.yaml", "cluster file"),
         XDT_OPT_REQUIRED("model", &a.model, "M.yaml", "model config"),
@@ -100,7 +97,16 @@ int xdt_cmd_plan(int argc, char **argv) {
         XDT_OPT_INT("seq", &a.seq, "T", "tokens per sequence [max_seq_len]", 0, 1 << 20),
         XDT_OPT_STRING("catalog", &a.catalog, "FILE", "device catalog [configs/devices.yaml]"),
         XDT_OPT_CHOICE("schedule", &a.schedule, "auto|gpipe|1f1b|interleaved|xdc",
-                       "pipeline schedule; auto picks the faster of gpipe and 1f1b [auto]"),
+                       "pipeline schedule; auto picks the fastest [auto]"),
+        XDT_OPT_STRING("codec", &a.codec, "auto|NAME",
+                       "wire codec: auto chooses per link; a name (none, bf16, fp16, int8, int4, "
+                       "zstd) goes on every link between sites [auto]"),
+        XDT_OPT_INT("max-replicas", &a.max_replicas, "N",
+                    "at most N data-parallel replicas (1: one pipeline) [any]", 0, 1 << 20),
+        XDT_OPT_STRING("profile", &a.profile, "FILE",
+                       "measured unit times (xdt profile) used for their device type"),
+        XDT_OPT_STRING("search", &a.search, "auto|exact|pruned",
+                       "search: exact up to 8 devices, pruned beyond [auto]"),
         XDT_OPT_STRING("o", &a.out, "plan.json", "write the plan"),
     };
     opts[2].required = true;
@@ -109,11 +115,25 @@ int xdt_cmd_plan(int argc, char **argv) {
     if (xdt_cli_parse("plan", argc, argv, opts, n_opts, &help) != XDT_OK) return 2;
     if (help) {
         xdt_cli_usage(stdout, "plan",
-                      "Places a model's pipeline stages on a cluster and predicts "
-                      "the step (single pipeline, GPipe or 1F1B; replicas, interleaving and codec "
-                      "choice are next).",
+                      "Places a model on a cluster (pipeline stages, data-parallel replicas, "
+                      "layer split, microbatches, schedule, codec per link) and predicts the "
+                      "step.",
                       opts, n_opts);
         return 0;
+    }
+    const int codec = xdt_link_codec_parse(a.codec);
+    if (codec < XDT_LINK_CODEC_AUTO) {
+        xdt_log_error("xdt plan: --codec %s: not a codec (auto, none, bf16, fp16, int8, int4, "
+                      "zstd)",
+                      a.codec);
+        return 2;
+    }
+    const xdt_search_mode search = !strcmp(a.search, "exact")    ? XDT_SEARCH_EXACT
+                                   : !strcmp(a.search, "pruned") ? XDT_SEARCH_PRUNED
+                                                                 : XDT_SEARCH_AUTO;
+    if (search == XDT_SEARCH_AUTO && strcmp(a.search, "auto")) {
+        xdt_log_error("xdt plan: --search %s: expected auto, exact or pruned", a.search);
+        return 2;
     }
     xdt_device_catalog cat;
     xdt_topology topo;
@@ -123,44 +143,46 @@ int xdt_cmd_plan(int argc, char **argv) {
     /* --schedule choice index 0 is auto; 1.. follow xdt_schedule_kind */
     static const int kinds[] = {-1, XDT_SCHEDULE_GPIPE, XDT_SCHEDULE_1F1B, XDT_SCHEDULE_INTERLEAVED,
                                 XDT_SCHEDULE_XDC};
-    xdt_solver_input in = {&topo,
-                           &cfg,
-                           a.global_batch,
-                           a.seq ? a.seq : cfg.max_seq_len,
-                           a.microbatch,
-                           kinds[a.schedule],
-                           {XDT_MATH_BF16, 0.5}};
+    xdt_solver_input in = {.topo = &topo,
+                           .cfg = &cfg,
+                           .global_batch = a.global_batch,
+                           .seq = a.seq ? a.seq : cfg.max_seq_len,
+                           .microbatch = a.microbatch,
+                           .schedule = kinds[a.schedule],
+                           .codec = codec,
+                           .max_replicas = a.max_replicas,
+                           .search = search,
+                           .cost = {.dtype = XDT_MATH_BF16, .efficiency = 0.5}};
+    int rc = 1;
+    xdt_profile prof;
+    bool have_profile = false;
     if (in.seq > cfg.max_seq_len) {
-        xdt_topology_free(&topo);
-        return xdt_fail(XDT_ERR_CONFIG, "--seq %d exceeds max_seq_len %d", in.seq, cfg.max_seq_len),
-               2;
+        xdt_fail(XDT_ERR_CONFIG, "--seq %d exceeds max_seq_len %d", in.seq, cfg.max_seq_len);
+        rc = 2;
+        goto out;
+    }
+    if (a.profile) {
+        if (xdt_profile_load(a.profile, &prof) != XDT_OK) goto out;
+        have_profile = true;
+        if (!xdt_profile_matches(&prof, &cfg, in.seq)) {
+            xdt_fail(XDT_ERR_CONFIG,
+                     "%s: measured for another model or sequence length than %s at seq %d",
+                     a.profile, cfg.name, in.seq);
+            goto out;
+        }
+        in.cost.profile = &prof;
     }
     for (int n = 0; n < topo.n_nodes; n++)
         if (topo.nodes[n].type->backend == XDT_BACKEND_CPU) in.cost.dtype = XDT_MATH_FP32;
-    xdt_solution s;
-    int rc = 1;
-    if (xdt_solve(&in, &s) == XDT_OK) {
-        printf("plan for %s on %s: %d stages, microbatch %d x %d, %s\n", cfg.name, topo.name,
-               s.stages, s.microbatch, s.microbatches, xdt_schedule_kind_name(s.kind));
-        printf("%-6s %-12s %-12s %-10s %-9s %-16s %-12s\n", "stage", "site", "node", "device",
-               "units", "memory GiB", "compute ms");
-        for (int k = 0; k < s.stages; k++) {
-            const xdt_topo_node *n = &topo.nodes[s.node[k]];
-            xdt_stage_cost c;
-            xdt_stage_cost_estimate(&cfg, s.split.first[k], s.split.first[k + 1] - 1, s.microbatch,
-                                    in.seq, s.inflight[k], n->type, n->slowdown, &in.cost, &c);
-            char units[24], mem[32];
-            snprintf(units, sizeof units, "%d-%d", s.split.first[k], s.split.first[k + 1] - 1);
-            snprintf(mem, sizeof mem, "%.2f / %.0f", c.memory_bytes / 1073741824.0,
-                     n->type->memory_gib);
-            printf("%-6d %-12s %-12s %-10s %-9s %-16s %.3f + %.3f\n", k, topo.sites[n->site].name,
-                   n->name, n->type->name, units, mem, c.fwd_ms, c.bwd_ms);
-        }
-        printf("predicted: step %.3f ms, %.0f tokens/s, bubble %.1f %%\n", s.step_ms,
-               s.tokens_per_s, 100 * s.bubble);
-        rc = a.out && write_json(&a, &topo, &cfg, &in, &s) ? 1 : 0;
+    xdt_solution *s = malloc(sizeof *s);
+    if (s && xdt_solve(&in, s) == XDT_OK) {
+        print_plan(&topo, &cfg, &in, s);
+        rc = a.out && xdt_plan_write(a.out, &in, s, &topo) ? 1 : 0;
         if (!rc && a.out) printf("wrote %s\n", a.out);
     }
+    free(s);
+out:
+    if (have_profile) xdt_profile_free(&prof);
     xdt_topology_free(&topo);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* cmd_simulate.c: `xdt simulate plan.json [--trace sim.trace.json] [--svg timeline.svg]`:
- * replays a plan's schedule through the simulator, prints the predicted step, each rank's bubble
- * and the bytes on each link, and writes the Chrome trace and the SVG timeline. */
+ * replays a plan's schedules through the simulator, prints the predicted step, each rank's busy
+ * and bubble fractions and peak memory, and the bytes on each link, and writes the Chrome trace
+ * and the SVG timeline. */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,6 +11,28 @@
 #include "planner/trace_writer.h"
 #include "tools/cli_args.h"
 #include "tools/commands.h"
+
+static void report(const xdt_loaded_plan *p, const xdt_sim_result *r) {
+    const int R = p->ranks;
+    printf("predicted step %.3f ms, %.0f tokens/s (the plan recorded %.3f ms)\n", r->step_ms,
+           (double)p->global_batch * p->seq / (r->step_ms * 1e-3), p->predicted_step_ms);
+    for (int g = 0; g < R; g++)
+        printf("rank %d (%s, %s): busy %.3f ms, bubble %.1f %%, peak memory %.3f GiB\n", g,
+               p->rank[g].site, p->rank[g].device_type, r->busy_ms[g], 100 * r->bubble[g],
+               r->peak_bytes[g] / 1073741824.0);
+    double wan = 0;
+    for (int a = 0; a < R; a++)
+        for (int b = 0; b < R; b++) {
+            const double wire = r->link_bytes[(size_t)a * R + b];
+            if (wire <= 0) continue;
+            const bool between = strcmp(p->rank[a].site, p->rank[b].site) != 0;
+            if (between) wan += wire;
+            printf("link %d->%d%s: %.3f MB per step on the wire (%.3f MB before the codec)\n", a, b,
+                   between ? " (between sites)" : "", wire / 1e6,
+                   r->payload_bytes[(size_t)a * R + b] / 1e6);
+        }
+    printf("pipeline traffic between sites: %.3f MB per step\n", wan / 1e6);
+}
 
 int xdt_cmd_simulate(int argc, char **argv) {
     const char *trace = NULL, *svg = NULL;
@@ -32,22 +55,15 @@ int xdt_cmd_simulate(int argc, char **argv) {
     }
     xdt_loaded_plan p;
     if (xdt_plan_load(plan_path, &p) != XDT_OK) return 1;
-    xdt_sim_input in = {p.schedule, p.fwd_ms, p.bwd_ms, p.boundary_bytes, p.links, 0, 0};
+    xdt_sim_input in;
+    xdt_plan_sim_input(&p, &in);
     xdt_sim_result r;
     int rc = 1;
     if (xdt_simulate(&in, &r) == XDT_OK) {
-        printf("predicted step %.3f ms (the plan recorded %.3f ms)\n", r.step_ms,
-               p.predicted_step_ms);
-        for (int k = 0; k < p.stages; k++)
-            printf("rank %d: busy %.3f ms, bubble %.1f %%\n", k, r.busy_ms[k], 100 * r.bubble[k]);
-        for (int a = 0; a < p.stages; a++)
-            for (int b = 0; b < p.stages; b++)
-                if (r.link_bytes[a * p.stages + b] > 0)
-                    printf("link %d->%d: %.3f MB per step\n", a, b,
-                           r.link_bytes[a * p.stages + b] / 1e6);
+        report(&p, &r);
         rc = 0;
-        if (trace && xdt_trace_write_sim(trace, plan_path, p.schedule, &r)) rc = 1;
-        if (svg && xdt_timeline_write_svg(svg, plan_path, p.schedule, &r)) rc = 1;
+        if (trace && xdt_trace_write_sim(trace, plan_path, p.schedules[0], &r)) rc = 1;
+        if (svg && xdt_timeline_write_svg(svg, plan_path, p.schedules[0], &r)) rc = 1;
         xdt_sim_result_free(&r);
     }
     xdt_plan_free(&p);

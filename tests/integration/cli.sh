@@ -32,13 +32,28 @@ check "plan prints the prediction" grep -q '^predicted: step [0-9.]* ms' "$WORK/
 check "plan.json has the documented keys" python3 -c "
 import json, sys
 d = json.load(open('$WORK/plan.json'))
-assert d['version'] == 1 and d['schedule']['kind'] in ('1f1b', 'gpipe') and d['schedule']['microbatches'] > 0
-assert all(k in st for st in d['stages'] for k in ('rank', 'site', 'device_type', 'units'))
+assert d['version'] == 2 and d['schedule']['kind'] in ('1f1b', 'gpipe', 'interleaved', 'xdc')
+assert d['schedule']['microbatches'] == sum(r['microbatches'] for r in d['replicas']) > 0
+assert all(k in st for st in d['stages'] for k in ('rank', 'site', 'device_type', 'units', 'chunks'))
 assert all('codec' in l for l in d['links']) and d['predicted']['step_ms'] > 0
-assert len(d['ops']) == len(d['stages'])"
-expect_error "schedule xdc is not chosen by this solver yet" "$XDT" plan --cluster \
+assert len(d['allreduce']) * len(d['replicas']) == len(d['stages']) == len(d['ops'])"
+# one pipeline across the two sites, xdc: extra warm-up before the WAN, int8 on it
+"$XDT" plan --cluster "$ROOT/configs/clusters/local-two-sites.yaml" --catalog \
+    "$ROOT/configs/devices.yaml" --model "$ROOT/configs/models/gpt-small-cpu.yaml" \
+    --global-batch 8 --seq 256 --max-replicas 1 --schedule xdc --codec int8 \
+    -o "$WORK/xdc.json" >"$WORK/xdc.txt" 2>&1
+check "xdc plan across the sites with int8 on the WAN" python3 -c "
+import json
+d = json.load(open('$WORK/xdc.json'))
+assert d['schedule']['kind'] == 'xdc' and len(d['replicas']) == 1, d['schedule']
+wan = [l for l in d['links'] if l['between_sites']]
+assert wan and all(l['codec'] == 'int8' for l in wan), d['links']
+assert all(l['codec'] == 'none' for l in d['links'] if not l['between_sites'])
+first = wan[0]['from']
+assert d['schedule']['extra'][first] > 0, d['schedule']['extra']"
+expect_error "--codec int9: not a codec" "$XDT" plan --cluster \
     "$ROOT/configs/clusters/local-two-sites.yaml" --catalog "$ROOT/configs/devices.yaml" \
-    --model "$ROOT/configs/models/gpt-small-cpu.yaml" --global-batch 8 --schedule xdc
+    --model "$ROOT/configs/models/gpt-small-cpu.yaml" --global-batch 8 --codec int9
 # xdt simulate: replays the plan to the same prediction, writes a trace and a timeline
 "$XDT" simulate "$WORK/plan.json" --trace "$WORK/sim.json" --svg "$WORK/sim.svg" >"$WORK/sim.txt" 2>&1
 want=$(python3 -c "import json; print('%.3f' % json.load(open('$WORK/plan.json'))['predicted']['step_ms'])")
@@ -51,12 +66,12 @@ w = sys.argv[1]
 d = json.load(open(w + "/plan.json"))
 d["version"] = 7
 json.dump(d, open(w + "/v7.json", "w"))
-d["version"] = 1
+d = json.load(open(w + "/xdc.json"))  # one pipeline of two ranks
 d["ops"][0], d["ops"][1] = d["ops"][1], d["ops"][0]  # ranks swapped: no longer a valid schedule
 json.dump(d, open(w + "/swapped.json", "w"))
 PY
 expect_error "v7.json: field 'version' is 7" "$XDT" simulate "$WORK/v7.json"
-expect_error "swapped.json: the schedule fails validation" "$XDT" simulate "$WORK/swapped.json"
+expect_error "swapped.json: replica 0's schedule fails validation" "$XDT" simulate "$WORK/swapped.json"
 printf 'name: x\nsites:\n  - name: a\n    nodes:\n      - {name: n, type: B300, devices: 8}\n' >"$WORK/bad.yaml"
 expect_error "unknown device type 'B300'" "$XDT" plan --cluster "$WORK/bad.yaml" --catalog \
     "$ROOT/configs/devices.yaml" --model "$ROOT/configs/models/gpt-small-cpu.yaml" --global-batch 8
@@ -77,4 +92,27 @@ else
     echo "note: script(1) or $TEXT missing; the terminal progress check did not run"
     fail "cannot check the terminal progress bar without script(1)"
 fi
+# xdt profile: per-unit forward/backward medians and the GEMM rate, as profile.json
+"$XDT" profile --model "$TINY" --device cpu --microbatch 1,2 --seq 32 --reps 2 --threads 1 \
+    -o "$WORK/prof.json" >"$WORK/prof.txt" 2>&1
+check "profile exits 0" test $? -eq 0
+check "profile prints the sgemm rate" grep -qE '^sgemm 1024\^3: [0-9.]+ TFLOP/s' "$WORK/prof.txt"
+check "profile prints a row per microbatch size" test "$(grep -cE '^ +[12] +[0-9.]+ ' "$WORK/prof.txt")" -eq 2
+check "profile.json has the documented fields and positive times" python3 -c "
+import json
+d = json.load(open('$WORK/prof.json'))
+assert d['version'] == 1 and d['device_type'] == 'cpu' and d['seq'] == 32 and d['threads'] == 1
+m = d['model']
+assert (m['name'], m['n_layer'], m['n_embd'], m['n_head'], m['vocab_size'], m['padded_vocab_size']) == ('gpt-tiny', 2, 64, 4, 256, 256)
+assert d['sgemm_tflops'] > 0 and [mb['b'] for mb in d['microbatches']] == [1, 2]
+for mb in d['microbatches']:
+    assert [u['unit'] for u in mb['units']] == [0, 1, 2, 3]
+    assert all(u['fwd_ms'] > 0 and u['bwd_ms'] > 0 for u in mb['units'])"
+check "profile leaves no temp file" test -z "$(ls "$WORK" | grep '^prof\.json\.')"
+expect_error "device 'cuda:0'|device cuda:0" "$XDT" profile --model "$TINY" --device cuda:0 -o "$WORK/p2.json"
+expect_error "nonexistent\.yaml: cannot open" "$XDT" profile --model "$WORK/nonexistent.yaml" -o "$WORK/p2.json"
+expect_error "--microbatch: '1,x' is not a list" "$XDT" profile --model "$TINY" --microbatch 1,x -o "$WORK/p2.json"
+expect_error "--seq 65 exceeds gpt-tiny's max_seq_len 64" "$XDT" profile --model "$TINY" --seq 65 -o "$WORK/p2.json"
+expect_error "profile: -o is required" "$XDT" profile --model "$TINY"
+check "a failed profile writes nothing" test ! -e "$WORK/p2.json"
 finish

@@ -69,7 +69,7 @@ int main(void) {
         for (int k = 0; k < P; k++)
             chain[k] =
                 (xdt_chain_device){xdt_device_catalog_find(&cat, types[xdt_rng_below(&rng, 6)]),
-                                   1.0 + (double)xdt_rng_below(&rng, 2), P - k};
+                                   1.0 + (double)xdt_rng_below(&rng, 2), P - k, 1};
         const int b = 1 << xdt_rng_below(&rng, 5), t = 1024;
         xdt_partition part;
         xdt_status st = xdt_partition_units(&cfg, b, t, chain, P, &cp, &part, NULL, 0);
@@ -88,6 +88,35 @@ int main(void) {
         for (int k = 0; k < P; k++)
             CHECK(part.first[k] < part.first[k + 1]);
         agree++;
+        /* the fast bisection-greedy split reaches the same bottleneck */
+        xdt_partition fast;
+        xdt_partition_request rq = {&cfg, b, t, chain, P, 1, &cp, true};
+        CHECK_MSG(xdt_partition_solve(&rq, &fast, NULL, 0) == XDT_OK &&
+                      fabs(fast.bottleneck_ms - want) <= 1e-9 * want,
+                  "instance %d: fast split %.6f ms, exhaustive %.6f ms", inst, fast.bottleneck_ms,
+                  want);
+        /* two classes (replicas on other devices): each stage as slow as its slowest class */
+        xdt_chain_device two_classes[16];
+        for (int k = 0; k < P; k++) {
+            two_classes[k] = chain[k];
+            two_classes[P + k] = chain[P - 1 - k];
+            two_classes[P + k].inflight = chain[k].inflight;
+        }
+        xdt_partition_request rq2 = {&cfg, b, t, two_classes, P, 2, &cp, false};
+        xdt_partition both;
+        if (xdt_partition_solve(&rq2, &both, NULL, 0) == XDT_OK) {
+            for (int k = 0; k < P; k++) {
+                xdt_stage_cost c0, c1;
+                xdt_stage_cost_estimate(&cfg, both.first[k], both.first[k + 1] - 1, b, t, 1,
+                                        two_classes[k].type, two_classes[k].slowdown, &cp, &c0);
+                xdt_stage_cost_estimate(&cfg, both.first[k], both.first[k + 1] - 1, b, t, 1,
+                                        two_classes[P + k].type, two_classes[P + k].slowdown, &cp,
+                                        &c1);
+                const double slow = fmax(c0.fwd_ms + c0.bwd_ms, c1.fwd_ms + c1.bwd_ms);
+                CHECK(fabs(both.stage_ms[k] - slow) <= 1e-9 * slow);
+            }
+            CHECK(both.bottleneck_ms >= part.bottleneck_ms * (1 - 1e-12));
+        }
     }
     printf("partition: %d instances agree with exhaustive search, %d infeasible for both\n", agree,
            infeasible);

@@ -26,7 +26,8 @@ static double simulate(xdt_schedule *s, double F, double B, double L, double byt
     }
     for (int i = 0; i < P * P; i++)
         links[i] = (xdt_sim_link){L, rate};
-    xdt_sim_input in = {s, f, b, x, links, 0, 0};
+    xdt_sim_input in = {
+        .schedule = s, .fwd_ms = f, .bwd_ms = b, .boundary_bytes = x, .links = links};
     double step = -1;
     if (xdt_simulate(&in, res) == XDT_OK) step = res->step_ms;
     free(f);
@@ -98,6 +99,81 @@ static void close_to(const char *what, double got, double want) {
     CHECK_MSG(fabs(got - want) <= 1e-9 * (fabs(want) + 1), "%s: %.6f, want %.6f", what, got, want);
 }
 
+/* Data-parallel replicas: two identical 1F1B pipelines with an all-reduce of A ms per rank take
+ * the single pipeline's (M + P - 1)(F + B) plus A; a replica whose stages are twice as slow
+ * makes every all-reduce wait for it; peak memory is the static bytes plus min(P - p, M)
+ * activations on rank p; a codec halving the wire halves the wire time and costs its time. */
+static void check_replicas_memory_codec(void) {
+    const int P = 3, M = 4;
+    const double F = 1.0, B = 2.0, A = 0.7;
+    xdt_schedule *s = NULL;
+    CHECK(xdt_schedule_1f1b(P, M, &s) == XDT_OK);
+    if (!s) return;
+    double f[2 * 3], b[2 * 3], x[2 * 3], stat[2 * 3], act[2 * 3], ar[3] = {A, A, A};
+    xdt_sim_link links[6 * 6];
+    memset(links, 0, sizeof links);
+    for (int i = 0; i < 6; i++) {
+        f[i] = F;
+        b[i] = B;
+        x[i] = 100;
+        stat[i] = 1000 * (i % 3 + 1);
+        act[i] = 10;
+    }
+    xdt_sim_input in = {.schedule = s,
+                        .replicas = 2,
+                        .fwd_ms = f,
+                        .bwd_ms = b,
+                        .boundary_bytes = x,
+                        .static_bytes = stat,
+                        .activation_bytes = act,
+                        .links = links,
+                        .allreduce_ms = ar};
+    xdt_sim_result r;
+    CHECK(xdt_simulate(&in, &r) == XDT_OK);
+    close_to("two identical replicas + all-reduce", r.step_ms, (M + P - 1) * (F + B) + A);
+    CHECK(r.ranks == 6 && r.stages == 3);
+    for (int g = 0; g < 6; g++) {
+        const int p = g % 3, held = P - p < M ? P - p : M;
+        char name[64];
+        snprintf(name, sizeof name, "peak memory of rank %d", g);
+        close_to(name, r.peak_bytes[g], stat[g] + 10.0 * held);
+    }
+    xdt_sim_result_free(&r);
+    for (int i = 3; i < 6; i++) { /* replica 1 twice as slow */
+        f[i] = 2 * F;
+        b[i] = 2 * B;
+    }
+    CHECK(xdt_simulate(&in, &r) == XDT_OK);
+    close_to("a slow replica holds the all-reduce", r.step_ms, 2 * (M + P - 1) * (F + B) + A);
+    xdt_sim_result_free(&r);
+    /* one replica, links of latency L and 200 bytes/ms: wire 0.5 ms per message; bf16-like
+     * codec: 0.25 ms on the wire plus 0.1 ms of codec time */
+    const double L = 0.3;
+    for (int i = 0; i < 36; i++)
+        links[i] = (xdt_sim_link){L, 200, 0, 0};
+    in.replicas = 1;
+    for (int i = 0; i < 3; i++) {
+        f[i] = F;
+        b[i] = B;
+    }
+    xdt_schedule *g = NULL;
+    CHECK(xdt_schedule_gpipe(P, M, &g) == XDT_OK);
+    in.schedule = g;
+    in.allreduce_ms = NULL;
+    CHECK(xdt_simulate(&in, &r) == XDT_OK);
+    close_to("gpipe without codec", r.step_ms, (M + P - 1) * (F + B) + 2 * (P - 1) * (L + 0.5));
+    xdt_sim_result_free(&r);
+    for (int i = 0; i < 36; i++)
+        links[i] = (xdt_sim_link){L, 200, 0.5, 0.1 / 100};
+    CHECK(xdt_simulate(&in, &r) == XDT_OK);
+    close_to("gpipe with a halving codec", r.step_ms,
+             (M + P - 1) * (F + B) + 2 * (P - 1) * (L + 0.25 + 0.1));
+    CHECK(r.link_bytes[0 * 3 + 1] == M * 50.0 && r.payload_bytes[0 * 3 + 1] == M * 100.0);
+    xdt_sim_result_free(&r);
+    xdt_schedule_destroy(g);
+    xdt_schedule_destroy(s);
+}
+
 int main(void) {
     const double F = 1.0, B = 2.0;
     char name[96];
@@ -141,5 +217,6 @@ int main(void) {
             xdt_schedule_destroy(s);
         }
     check_trace();
+    check_replicas_memory_codec();
     return test_exit_code("test_simulator");
 }
