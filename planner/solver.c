@@ -80,16 +80,16 @@ typedef struct ranked {
     int *grid;
 } ranked;
 
-enum { KEEP = 8 };
+enum { KEEP = 12 };
 
-/* Devices in a site order: sites as given, inside a site nodes by memory (early stages hold
- * the most activations), then speed, then position; devices of a node together. */
+/* A device's place in an arrangement: its site's position in the arrangement, then its node's
+ * memory (early stages hold the most activations) descending or ascending, speed, position. */
 typedef struct dev_key {
-    int device, site_rank, node;
-    double memory, speed;
+    int device, site_rank;
+    double memory, speed, rate; /* rate: best sequences per ms over the microbatch sizes */
 } dev_key;
 
-static int by_site_then_type(const void *pa, const void *pb) {
+static int by_arrangement(const void *pa, const void *pb) {
     const dev_key *a = pa, *b = pb;
     if (a->site_rank != b->site_rank) return a->site_rank - b->site_rank;
     if (a->memory != b->memory) return a->memory > b->memory ? -1 : 1;
@@ -116,79 +116,137 @@ static void remember(ranked *top, int *n_top, const xdt_solution *s, const int *
     top[at] = (ranked){s->stages, s->replicas, s->microbatch, s->step_ms, g};
 }
 
-static void pruned_search(search *s) {
-    const xdt_solver_input *in = s->in;
-    const xdt_topology *t = in->topo;
-    const int n = s->n, U = xdt_gpt_num_units(in->cfg);
-    dev_key *keys = malloc(sizeof *keys * (size_t)n), *chosen = malloc(sizeof *chosen * (size_t)n);
-    int *grid = malloc(sizeof(int) * XDT_PLAN_MAX_RANKS);
-    ranked top[KEEP];
-    int n_top = 0;
-    if (!keys || !chosen || !grid) goto out;
-    /* site orders: every permutation for up to 3 sites, else as listed and reversed */
-    int orders[6][XDT_MAX_SITES], n_orders = 0;
-    const int ns = t->n_sites;
+/* Site arrangements: ordered choices of sites the layout uses. Up to 3 sites every ordered
+ * non-empty subset; beyond, each site alone, all in order and all reversed. Returns the count;
+ * arr[i][0..len[i]) are site indices. */
+static int site_arrangements(int ns, int arr[][XDT_MAX_SITES], int *len) {
+    int n = 0;
     if (ns <= 3) {
-        static const int perm3[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
+        static const int perms[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
                                         {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
-        static const int perm2[2][2] = {{0, 1}, {1, 0}};
-        const int count = ns == 1 ? 1 : ns == 2 ? 2 : 6;
-        for (int o = 0; o < count; o++)
+        for (int mask = 1; mask < (1 << ns); mask++) {
+            int members[3], k = 0;
             for (int i = 0; i < ns; i++)
-                orders[n_orders][i] = ns == 1 ? 0 : ns == 2 ? perm2[o][i] : perm3[o][i];
-        n_orders = count;
-    } else {
-        for (int i = 0; i < ns; i++) {
-            orders[0][i] = i;
-            orders[1][i] = ns - 1 - i;
+                if (mask & (1 << i)) members[k++] = i;
+            for (int p = 0; p < 6; p++) { /* distinct orders of the members */
+                int order[3], m = 0;
+                for (int i = 0; i < 3; i++)
+                    if (perms[p][i] < k) order[m++] = members[perms[p][i]];
+                bool seen = false;
+                for (int q = 0; q < n && !seen; q++)
+                    seen = len[q] == k && !memcmp(arr[q], order, sizeof(int) * (size_t)k);
+                if (seen) continue;
+                memcpy(arr[n], order, sizeof(int) * (size_t)k);
+                len[n++] = k;
+            }
         }
-        n_orders = 2;
+        return n;
     }
+    for (int s = 0; s < ns; s++) {
+        arr[n][0] = s;
+        len[n++] = 1;
+    }
+    for (int i = 0; i < ns; i++) {
+        arr[n][i] = i;
+        arr[n + 1][i] = ns - 1 - i;
+    }
+    len[n] = len[n + 1] = ns;
+    return n + 2;
+}
+
+/* Ranks layouts of the devices `keys` (in arrangement order) for every depth and width by the
+ * closed-form estimate, keeping the best KEEP. */
+static void rank_layouts(search *s, const dev_key *keys, int n, dev_key *chosen, int *grid,
+                         ranked *top, int *n_top) {
+    const xdt_solver_input *in = s->in;
+    const int U = xdt_gpt_num_units(in->cfg);
     static const int widths[] = {1,  2,  3,   4,   6,   8,   12,  16,  24,   32,   48,
                                  64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048};
     const xdt_eval_options estimate = {true, true};
-    for (int o = 0; o < n_orders; o++) {
-        for (int i = 0; i < n; i++) {
-            const int node = xdt_solver_node_of(t, i);
-            const xdt_topo_node *nd = &t->nodes[node];
-            int rank = 0;
-            while (orders[o][rank] != nd->site)
-                rank++;
-            keys[i] =
-                (dev_key){i, rank, node, nd->type->memory_gib, 1 / xdt_model_ms_on(in, nd, 1)};
-        }
-        qsort(keys, (size_t)n, sizeof *keys, by_site_then_type);
-        for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
-            const int D = widths[w];
-            if (D > n || (in->max_replicas && D > in->max_replicas)) break;
-            for (int P = 1; P <= U && P * D <= n; P++) {
-                /* the fastest P x D devices, kept in site order */
-                memcpy(chosen, keys, sizeof *keys * (size_t)n);
-                for (int i = 0; i < n; i++)
-                    chosen[i].site_rank = chosen[i].site_rank * n + i; /* remember the order */
-                qsort(chosen, (size_t)n, sizeof *chosen, by_speed);
-                qsort(chosen, (size_t)(P * D), sizeof *chosen, by_site_then_type);
-                for (int layout = 0; layout < (P > 1 && D > 1 ? 2 : 1); layout++) {
-                    /* 0: stage-major (stage p of every replica on neighbouring devices, so
-                     * pipelines cross sites), 1: replica-major (each replica on neighbouring
-                     * devices, so replicas stay in their sites and all-reduce across them) */
-                    for (int d = 0; d < D; d++)
-                        for (int p = 0; p < P; p++)
-                            grid[d * P + p] =
-                                layout == 0 ? chosen[p * D + d].device : chosen[d * P + p].device;
-                    for (int i = 0; i < s->n_mbs; i++) {
-                        const xdt_schedule_kind kind = in->schedule == XDT_SCHEDULE_GPIPE
-                                                           ? XDT_SCHEDULE_GPIPE
-                                                           : XDT_SCHEDULE_1F1B;
-                        if (xdt_layout_evaluate(in, grid, P, D, s->mbs[i], kind, &estimate,
-                                                s->trial) == XDT_OK)
-                            remember(top, &n_top, s->trial, grid);
-                    }
-                }
+    const xdt_schedule_kind kind =
+        in->schedule == XDT_SCHEDULE_GPIPE ? XDT_SCHEDULE_GPIPE : XDT_SCHEDULE_1F1B;
+    for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+        const int D = widths[w];
+        if (D > n || (in->max_replicas && D > in->max_replicas)) break;
+        for (int P = 1; P <= U && P * D <= n; P++) {
+            /* the fastest P x D devices, kept in arrangement order (site_rank is rewritten to
+             * the arrangement position so the second sort restores it) */
+            memcpy(chosen, keys, sizeof *keys * (size_t)n);
+            for (int i = 0; i < n; i++)
+                chosen[i].site_rank = i;
+            qsort(chosen, (size_t)n, sizeof *chosen, by_speed);
+            double rate = 0;
+            for (int i = 0; i < P * D; i++)
+                rate += chosen[i].rate;
+            /* no layout of these devices beats every sequence computed in parallel */
+            if (*n_top == KEEP && in->global_batch / rate >= top[KEEP - 1].step_ms) continue;
+            qsort(chosen, (size_t)(P * D), sizeof *chosen, by_arrangement);
+            for (int layout = 0; layout < (P > 1 && D > 1 ? 2 : 1); layout++) {
+                /* 0: stage-major (stage p of every replica on neighbouring devices, so
+                 * pipelines cross sites), 1: replica-major (each replica on neighbouring
+                 * devices, so replicas stay in their sites and all-reduce across them) */
+                for (int d = 0; d < D; d++)
+                    for (int p = 0; p < P; p++)
+                        grid[d * P + p] =
+                            layout == 0 ? chosen[p * D + d].device : chosen[d * P + p].device;
+                for (int i = 0; i < s->n_mbs; i++)
+                    if (xdt_layout_evaluate(in, grid, P, D, s->mbs[i], kind, &estimate,
+                                            s->trial) == XDT_OK)
+                        remember(top, n_top, s->trial, grid);
             }
         }
     }
-    for (int i = 0; i < n_top; i++) { /* the few best, simulated under every schedule kind */
+}
+
+static void pruned_search(search *s) {
+    const xdt_solver_input *in = s->in;
+    const xdt_topology *t = in->topo;
+    const int n = s->n;
+    dev_key *all = malloc(sizeof *all * (size_t)n), *keys = malloc(sizeof *keys * (size_t)n);
+    dev_key *chosen = malloc(sizeof *chosen * (size_t)n);
+    int *grid = malloc(sizeof(int) * XDT_PLAN_MAX_RANKS);
+    int(*arr)[XDT_MAX_SITES] = malloc(sizeof *arr * 64), len[64];
+    ranked top[KEEP];
+    int n_top = 0;
+    if (!all || !keys || !chosen || !grid || !arr) goto out;
+    /* speeds once per (type, slowdown): nodes of a kind share them */
+    for (int i = 0; i < n; i++) {
+        const xdt_topo_node *nd = &t->nodes[xdt_solver_node_of(t, i)];
+        int j = 0;
+        while (j < i && !(t->nodes[xdt_solver_node_of(t, all[j].device)].type == nd->type &&
+                          t->nodes[xdt_solver_node_of(t, all[j].device)].slowdown == nd->slowdown))
+            j++;
+        all[i] = (dev_key){i, nd->site, nd->type->memory_gib, 0, 0};
+        if (j < i) {
+            all[i].speed = all[j].speed;
+            all[i].rate = all[j].rate;
+            continue;
+        }
+        all[i].speed = 1 / xdt_model_ms_on(in, nd, 1);
+        for (int m = 0; m < s->n_mbs; m++) {
+            const double r = s->mbs[m] / xdt_model_ms_on(in, nd, s->mbs[m]);
+            all[i].rate = r > all[i].rate ? r : all[i].rate;
+        }
+    }
+    const int n_arr = site_arrangements(t->n_sites, arr, len);
+    for (int a = 0; a < n_arr; a++)
+        for (int memory_order = 0; memory_order < 2; memory_order++) {
+            int m = 0;
+            for (int i = 0; i < n; i++)
+                for (int k = 0; k < len[a]; k++)
+                    if (all[i].site_rank == arr[a][k]) {
+                        keys[m] = all[i];
+                        keys[m].site_rank = k;
+                        /* the second pass puts small memories (and slow devices) first */
+                        if (memory_order) keys[m].memory = -keys[m].memory;
+                        m++;
+                    }
+            qsort(keys, (size_t)m, sizeof *keys, by_arrangement);
+            for (int i = 0; memory_order && i < m; i++)
+                keys[i].memory = -keys[i].memory;
+            rank_layouts(s, keys, m, chosen, grid, top, &n_top);
+        }
+    for (int i = 0; i < n_top; i++) { /* the best few, simulated under every schedule kind */
         const int saved_n = s->n_mbs, saved_mb = s->mbs[0];
         s->n_mbs = 1;
         s->mbs[0] = top[i].mb;
@@ -199,9 +257,11 @@ static void pruned_search(search *s) {
 out:
     for (int i = 0; i < n_top; i++)
         free(top[i].grid);
+    free(all);
     free(keys);
     free(chosen);
     free(grid);
+    free(arr);
 }
 
 xdt_status xdt_solve(const xdt_solver_input *in, xdt_solution *out) {
