@@ -12,6 +12,10 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
+void xdt_transport_wake(xdt_transport *t) {
+    if (t && t->ops->wake) t->ops->wake(t->ctx);
+}
+
 void xdt_transport_destroy(xdt_transport *t) {
     if (t) t->ops->destroy(t->ctx); /* the backend frees t with its context */
 }

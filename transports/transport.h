@@ -56,6 +56,9 @@ typedef struct xdt_transport_ops {
     xdt_status (*block)(void *ctx, int timeout_ms);
     /* Marks a peer failed: its outstanding and future operations fail (optional). */
     void (*fail_peer)(void *ctx, int peer, const char *why);
+    /* Makes a thread sleeping in block() return soon, or the next block() return at once;
+     * the one call any thread may make (optional: without it block() naps briefly). */
+    void (*wake)(void *ctx);
 } xdt_transport_ops;
 
 typedef struct xdt_transport {
@@ -64,6 +67,9 @@ typedef struct xdt_transport {
     int rank, world_size;
     char name[32];
 } xdt_transport;
+
+/* Wakes the thread that drives the transport out of block() (from any thread). */
+void xdt_transport_wake(xdt_transport *t);
 
 /* Closes the transport and everything it holds; NULL is a no-op. */
 void xdt_transport_destroy(xdt_transport *t);

@@ -225,6 +225,11 @@ static xdt_status sh_block(void *vctx, int timeout_ms) {
     return XDT_OK;
 }
 
+static void sh_wake(void *vctx) {
+    shaper_ctx *c = vctx;
+    if (c->inner->ops->wake) c->inner->ops->wake(c->inner->ctx);
+}
+
 static bool sh_can_access(void *vctx, xdt_mem_type mem) {
     shaper_ctx *c = vctx;
     return c->inner->ops->can_access(c->inner->ctx, mem);
@@ -269,6 +274,7 @@ static const xdt_transport_ops shaper_ops = {
     .progress = sh_progress,
     .block = sh_block,
     .fail_peer = sh_fail_peer,
+    .wake = sh_wake,
 };
 
 xdt_status xdt_shaper_create(xdt_transport *inner, const xdt_link_shape *shapes,

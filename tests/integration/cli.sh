@@ -115,4 +115,19 @@ expect_error "--microbatch: '1,x' is not a list" "$XDT" profile --model "$TINY" 
 expect_error "--seq 65 exceeds gpt-tiny's max_seq_len 64" "$XDT" profile --model "$TINY" --seq 65 -o "$WORK/p2.json"
 expect_error "profile: -o is required" "$XDT" profile --model "$TINY"
 check "a failed profile writes nothing" test ! -e "$WORK/p2.json"
+# xdt plan --profile: the measured times replace the roofline's in the plan
+"$XDT" plan --cluster "$ROOT/configs/clusters/local-two-sites.yaml" --catalog \
+    "$ROOT/configs/devices.yaml" --model "$TINY" --global-batch 4 --seq 32 --max-replicas 1 \
+    --microbatch 1 --profile "$WORK/prof.json" -o "$WORK/prof-plan.json" >/dev/null 2>&1
+check "plan --profile uses the measured unit times" python3 -c "
+import json
+p = json.load(open('$WORK/prof.json'))['microbatches'][0]['units']
+d = json.load(open('$WORK/prof-plan.json'))
+for st in d['stages']:
+    first, last = st['units']
+    want = sum(u['fwd_ms'] for u in p[first:last + 1])
+    assert abs(st['chunks'][0]['fwd_ms'] - want) <= 1e-9 * want, (st, want)"
+expect_error "measured for another model or sequence length" "$XDT" plan --cluster \
+    "$ROOT/configs/clusters/local-two-sites.yaml" --catalog "$ROOT/configs/devices.yaml" \
+    --model "$TINY" --global-batch 4 --seq 16 --profile "$WORK/prof.json"
 finish

@@ -44,6 +44,7 @@ struct xdt_inproc_fabric {
 typedef struct inproc_ctx {
     xdt_transport t;
     xdt_inproc_fabric *f;
+    bool woken; /* a wake() not yet consumed by block(); under f->lock */
 } inproc_ctx;
 
 xdt_status xdt_inproc_fabric_create(int world_size, xdt_inproc_fabric **out) {
@@ -219,9 +220,18 @@ static xdt_status inproc_block(void *vctx, int timeout_ms) {
         ts.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&c->f->lock);
-    pthread_cond_timedwait(&c->f->changed, &c->f->lock, &ts);
+    if (!c->woken) pthread_cond_timedwait(&c->f->changed, &c->f->lock, &ts);
+    c->woken = false;
     pthread_mutex_unlock(&c->f->lock);
     return XDT_OK;
+}
+
+static void inproc_wake(void *vctx) {
+    inproc_ctx *c = vctx;
+    pthread_mutex_lock(&c->f->lock);
+    c->woken = true;
+    pthread_cond_broadcast(&c->f->changed);
+    pthread_mutex_unlock(&c->f->lock);
 }
 
 static bool inproc_can_access(void *vctx, xdt_mem_type mem) {
@@ -285,6 +295,7 @@ static const xdt_transport_ops inproc_ops = {
     .cancel = inproc_cancel,
     .progress = inproc_progress,
     .block = inproc_block,
+    .wake = inproc_wake,
 };
 
 xdt_status xdt_inproc_transport_create(xdt_inproc_fabric *f, int rank, xdt_transport **out) {

@@ -4,7 +4,10 @@
  * user tag in the low 48, so a receive matches both. */
 #include "transports/ucx/ucx_transport.h"
 
+#include <errno.h>
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +46,7 @@ typedef struct ucx_ctx {
     ucp_context_h context;
     ucp_worker_h worker;
     int efd;
+    int wake_fd; /* eventfd other threads write to end a block() */
     ucx_peer *peers;
     xdt_request *pool, *free_list;
     int pool_size;
@@ -260,9 +264,20 @@ static xdt_status ucx_block(void *vctx, int timeout_ms) {
     if (s == UCS_ERR_BUSY) return XDT_OK; /* events are pending: go progress them */
     if (s != UCS_OK)
         return xdt_fail(XDT_ERR_IO, "rank %d: ucp_worker_arm: %s", c->t.rank, ucs_status_string(s));
-    struct pollfd pfd = {.fd = c->efd, .events = POLLIN};
-    poll(&pfd, 1, timeout_ms);
+    struct pollfd pfd[2] = {{.fd = c->efd, .events = POLLIN}, {.fd = c->wake_fd, .events = POLLIN}};
+    if (poll(pfd, 2, timeout_ms) > 0 && (pfd[1].revents & POLLIN)) {
+        uint64_t n;
+        if (read(c->wake_fd, &n, sizeof n) < 0) { /* nothing to do: another read got it */
+        }
+    }
     return XDT_OK;
+}
+
+static void ucx_wake(void *vctx) {
+    ucx_ctx *c = vctx;
+    const uint64_t one = 1;
+    if (write(c->wake_fd, &one, sizeof one) < 0) { /* the counter is full: already awake */
+    }
 }
 
 static bool ucx_can_access(void *vctx, xdt_mem_type mem) {
@@ -339,6 +354,7 @@ static void ucx_destroy(void *vctx) {
     }
     if (c->worker) ucp_worker_destroy(c->worker);
     if (c->context) ucp_cleanup(c->context);
+    if (c->wake_fd >= 0) close(c->wake_fd);
     free(c->peers);
     free(c->pool);
     free(c);
@@ -357,6 +373,7 @@ static const xdt_transport_ops ucx_ops = {
     .progress = ucx_progress,
     .block = ucx_block,
     .fail_peer = ucx_fail_peer,
+    .wake = ucx_wake,
 };
 
 xdt_status xdt_ucx_transport_create(int rank, int world_size, const xdt_ucx_options *opts,
@@ -377,7 +394,12 @@ xdt_status xdt_ucx_transport_create(int rank, int world_size, const xdt_ucx_opti
     c->peer_errors = !tls || strstr(tls, "tcp") || strstr(tls, "ib") || strstr(tls, "all");
     c->peers = calloc((size_t)world_size, sizeof *c->peers);
     c->pool = calloc((size_t)c->pool_size, sizeof *c->pool);
+    c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     xdt_status st = XDT_ERR_NO_MEMORY;
+    if (c->wake_fd < 0) {
+        st = xdt_fail(XDT_ERR_IO, "ucx: eventfd: %s", strerror(errno));
+        goto err;
+    }
     if (!c->peers || !c->pool) {
         xdt_log_error("ucx: out of memory");
         goto err;
