@@ -105,6 +105,62 @@ static xdt_status load_model(const char *path, const cJSON *m, xdt_model_config 
     return xdt_model_config_check(cfg, path) ? XDT_ERR_FORMAT : XDT_OK;
 }
 
+static int site_named(const xdt_loaded_plan *p, const char *name) {
+    for (int i = 0; i < p->n_sites; i++)
+        if (!strcmp(p->sites[i], name)) return i;
+    return -1;
+}
+
+static xdt_status load_sites(const char *path, const cJSON *root, xdt_loaded_plan *p) {
+    const cJSON *sites = cJSON_GetObjectItemCaseSensitive(root, "sites");
+    const cJSON *links = cJSON_GetObjectItemCaseSensitive(root, "site_links");
+    if (!cJSON_IsArray(sites) || !cJSON_IsArray(links) || cJSON_GetArraySize(sites) < 1 ||
+        cJSON_GetArraySize(sites) > XDT_PLAN_MAX_SITES ||
+        cJSON_GetArraySize(links) > XDT_PLAN_MAX_SITES * (XDT_PLAN_MAX_SITES - 1) / 2)
+        return xdt_fail(XDT_ERR_FORMAT,
+                        "%s: needs 'sites' (1 to %d names) and 'site_links' arrays", path,
+                        XDT_PLAN_MAX_SITES);
+    for (int i = 0; i < cJSON_GetArraySize(sites); i++) {
+        const cJSON *s = cJSON_GetArrayItem(sites, i);
+        if (!cJSON_IsString(s) || strlen(s->valuestring) >= sizeof p->sites[0] ||
+            site_named(p, s->valuestring) >= 0)
+            return xdt_fail(XDT_ERR_FORMAT, "%s: sites[%d] is not a new site name", path, i);
+        snprintf(p->sites[p->n_sites++], sizeof p->sites[0], "%s", s->valuestring);
+    }
+    char where[48], a[64], b[64];
+    for (int i = 0; i < cJSON_GetArraySize(links); i++) {
+        const cJSON *l = cJSON_GetArrayItem(links, i);
+        xdt_plan_site_link *sl = &p->site_links[p->n_site_links];
+        snprintf(where, sizeof where, "site_links[%d]", i);
+        xdt_status st;
+        if ((st = str(path, l, where, "a", a, sizeof a)) ||
+            (st = str(path, l, where, "b", b, sizeof b)) ||
+            (st = num(path, l, where, "gbps", &sl->gbps)) ||
+            (st = num(path, l, where, "latency_ms", &sl->latency_ms)) ||
+            (st = num(path, l, where, "jitter_ms", &sl->jitter_ms)))
+            return st;
+        sl->a = site_named(p, a);
+        sl->b = site_named(p, b);
+        if (sl->a < 0 || sl->b < 0 || sl->a == sl->b || !(sl->gbps > 0) || sl->latency_ms < 0 ||
+            sl->jitter_ms < 0)
+            return xdt_fail(XDT_ERR_FORMAT,
+                            "%s: %s must join two listed sites with positive bandwidth and "
+                            "non-negative latency and jitter",
+                            path, where);
+        p->n_site_links++;
+    }
+    return XDT_OK;
+}
+
+/* The link between two sites, or NULL. */
+const xdt_plan_site_link *xdt_plan_site_link_between(const xdt_loaded_plan *p, int a, int b) {
+    for (int i = 0; i < p->n_site_links; i++) {
+        const xdt_plan_site_link *l = &p->site_links[i];
+        if ((l->a == a && l->b == b) || (l->a == b && l->b == a)) return l;
+    }
+    return NULL;
+}
+
 static xdt_status load_stages(const char *path, const cJSON *stages, xdt_loaded_plan *p) {
     const int P = p->stages, V = p->chunks, S = P * V, U = p->model.n_layer + 2;
     char where[64];
@@ -123,6 +179,14 @@ static xdt_status load_stages(const char *path, const cJSON *stages, xdt_loaded_
             (st = str(path, o, where, "device_type", r->device_type, sizeof r->device_type)) ||
             (st = str(path, o, where, "backend", r->backend, sizeof r->backend)))
             return st;
+        if ((st = num(path, o, where, "slowdown", &r->slowdown))) return st;
+        if (!(r->slowdown >= 1) || r->slowdown > 1000)
+            return xdt_fail(XDT_ERR_FORMAT, "%s: %s.slowdown is %g; it must be in [1, 1000]", path,
+                            where, r->slowdown);
+        r->site_index = site_named(p, r->site);
+        if (r->site_index < 0)
+            return xdt_fail(XDT_ERR_FORMAT, "%s: %s.site '%s' is not in 'sites'", path, where,
+                            r->site);
         if (rank != g || r->replica * P + r->pipeline_rank != g)
             return xdt_fail(XDT_ERR_FORMAT,
                             "%s: %s: rank %d, replica %d, pipeline_rank %d do not match its "
@@ -350,6 +414,7 @@ xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
         if (!(st = num(path, o, where, "ms", &p.allreduce_ms[q])))
             st = str(path, o, where, "codec", p.dp_codec[q], sizeof p.dp_codec[q]);
     }
+    if (!st) st = load_sites(path, root, &p);
     if (!st) st = load_stages(path, stages, &p);
     if (!st) st = load_links(path, links, &p);
     if (!st) st = load_ops(path, ops, &p);

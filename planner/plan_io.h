@@ -12,7 +12,10 @@
  *               "node", "device_type", "backend": "cpu"|"cuda"|"hip", "device": index on its
  *               node, "units": [first, last] of chunk 0, "chunks": [{"units": [first, last],
  *               "fwd_ms", "bwd_ms", "static_bytes", "activation_bytes"}] (chunk v is global
- *               stage v*P + p), "memory_gib": predicted peak, "memory_limit_gib"}],
+ *               stage v*P + p), "slowdown": compute stretch (>= 1), "memory_gib": predicted
+ *               peak, "memory_limit_gib"}],
+ *    "sites": [site names], "site_links": [{"a", "b", "gbps", "latency_ms", "jitter_ms"}]: the
+ *               links between sites, which the runtime emulates between ranks of two sites,
  *    "links": [{"from": r, "to": r2, "gbps", "latency_ms", "codec", "wire_ratio",
  *               "codec_ms_per_mb", "between_sites"}]: every pair of ranks that exchange
  *               activations (from -> to) and gradients (to -> from), codec on both directions,
@@ -38,14 +41,27 @@
 
 typedef struct xdt_plan_rank {
     int replica, pipeline_rank;
+    int site_index; /* into xdt_loaded_plan.sites */
+    double slowdown;
     char site[64], node[64], device_type[64], backend[8];
     int device; /* index on its node */
     int units[XDT_PLAN_MAX_CHUNKS][2];
     char link_codec[16]; /* on the link to the next rank of its replica ("" for none) */
 } xdt_plan_rank;
 
+#define XDT_PLAN_MAX_SITES 16
+
+typedef struct xdt_plan_site_link {
+    int a, b; /* site indices */
+    double gbps, latency_ms, jitter_ms;
+} xdt_plan_site_link;
+
 typedef struct xdt_loaded_plan {
     char cluster[64];
+    char sites[XDT_PLAN_MAX_SITES][64];
+    int n_sites;
+    xdt_plan_site_link site_links[XDT_PLAN_MAX_SITES * (XDT_PLAN_MAX_SITES - 1) / 2];
+    int n_site_links;
     xdt_model_config model;
     int global_batch, seq, microbatch;
     int stages, chunks, replicas, ranks; /* P, V, D, R = D x P */
@@ -72,5 +88,7 @@ xdt_status xdt_plan_write(const char *path, const xdt_solver_input *in, const xd
 xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out);
 void xdt_plan_free(xdt_loaded_plan *p);
 void xdt_plan_sim_input(const xdt_loaded_plan *p, xdt_sim_input *out);
+/* The link between two sites of the plan, or NULL (the same site, or none listed). */
+const xdt_plan_site_link *xdt_plan_site_link_between(const xdt_loaded_plan *p, int a, int b);
 
 #endif

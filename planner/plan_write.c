@@ -81,9 +81,24 @@ static cJSON *build(const xdt_solver_input *in, const xdt_solution *s, const xdt
             cJSON_AddNumberToObject(c, "activation_bytes", jc->activation_bytes[i]);
             cJSON_AddItemToArray(chunks, c);
         }
+        cJSON_AddNumberToObject(o, "slowdown", n->slowdown);
         cJSON_AddNumberToObject(o, "memory_gib", s->peak_bytes[g] / 1073741824.0);
         cJSON_AddNumberToObject(o, "memory_limit_gib", n->type->memory_gib);
         cJSON_AddItemToArray(stages, o);
+    }
+    cJSON *sites = cJSON_AddArrayToObject(root, "sites");
+    for (int i = 0; i < t->n_sites; i++)
+        cJSON_AddItemToArray(sites, cJSON_CreateString(t->sites[i].name));
+    cJSON *site_links = cJSON_AddArrayToObject(root, "site_links");
+    for (int i = 0; i < t->n_links; i++) {
+        const xdt_topo_link *l = &t->links[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "a", t->sites[l->a].name);
+        cJSON_AddStringToObject(o, "b", t->sites[l->b].name);
+        cJSON_AddNumberToObject(o, "gbps", l->gbps);
+        cJSON_AddNumberToObject(o, "latency_ms", l->latency_ms);
+        cJSON_AddNumberToObject(o, "jitter_ms", l->jitter_ms);
+        cJSON_AddItemToArray(site_links, o);
     }
     cJSON *links = cJSON_AddArrayToObject(root, "links");
     for (int g = 0; g < R; g++) {

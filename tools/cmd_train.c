@@ -19,12 +19,12 @@
 #include "tools/cli_args.h"
 #include "tools/commands.h"
 #include "tools/model_setup.h"
+#include "tools/train_options.h"
 
 typedef struct train_args {
     const char *model, *data, *device, *ckpt_dir, *init, *export_llmc, *metrics;
-    int steps, batch, seq, warmup, threads, eval_every, eval_batches, ckpt_every, log_every;
-    int data_order, lr_decay;
-    double lr, weight_decay, grad_clip, beta1, beta2, adam_eps, val_fraction, seed;
+    int batch, seq, threads, ckpt_every;
+    xdt_train_hparams h;
     bool resume;
 } train_args;
 
@@ -48,7 +48,7 @@ static void val_window(void *arg, int i, int32_t *inputs, int32_t *targets) {
 
 static xdt_status evaluate(train_run *r, double *val_loss) {
     int n = xdt_batch_loader_val_batches(&r->loader);
-    if (n > r->a.eval_batches) n = r->a.eval_batches;
+    if (n > r->a.h.eval_batches) n = r->a.h.eval_batches;
     return xdt_mean_loss(r->stage, n, val_window, &r->loader, r->inputs, r->targets, val_loss);
 }
 
@@ -79,9 +79,9 @@ static xdt_status restore(train_run *r) {
                         "%s: saved with --batch %d --seq %d; resume with the same "
                         "values (got %d, %d)",
                         path, meta.b, meta.t, r->a.batch, r->a.seq);
-    if (meta.step > r->a.steps)
+    if (meta.step > r->a.h.steps)
         return xdt_fail(XDT_ERR_CONFIG, "%s: already at step %lld, beyond --steps %d", path,
-                        (long long)meta.step, r->a.steps);
+                        (long long)meta.step, r->a.h.steps);
     r->loader.state = meta.loader;
     r->start_step = (int)meta.step;
     xdt_log_info("resumed from %s at step %lld", path, (long long)meta.step);
@@ -103,25 +103,15 @@ static xdt_status setup(train_run *r) {
     if ((st = xdt_check_memory_fits(&r->cfg, a->batch, a->seq, true)) ||
         (st = xdt_token_data_load(a->data, &r->data)) ||
         (st = xdt_token_data_check_vocab(&r->data, r->cfg.vocab_size)) ||
-        (st = xdt_batch_loader_init(&r->loader, &r->data, a->batch, a->seq, a->val_fraction,
-                                    (xdt_data_order)a->data_order, (uint64_t)a->seed)))
+        (st = xdt_batch_loader_init(&r->loader, &r->data, a->batch, a->seq, a->h.val_fraction,
+                                    (xdt_data_order)a->h.data_order, (uint64_t)a->h.seed)))
         return st;
     xdt_device_options dopts = {.threads = a->threads};
     if ((st = xdt_device_create(a->device, &dopts, &r->dev)) ||
         (st = xdt_stage_create(&r->cfg, r->dev, 0, r->cfg.n_layer + 1, a->batch, a->seq, 1,
                                &r->stage)))
         return st;
-    r->oc = (xdt_optim_config){
-        .lr = (float)a->lr,
-        .beta1 = (float)a->beta1,
-        .beta2 = (float)a->beta2,
-        .eps = (float)a->adam_eps,
-        .weight_decay = (float)a->weight_decay,
-        .grad_clip = (float)a->grad_clip,
-        .warmup_steps = a->warmup,
-        .total_steps = a->steps,
-        .decay = (xdt_lr_decay)a->lr_decay,
-    };
+    r->oc = xdt_train_hparams_optim(&a->h);
     if ((st = xdt_optimizer_create(&r->oc, r->stage, &r->opt))) return st;
     size_t n = (size_t)a->batch * a->seq;
     r->inputs = malloc(n * sizeof(int32_t));
@@ -132,7 +122,7 @@ static xdt_status setup(train_run *r) {
         if ((st = restore(r))) return st;
     } else if (a->init) {
         if ((st = xdt_llmc_import(a->init, r->stage))) return st;
-    } else if ((st = xdt_stage_init_params(r->stage, (uint64_t)a->seed))) {
+    } else if ((st = xdt_stage_init_params(r->stage, (uint64_t)a->h.seed))) {
         return st;
     }
     if (a->metrics && (st = xdt_metrics_open(&r->metrics, a->metrics, a->resume))) return st;
@@ -177,12 +167,12 @@ static xdt_status run(train_run *r) {
                  a->data, r->data.n, r->loader.train_n, r->loader.val_n, a->batch, a->seq,
                  r->dev->name);
     xdt_progress prog;
-    xdt_progress_init(&prog, r->start_step, a->steps, a->log_every);
-    for (int step = r->start_step; step < a->steps; step++) {
+    xdt_progress_init(&prog, r->start_step, a->h.steps, a->h.log_every);
+    for (int step = r->start_step; step < a->h.steps; step++) {
         xdt_step_metrics m;
         if ((st = train_step(r, step, &m))) break;
-        bool last = step + 1 == a->steps;
-        if (r->loader.val_n && a->eval_every > 0 && ((step + 1) % a->eval_every == 0 || last)) {
+        bool last = step + 1 == a->h.steps;
+        if (r->loader.val_n && a->h.eval_every > 0 && ((step + 1) % a->h.eval_every == 0 || last)) {
             if ((st = evaluate(r, &m.val_loss))) break;
             m.has_val = true;
         }
@@ -212,64 +202,27 @@ static void cleanup(train_run *r) {
 int xdt_cmd_train(int argc, char **argv) {
     train_run r = {0};
     train_args *a = &r.a;
-    *a = (train_args){
-        .device = "cpu",
-        .steps = 200,
-        .batch = 8,
-        .seq = 0,
-        .warmup = 10,
-        .eval_every = 50,
-        .eval_batches = 8,
-        .log_every = 10,
-        .lr = 1e-3,
-        .weight_decay = 0.1,
-        .grad_clip = 1.0,
-        .beta1 = 0.9,
-        .beta2 = 0.95,
-        .adam_eps = 1e-8,
-        .val_fraction = 0.1,
-        .seed = 1337,
-    };
-    const double big = 1e9;
-    xdt_cli_opt opts[] = {
+    *a = (train_args){.device = "cpu", .batch = 8, .seq = 0};
+    xdt_train_hparams_defaults(&a->h);
+    xdt_cli_opt opts[12 + XDT_TRAIN_OPTION_COUNT] = {
         XDT_OPT_REQUIRED("model", &a->model, "FILE.yaml", "model config"),
         XDT_OPT_REQUIRED("data", &a->data, "PATH", "text file (byte tokens) or llm.c .bin shard"),
-        XDT_OPT_INT("steps", &a->steps, "N",
-                    "total training steps; 0 only converts --init to --export-llmc [200]", 0, big),
-        XDT_OPT_INT("batch", &a->batch, "B", "sequences per step [8]", 1, big),
-        XDT_OPT_INT("seq", &a->seq, "T", "tokens per sequence [min(max_seq_len, 256)]", 1, big),
-        XDT_OPT_DOUBLE("lr", &a->lr, "LR", "peak learning rate [1e-3]", 0, 10),
-        XDT_OPT_INT("warmup", &a->warmup, "N", "linear warm-up steps [10]", 0, big),
-        XDT_OPT_CHOICE("lr-decay", &a->lr_decay, "cosine|none",
-                       "after warm-up: cosine to 0.1 x lr at --steps, or constant [cosine]"),
-        XDT_OPT_DOUBLE("weight-decay", &a->weight_decay, "W", "AdamW decoupled decay [0.1]", 0, 10),
-        XDT_OPT_DOUBLE("grad-clip", &a->grad_clip, "G", "global grad-norm clip, 0 = off [1.0]", 0,
-                       1e12),
-        XDT_OPT_DOUBLE("beta1", &a->beta1, "B1", "AdamW beta1 [0.9]", 0, 0.999999),
-        XDT_OPT_DOUBLE("beta2", &a->beta2, "B2", "AdamW beta2 [0.95]", 0, 0.999999),
-        XDT_OPT_DOUBLE("adam-eps", &a->adam_eps, "E", "AdamW epsilon [1e-8]", 0, 1),
+        XDT_OPT_INT("batch", &a->batch, "B", "sequences per step [8]", 1, 1e9),
+        XDT_OPT_INT("seq", &a->seq, "T", "tokens per sequence [min(max_seq_len, 256)]", 1, 1e9),
         XDT_OPT_INT("threads", &a->threads, "N", "CPU threads, 0 = all cores [0]", 0, 1024),
-        XDT_OPT_DOUBLE("seed", &a->seed, "S", "seed for init and data order [1337]", 0, 9e15),
         XDT_OPT_STRING("device", &a->device, "DEV", "device: cpu [cpu]"),
-        XDT_OPT_INT("eval-every", &a->eval_every, "N", "validate every N steps, 0 = never [50]", 0,
-                    big),
-        XDT_OPT_INT("eval-batches", &a->eval_batches, "N", "validation batches per eval [8]", 1,
-                    big),
-        XDT_OPT_DOUBLE("val-fraction", &a->val_fraction, "F", "held-out tail of the data [0.1]", 0,
-                       0.99),
-        XDT_OPT_CHOICE("data-order", &a->data_order, "random|sequential",
-                       "random windows, or llm.c's sequential batches [random]"),
-        XDT_OPT_INT("log-every", &a->log_every, "N", "plain log line interval [10]", 1, big),
         XDT_OPT_STRING("ckpt-dir", &a->ckpt_dir, "DIR", "checkpoint directory"),
         XDT_OPT_INT("ckpt-every", &a->ckpt_every, "N",
-                    "checkpoint every N steps (and at the end) [0 = end only]", 0, big),
+                    "checkpoint every N steps (and at the end) [0 = end only]", 0, 1e9),
         XDT_OPT_FLAG("resume", &a->resume, "continue from the latest checkpoint in --ckpt-dir"),
         XDT_OPT_STRING("init", &a->init, "FILE.bin", "start from an llm.c model file"),
         XDT_OPT_STRING("export-llmc", &a->export_llmc, "FILE.bin",
                        "write the trained model in llm.c's format"),
         XDT_OPT_STRING("metrics", &a->metrics, "FILE.jsonl", "one JSON object per step"),
     };
-    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    xdt_train_hparams_options(&a->h, &opts[12]);
+    opts[12].help = "total training steps; 0 only converts --init to --export-llmc [200]";
+    const int n_opts = 12 + XDT_TRAIN_OPTION_COUNT;
     bool help = false;
     if (xdt_cli_parse("train", argc, argv, opts, n_opts, &help) != XDT_OK) return 2;
     if (help) {

@@ -60,33 +60,45 @@ void xdt_channel_destroy(xdt_channel *ch) {
     free(ch);
 }
 
-xdt_status xdt_channel_pack(xdt_channel *ch, uint64_t tag, const float *x, size_t n,
-                            const unsigned char **bytes, size_t *len) {
+size_t xdt_channel_wire_capacity(const xdt_channel *ch) {
+    return ch->cap;
+}
+
+xdt_status xdt_channel_pack_into(xdt_channel *ch, uint64_t tag, uint64_t seq, const float *x,
+                                 size_t n, unsigned char *out, size_t cap, size_t *len) {
     if (n > ch->cfg.max_floats)
-        return xdt_fail(XDT_ERR_INVALID_ARG,
-                        "channel to rank %d: tensor of %zu floats exceeds "
-                        "%zu",
+        return xdt_fail(XDT_ERR_INVALID_ARG, "channel to rank %d: tensor of %zu floats exceeds %zu",
                         ch->peer, n, ch->cfg.max_floats);
+    if (cap < XDT_FRAME_HEADER_BYTES)
+        return xdt_fail(XDT_ERR_INVALID_ARG, "channel to rank %d: wire buffer of %zu bytes",
+                        ch->peer, cap);
     size_t plen = 0;
-    unsigned char *payload = ch->out + XDT_FRAME_HEADER_BYTES;
-    xdt_status st =
-        xdt_codec_encode(ch->enc, x, n, payload, ch->cap - XDT_FRAME_HEADER_BYTES, &plen);
+    unsigned char *payload = out + XDT_FRAME_HEADER_BYTES;
+    xdt_status st = xdt_codec_encode(ch->enc, x, n, payload, cap - XDT_FRAME_HEADER_BYTES, &plen);
     if (st) return st;
     xdt_frame_header h = {
         .job_id = ch->cfg.job_id,
         .src_rank = (uint32_t)ch->t->rank,
         .dst_rank = (uint32_t)ch->peer,
         .tag = tag,
-        .seq = ch->send_seq++,
+        .seq = seq,
         .raw_size = n * sizeof(float),
         .codec = (uint8_t)ch->cfg.codec.kind,
     };
     xdt_frame_seal(&h, payload, plen);
-    xdt_frame_encode_header(&h, ch->out);
-    *bytes = ch->out;
+    xdt_frame_encode_header(&h, out);
     *len = XDT_FRAME_HEADER_BYTES + plen;
     ch->wire_bytes += *len;
     ch->raw_bytes += n * sizeof(float);
+    return XDT_OK;
+}
+
+xdt_status xdt_channel_pack(xdt_channel *ch, uint64_t tag, const float *x, size_t n,
+                            const unsigned char **bytes, size_t *len) {
+    xdt_status st = xdt_channel_pack_into(ch, tag, ch->send_seq, x, n, ch->out, ch->cap, len);
+    if (st) return st;
+    ch->send_seq++;
+    *bytes = ch->out;
     return XDT_OK;
 }
 
@@ -97,34 +109,38 @@ xdt_status xdt_channel_send(xdt_channel *ch, uint64_t tag, const float *x, size_
     return st ? st : xdt_send(ch->t, ch->peer, tag, bytes, len, ch->cfg.timeout_ms);
 }
 
-xdt_status xdt_channel_recv(xdt_channel *ch, uint64_t tag, float *x, size_t n) {
-    size_t got = 0;
-    xdt_status st = xdt_recv(ch->t, ch->peer, tag, ch->in, ch->cap, &got, ch->cfg.timeout_ms);
-    if (st) return st;
+xdt_status xdt_channel_unpack(xdt_channel *ch, uint64_t tag, uint64_t seq,
+                              const unsigned char *bytes, size_t len, float *x, size_t n) {
     xdt_frame_expect e = {
         .job_id = ch->cfg.job_id,
         .src_rank = (uint32_t)ch->peer,
         .dst_rank = (uint32_t)ch->t->rank,
         .tag = tag,
         .tag_mask = XDT_TAG_MASK_ALL,
-        .seq = ch->recv_seq,
+        .seq = seq,
         .max_raw = n * sizeof(float),
         .max_encoded = ch->cap - XDT_FRAME_HEADER_BYTES,
     };
     for (int id = 0; id < XDT_CODEC_KIND_COUNT; id++)
         xdt_frame_expect_allow_codec(&e, (uint8_t)id);
     xdt_frame_header h;
-    if ((st = xdt_frame_decode_header(ch->in, got, &e, &h)) ||
-        (st = xdt_frame_check_payload(&h, ch->in + XDT_FRAME_HEADER_BYTES,
-                                      got - XDT_FRAME_HEADER_BYTES)))
+    xdt_status st;
+    if ((st = xdt_frame_decode_header(bytes, len, &e, &h)) ||
+        (st = xdt_frame_check_payload(&h, bytes + XDT_FRAME_HEADER_BYTES,
+                                      len - XDT_FRAME_HEADER_BYTES)))
         return st;
     if (h.raw_size != n * sizeof(float))
         return xdt_fail(XDT_ERR_FORMAT,
-                        "frame from rank %d: field 'raw_size' is %llu, expected "
-                        "%zu",
-                        ch->peer, (unsigned long long)h.raw_size, n * sizeof(float));
-    if ((st = xdt_codec_decode(ch->dec, ch->in + XDT_FRAME_HEADER_BYTES, h.encoded_size, x, n)))
-        return st;
+                        "frame from rank %d: field 'raw_size' is %llu, expected %zu", ch->peer,
+                        (unsigned long long)h.raw_size, n * sizeof(float));
+    return xdt_codec_decode(ch->dec, bytes + XDT_FRAME_HEADER_BYTES, h.encoded_size, x, n);
+}
+
+xdt_status xdt_channel_recv(xdt_channel *ch, uint64_t tag, float *x, size_t n) {
+    size_t got = 0;
+    xdt_status st = xdt_recv(ch->t, ch->peer, tag, ch->in, ch->cap, &got, ch->cfg.timeout_ms);
+    if (st) return st;
+    if ((st = xdt_channel_unpack(ch, tag, ch->recv_seq, ch->in, got, x, n))) return st;
     ch->recv_seq++;
     return XDT_OK;
 }

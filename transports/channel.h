@@ -42,6 +42,15 @@ xdt_status xdt_channel_recv(xdt_channel *ch, uint64_t tag, float *x, size_t n);
 xdt_status xdt_channel_pack(xdt_channel *ch, uint64_t tag, const float *x, size_t n,
                             const unsigned char **bytes, size_t *len);
 
+/* For callers that keep several tensors in flight (the pipeline runtime): the wire buffer size
+ * one tensor needs, framing into the caller's buffer with an explicit sequence number, and
+ * checking + decoding a received frame against the tag and sequence number it must carry. */
+size_t xdt_channel_wire_capacity(const xdt_channel *ch);
+xdt_status xdt_channel_pack_into(xdt_channel *ch, uint64_t tag, uint64_t seq, const float *x,
+                                 size_t n, unsigned char *out, size_t cap, size_t *len);
+xdt_status xdt_channel_unpack(xdt_channel *ch, uint64_t tag, uint64_t seq,
+                              const unsigned char *bytes, size_t len, float *x, size_t n);
+
 /* Bytes sent and their raw (pre-codec) size, for reporting the compression ratio. */
 void xdt_channel_stats(const xdt_channel *ch, uint64_t *wire_bytes, uint64_t *raw_bytes);
 

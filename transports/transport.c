@@ -53,6 +53,21 @@ xdt_status xdt_test(xdt_transport *t, xdt_request *req, bool *done, xdt_completi
     return t->ops->test(t->ctx, req, done, out);
 }
 
+int xdt_transport_progress(xdt_transport *t) {
+    return t->ops->progress(t->ctx);
+}
+
+xdt_status xdt_transport_block(xdt_transport *t, int timeout_ms) {
+    if (t->ops->block) return t->ops->block(t->ctx, timeout_ms);
+    struct timespec ts = {0, 50 * 1000};
+    nanosleep(&ts, NULL);
+    return XDT_OK;
+}
+
+void xdt_cancel(xdt_transport *t, xdt_request *req) {
+    if (req) t->ops->cancel(t->ctx, req);
+}
+
 /* Polls this many idle rounds (a few tens of microseconds) before sleeping in the backend:
  * a busy link keeps streaming without a wake-up per event, an idle one costs no CPU. */
 #define XDT_SPIN_ROUNDS 256

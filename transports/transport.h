@@ -90,6 +90,13 @@ xdt_status xdt_test(xdt_transport *t, xdt_request *req, bool *done, xdt_completi
 xdt_status xdt_wait(xdt_transport *t, xdt_request *req, int timeout_ms, const char *what,
                     xdt_completion *out);
 
+/* For a thread that drives the transport itself: one progress round (returns events handled),
+ * a sleep until the backend may have work (at most timeout_ms, or until xdt_transport_wake),
+ * and cancelling an unfinished request. */
+int xdt_transport_progress(xdt_transport *t);
+xdt_status xdt_transport_block(xdt_transport *t, int timeout_ms);
+void xdt_cancel(xdt_transport *t, xdt_request *req);
+
 /* Blocking conveniences: send or receive one message, waiting at most timeout_ms. */
 xdt_status xdt_send(xdt_transport *t, int peer, uint64_t tag, const void *buf, size_t len,
                     int timeout_ms);

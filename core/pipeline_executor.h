@@ -1,0 +1,86 @@
+/* pipeline_executor.h: runs one rank of a pipeline plan: builds the rank's stages (one per
+ * chunk), executes its schedule ops step by step on the device -- forward, backward, sends and
+ * receives through the communication thread (core/pipeline_comm.h) -- then at ALLREDUCE sums the
+ * tied embedding's gradient between the replica's first and last ranks, all-reduces the
+ * gradients across the data-parallel replicas (ring, with the plan's codec), and sends every
+ * rank's squared gradient norm, loss share and WAN bytes to every other rank (one message each,
+ * all at once: one latency, however far apart the sites), so the clipping is global and every
+ * rank knows the step's loss; at OPT_STEP it applies AdamW. With codec none the result equals `xdt train` on the whole batch.
+ *
+ * The rank's description is plain data (xdt_rank_plan), filled by the caller from plan.json:
+ * core/ does not read the planner's files. */
+#ifndef XDT_PIPELINE_EXECUTOR_H
+#define XDT_PIPELINE_EXECUTOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/gpt.h"
+#include "core/optimizer.h"
+#include "core/schedule.h"
+#include "transports/codecs/codec.h"
+#include "transports/transport.h"
+
+#define XDT_EXEC_MAX_CHUNKS 8
+
+typedef struct xdt_rank_plan {
+    xdt_model_config model;
+    int replica, replicas;       /* d, D */
+    int pipeline_rank, stages;   /* p, P; this rank is transport rank d * P + p */
+    int chunks;                  /* V */
+    int global_batch, seq, microbatch;
+    int replica_microbatches;    /* M_d */
+    int replica_first_microbatch; /* microbatches of replicas before this one */
+    int units[XDT_EXEC_MAX_CHUNKS][2]; /* chunk v: units [first, last] */
+    const xdt_schedule *schedule;      /* this replica's, validated; ranks are pipeline ranks */
+    xdt_codec_spec codec_next; /* activations to pipeline rank p + 1 (and wrap-around) */
+    xdt_codec_spec codec_prev; /* gradients to pipeline rank p - 1 */
+    xdt_codec_spec dp_codec;   /* the gradient all-reduce across replicas */
+    double slowdown;           /* >= 1: each compute op is stretched to this many times */
+    const int *site_of;        /* site index of every transport rank (WAN accounting), or NULL */
+    uint64_t job_id;
+    int timeout_ms; /* longest wait for a peer; 0 = 30 s */
+} xdt_rank_plan;
+
+/* One executed op, in seconds since the executor was created (for traces). */
+typedef struct xdt_exec_event {
+    int step;
+    xdt_op op;
+    double start_s, end_s;
+} xdt_exec_event;
+
+typedef struct xdt_exec_result {
+    double loss;      /* the step's mean loss over the global batch (on every rank) */
+    double grad_norm; /* global, before clipping */
+    double wait_ms;   /* time this rank spent waiting for receives */
+    double wan_bytes; /* bytes all ranks sent between sites in this step */
+} xdt_exec_result;
+
+typedef struct xdt_executor xdt_executor;
+
+/* Builds the stages on dev (parameters from `seed`, as xdt train), the optimizer and the
+ * communication thread over t (whose rank must be d * P + p). */
+xdt_status xdt_executor_create(const xdt_rank_plan *rp, xdt_device *dev, xdt_transport *t,
+                               const xdt_optim_config *oc, uint64_t seed, xdt_executor **out);
+void xdt_executor_destroy(xdt_executor *ex);
+
+/* Whether the rank needs the batch (it holds the embedding or the head). */
+bool xdt_executor_needs_data(const xdt_executor *ex);
+
+/* Runs step `step` (0-based). inputs and targets are the whole global batch (global_batch x
+ * seq tokens each) when xdt_executor_needs_data, else NULL. */
+xdt_status xdt_executor_step(xdt_executor *ex, int step, const int32_t *inputs,
+                             const int32_t *targets, xdt_exec_result *out);
+
+/* The rank's stages and optimizers, chunk by chunk (checkpoints). */
+int xdt_executor_chunks(const xdt_executor *ex);
+xdt_stage *xdt_executor_stage(xdt_executor *ex, int chunk);
+xdt_optimizer *xdt_executor_optimizer(xdt_executor *ex, int chunk);
+
+/* Executed ops so far (the buffer grows; valid until the next step). */
+const xdt_exec_event *xdt_executor_events(const xdt_executor *ex, int *n);
+
+/* Bytes this rank has sent to transport rank `peer`: on the wire and before the codec. */
+void xdt_executor_sent_bytes(xdt_executor *ex, int peer, uint64_t *wire, uint64_t *raw);
+
+#endif
