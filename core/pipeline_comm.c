@@ -30,7 +30,7 @@ typedef struct message {
 
 typedef struct peer_link {
     int rank;
-    xdt_channel *coded, *raw; /* ACT and GRAD with the link's codec; TIED and NORM raw */
+    xdt_channel *act, *grad, *raw; /* ACT and GRAD with their codecs; TIED and NORM raw */
     uint64_t send_seq[XDT_MSG_KIND_COUNT], recv_seq[XDT_MSG_KIND_COUNT];
     uint64_t wire_bytes, raw_bytes; /* sent; under the engine lock */
 } peer_link;
@@ -65,7 +65,7 @@ static peer_link *link_of(xdt_comm *c, int rank) {
 }
 
 static xdt_channel *channel_of(peer_link *l, xdt_msg_kind kind) {
-    return kind == XDT_MSG_ACT || kind == XDT_MSG_GRAD ? l->coded : l->raw;
+    return kind == XDT_MSG_ACT ? l->act : kind == XDT_MSG_GRAD ? l->grad : l->raw;
 }
 
 static const char *kind_name(xdt_msg_kind k) {
@@ -136,8 +136,8 @@ static int post_work(xdt_comm *c) {
     char what[160], why[256];
     for (int i = from; i < to; i++) {
         message *m = recvs[i];
-        xdt_status st = xdt_irecv(c->t, m->id.peer, m->tag, m->wire, m->wire_cap, XDT_MEM_HOST,
-                                  &m->req);
+        xdt_status st =
+            xdt_irecv(c->t, m->id.peer, m->tag, m->wire, m->wire_cap, XDT_MEM_HOST, &m->req);
         if (st) {
             describe(&m->id, what, sizeof what);
             snprintf(why, sizeof why, "cannot post the receive of %s: %s", what,
@@ -297,10 +297,12 @@ xdt_status xdt_comm_create(xdt_transport *t, const xdt_comm_config *cfg, xdt_com
         const xdt_comm_peer *cp = &cfg->peers[i];
         l->rank = cp->rank;
         xdt_channel_config cc = {.job_id = cfg->job_id,
-                                 .codec = cp->codec,
+                                 .codec = cp->codec_act,
                                  .max_floats = cp->coded_floats,
                                  .timeout_ms = c->cfg.timeout_ms};
-        if (cp->coded_floats) st = xdt_channel_create(t, l->rank, &cc, &l->coded);
+        if (cp->coded_floats) st = xdt_channel_create(t, l->rank, &cc, &l->act);
+        cc.codec = cp->codec_grad;
+        if (!st && cp->coded_floats) st = xdt_channel_create(t, l->rank, &cc, &l->grad);
         cc.codec = (xdt_codec_spec){.kind = XDT_CODEC_NONE};
         cc.max_floats = cp->raw_floats ? cp->raw_floats : 1;
         if (!st) st = xdt_channel_create(t, l->rank, &cc, &l->raw);
@@ -357,7 +359,8 @@ void xdt_comm_destroy(xdt_comm *c) {
     for (int k = 0; k < XDT_MSG_KIND_COUNT; k++)
         free_list_all(c->free_list[k]);
     for (int i = 0; c->peers && i < c->n_peers; i++) {
-        xdt_channel_destroy(c->peers[i].coded);
+        xdt_channel_destroy(c->peers[i].act);
+        xdt_channel_destroy(c->peers[i].grad);
         xdt_channel_destroy(c->peers[i].raw);
     }
     free(c->peers);
@@ -394,8 +397,8 @@ xdt_status xdt_comm_begin_step(xdt_comm *c, int step, const xdt_msg_id *recvs, i
     for (int i = 0; i < c->n_recvs; i++)
         if (!c->recvs[i]->ready) {
             st = xdt_fail(XDT_ERR_INVALID_ARG,
-                          "pipeline comm: step %d begun before step %d's receive %d arrived",
-                          step, c->step, i);
+                          "pipeline comm: step %d begun before step %d's receive %d arrived", step,
+                          c->step, i);
             goto out;
         }
     for (int i = 0; i < c->n_recvs; i++)
@@ -516,9 +519,9 @@ xdt_status xdt_comm_drain(xdt_comm *c) {
     if (c->error)
         st = thread_error(c);
     else if (!c->drained)
-        st = xdt_fail(XDT_ERR_TIMEOUT,
-                      "rank %d: step %d's messages did not all leave within %.0f s",
-                      c->t->rank, c->step, c->cfg.timeout_ms / 1000.0);
+        st =
+            xdt_fail(XDT_ERR_TIMEOUT, "rank %d: step %d's messages did not all leave within %.0f s",
+                     c->t->rank, c->step, c->cfg.timeout_ms / 1000.0);
     pthread_mutex_unlock(&c->lock);
     return st;
 }

@@ -36,10 +36,11 @@ typedef struct xdt_msg_id {
 } xdt_msg_id;
 
 typedef struct xdt_comm_peer {
-    int rank;             /* transport rank */
-    xdt_codec_spec codec; /* for the activations and gradients this rank sends there */
-    size_t coded_floats;  /* largest activation or gradient exchanged with it (0: none) */
-    size_t raw_floats;    /* largest tied-gradient or norm message (sent raw) */
+    int rank;                  /* transport rank */
+    xdt_codec_spec codec_act;  /* for the activations this rank sends there */
+    xdt_codec_spec codec_grad; /* for the gradients this rank sends there */
+    size_t coded_floats;       /* largest activation or gradient exchanged with it (0: none) */
+    size_t raw_floats;         /* largest tied-gradient or norm message (sent raw) */
 } xdt_comm_peer;
 
 typedef struct xdt_comm_config {

@@ -11,9 +11,10 @@
 #include "core/pipeline_comm.h"
 #include "transports/collectives.h"
 
-/* A norm message: squared gradient norm, loss share and bytes sent between sites, each as a
- * (hi, lo) pair of floats. */
-#define NORM_FLOATS 6
+/* A norm message: squared gradient norm, loss share, bytes sent between sites after and before
+ * the codec, and compute seconds, each as a (hi, lo) pair of floats. */
+#define NORM_SUMS   5
+#define NORM_FLOATS (2 * NORM_SUMS)
 
 /* Tag spaces of the collectives: step value 2^20 - 1 of the pipeline's tag layout, which the
  * pipeline's own messages never use (core/pipeline_comm.c), one 2^24 block per group. */
@@ -34,12 +35,15 @@ struct xdt_executor {
     xdt_msg_id *recvs; /* the step's receives, the same every step */
     int n_recvs, *recv_of_op, tied_recv, norm_recv;
     size_t act_floats, tied_floats;
-    float *host_buf;  /* staging between device and communication, act_floats or tied_floats */
-    float *dev_tied;  /* device scratch for the partner's tied gradient */
-    int tied_peer;    /* transport rank of the tied partner, -1 when none */
+    float *host_buf; /* staging between device and communication, act_floats or tied_floats */
+    float *dev_tied; /* device scratch for the partner's tied gradient */
+    int tied_peer;   /* transport rank of the tied partner, -1 when none */
     bool dp;
     xdt_group dp_group;
-    double dp_wan_bytes, wan_reported; /* bytes sent between sites: all-reduces; reported */
+    double dp_wan_bytes, dp_wan_raw_bytes; /* sent between sites by all-reduces */
+    double wan_reported, wan_raw_reported; /* what earlier steps' norm messages counted */
+    double busy_s;                         /* computing in this step */
+    double totals[NORM_SUMS];              /* the step's sums over all ranks */
     double epoch;
     xdt_exec_event *events;
     int n_events, cap_events;
@@ -85,8 +89,7 @@ static void record(xdt_executor *ex, int step, const xdt_op *op, double start, d
         ex->events = e;
         ex->cap_events = cap;
     }
-    ex->events[ex->n_events++] =
-        (xdt_exec_event){step, *op, start - ex->epoch, end - ex->epoch};
+    ex->events[ex->n_events++] = (xdt_exec_event){step, *op, start - ex->epoch, end - ex->epoch};
 }
 
 /* The step's receives in the order the ops take them, then the tied gradient, then the norm
@@ -98,7 +101,8 @@ static xdt_status build_receives(xdt_executor *ex) {
     const int R = rp->replicas * rp->stages;
     ex->recvs = calloc((size_t)n_ops + (size_t)R + 1, sizeof *ex->recvs);
     ex->recv_of_op = malloc(sizeof(int) * (size_t)n_ops);
-    if (!ex->recvs || !ex->recv_of_op) return xdt_fail(XDT_ERR_NO_MEMORY, "executor: out of memory");
+    if (!ex->recvs || !ex->recv_of_op)
+        return xdt_fail(XDT_ERR_NO_MEMORY, "executor: out of memory");
     for (int i = 0; i < n_ops; i++) {
         ex->recv_of_op[i] = -1;
         if (ops[i].kind != XDT_OP_RECV_ACT && ops[i].kind != XDT_OP_RECV_GRAD) continue;
@@ -129,8 +133,8 @@ static xdt_status build_stages(xdt_executor *ex, const xdt_optim_config *oc, uin
     const xdt_rank_plan *rp = &ex->rp;
     xdt_status st = XDT_OK;
     for (int v = 0; v < rp->chunks && !st; v++) {
-        st = xdt_stage_create(&rp->model, ex->dev, rp->units[v][0], rp->units[v][1],
-                              rp->microbatch, rp->seq, ex->n_slots, &ex->stage[v]);
+        st = xdt_stage_create(&rp->model, ex->dev, rp->units[v][0], rp->units[v][1], rp->microbatch,
+                              rp->seq, ex->n_slots, &ex->stage[v]);
         if (!st) st = xdt_stage_init_params(ex->stage[v], seed);
         if (!st) st = xdt_optimizer_create(oc, ex->stage[v], &ex->opt[v]);
         if (st) break;
@@ -161,8 +165,8 @@ static xdt_status build_groups(xdt_executor *ex) {
 
 xdt_status xdt_executor_create(const xdt_rank_plan *rp, xdt_device *dev, xdt_transport *t,
                                const xdt_optim_config *oc, uint64_t seed, xdt_executor **out) {
-    if (rp->chunks < 1 || rp->chunks > XDT_EXEC_MAX_CHUNKS || rp->stages < 1 ||
-        rp->replicas < 1 || rp->microbatch < 1 || rp->replica_microbatches < 1 ||
+    if (rp->chunks < 1 || rp->chunks > XDT_EXEC_MAX_CHUNKS || rp->stages < 1 || rp->replicas < 1 ||
+        rp->microbatch < 1 || rp->replica_microbatches < 1 ||
         t->rank != rp->replica * rp->stages + rp->pipeline_rank ||
         t->world_size < rp->replicas * rp->stages)
         return xdt_fail(XDT_ERR_CONFIG,
@@ -177,11 +181,13 @@ xdt_status xdt_executor_create(const xdt_rank_plan *rp, xdt_device *dev, xdt_tra
     ex->dev = dev;
     ex->t = t;
     ex->rank = t->rank;
-    ex->epoch = now_s();
+    ex->epoch = 0; /* events carry CLOCK_MONOTONIC: comparable across ranks on one host */
     ex->act_floats = (size_t)rp->microbatch * rp->seq * rp->model.n_embd;
     ex->tied_floats = (size_t)rp->model.padded_vocab_size * rp->model.n_embd;
     const int P = rp->stages, p = rp->pipeline_rank;
-    ex->tied_peer = P > 1 && p == 0 ? peer_rank(ex, P - 1) : P > 1 && p == P - 1 ? peer_rank(ex, 0) : -1;
+    ex->tied_peer = P > 1 && p == 0       ? peer_rank(ex, P - 1)
+                    : P > 1 && p == P - 1 ? peer_rank(ex, 0)
+                                          : -1;
     ex->n_slots = xdt_schedule_max_in_flight(rp->schedule, p);
     if (ex->n_slots < 1) ex->n_slots = 1;
     const size_t M = (size_t)rp->replica_microbatches;
@@ -212,10 +218,15 @@ xdt_status xdt_executor_create(const xdt_rank_plan *rp, xdt_device *dev, xdt_tra
             cp->rank = g;
             cp->raw_floats = g == ex->tied_peer ? ex->tied_floats : NORM_FLOATS;
             if (g / P != rp->replica || P < 2) continue;
+            /* activations go forward to p + 1 (wrapping to 0 between interleaved chunks),
+             * gradients back to p - 1 (wrapping likewise) */
             const int q = g % P;
-            if (q == (p + 1) % P || q == (p + P - 1) % P) cp->coded_floats = ex->act_floats;
-            /* activations go forward to p + 1 (or wrap to 0), gradients back to p - 1 */
-            cp->codec = q == (p + 1) % P ? rp->codec_next : rp->codec_prev;
+            const bool wraps = rp->chunks > 1;
+            const bool next = q == (p + 1) % P && (wraps || p + 1 < P);
+            const bool prev = q == (p + P - 1) % P && (wraps || p > 0);
+            if (next || prev) cp->coded_floats = ex->act_floats;
+            if (next) cp->codec_act = rp->codec_next;
+            if (prev) cp->codec_grad = rp->codec_prev;
         }
         xdt_comm_config cc = {
             .job_id = rp->job_id,
@@ -251,6 +262,10 @@ void xdt_executor_destroy(xdt_executor *ex) {
     free(ex->recv_of_op);
     free(ex->events);
     free(ex);
+}
+
+xdt_status xdt_executor_finish(xdt_executor *ex) {
+    return ex->comm ? xdt_comm_drain(ex->comm) : XDT_OK;
 }
 
 bool xdt_executor_needs_data(const xdt_executor *ex) {
@@ -383,22 +398,22 @@ static void split_double(double x, float *hi, float *lo) {
 
 /* Bytes this rank sent to ranks in other sites so far: the communication thread's counts
  * (pipeline and tied traffic) plus the ring all-reduces' (counted as they ran). */
-static double wan_bytes_so_far(xdt_executor *ex) {
+static void wan_bytes_so_far(xdt_executor *ex, double *wire_total, double *raw_total) {
     const xdt_rank_plan *rp = &ex->rp;
-    double total = ex->dp_wan_bytes;
+    *wire_total = ex->dp_wan_bytes;
+    *raw_total = ex->dp_wan_raw_bytes;
     for (int g = 0; rp->site_of && g < rp->replicas * rp->stages; g++) {
         if (g == ex->rank || rp->site_of[g] == rp->site_of[ex->rank]) continue;
         uint64_t wire, raw;
         xdt_executor_sent_bytes(ex, g, &wire, &raw);
-        total += (double)wire;
+        *wire_total += (double)wire;
+        *raw_total += (double)raw;
     }
-    return total;
 }
 
 /* ALLREDUCE: tied gradient, data-parallel all-reduce, then every rank's norm, loss and WAN
  * sums to every rank. */
-static xdt_status reduce(xdt_executor *ex, step_ctx *sc, double *norm, double *loss,
-                         double *wan) {
+static xdt_status reduce(xdt_executor *ex, step_ctx *sc, double *norm, double *loss, double *wan) {
     const xdt_rank_plan *rp = &ex->rp;
     xdt_status st = XDT_OK;
     if (ex->tied_peer >= 0) {
@@ -434,9 +449,11 @@ static xdt_status reduce(xdt_executor *ex, step_ctx *sc, double *norm, double *l
                                        &rp->dp_codec);
             /* a ring sends 2 (D - 1) chunks of n / D to the next member */
             const int next = ((rp->replica + 1) % D) * rp->stages + rp->pipeline_rank;
-            if (rp->site_of && rp->site_of[next] != rp->site_of[ex->rank])
-                ex->dp_wan_bytes += 2.0 * (D - 1) *
-                                    (double)xdt_codec_max_encoded_bytes(&rp->dp_codec, n / D + 1);
+            if (rp->site_of && rp->site_of[next] != rp->site_of[ex->rank]) {
+                ex->dp_wan_bytes +=
+                    2.0 * (D - 1) * (double)xdt_codec_max_encoded_bytes(&rp->dp_codec, n / D + 1);
+                ex->dp_wan_raw_bytes += 2.0 * (D - 1) * (double)(n / D + 1) * sizeof(float);
+            }
         }
         if (!st && ex->comm) st = xdt_comm_resume(ex->comm);
         if (st) return st;
@@ -458,19 +475,23 @@ static xdt_status reduce(xdt_executor *ex, step_ctx *sc, double *norm, double *l
     /* every rank sends its sums to every other; all add them in rank order, so every rank
      * holds the same totals (each replica counts the all-reduced gradients once: / D) */
     const int R = rp->replicas * rp->stages;
-    const double wan_now = wan_bytes_so_far(ex);
+    double wire_now, raw_now;
+    wan_bytes_so_far(ex, &wire_now, &raw_now);
+    const double sums[NORM_SUMS] = {sumsq, sc->loss_sum, wire_now - ex->wan_reported,
+                                    raw_now - ex->wan_raw_reported, ex->busy_s};
+    ex->wan_reported = wire_now;
+    ex->wan_raw_reported = raw_now;
     float mine[NORM_FLOATS];
-    split_double(sumsq, &mine[0], &mine[1]);
-    split_double(sc->loss_sum, &mine[2], &mine[3]);
-    split_double(wan_now - ex->wan_reported, &mine[4], &mine[5]);
-    ex->wan_reported = wan_now;
+    for (int k = 0; k < NORM_SUMS; k++)
+        split_double(sums[k], &mine[2 * k], &mine[2 * k + 1]);
     for (int g = 0; g < R; g++) {
         if (g == ex->rank) continue;
         xdt_msg_id id = {.peer = g, .kind = XDT_MSG_NORM, .n = NORM_FLOATS};
         if ((st = xdt_comm_send(ex->comm, &id, mine))) return st;
     }
     const double t0 = now_s();
-    double total[3] = {0, 0, 0};
+    for (int k = 0; k < NORM_SUMS; k++)
+        ex->totals[k] = 0;
     for (int g = 0, r = ex->norm_recv; g < R; g++) {
         float got[NORM_FLOATS];
         if (g == ex->rank) {
@@ -478,10 +499,11 @@ static xdt_status reduce(xdt_executor *ex, step_ctx *sc, double *norm, double *l
         } else if ((st = xdt_comm_recv(ex->comm, r++, got))) {
             return st;
         }
-        for (int k = 0; k < 3; k++)
-            total[k] += (double)got[2 * k] + (double)got[2 * k + 1];
+        for (int k = 0; k < NORM_SUMS; k++)
+            ex->totals[k] += (double)got[2 * k] + (double)got[2 * k + 1];
     }
     ex->wait_s += now_s() - t0;
+    double total[3] = {ex->totals[0], ex->totals[1], ex->totals[2]};
     *norm = sqrt(total[0] / rp->replicas);
     *loss = total[1];
     *wan = total[2];
@@ -498,7 +520,7 @@ xdt_status xdt_executor_step(xdt_executor *ex, int step, const int32_t *inputs,
     if (ex->comm && (st = xdt_comm_begin_step(ex->comm, step, ex->recvs, ex->n_recvs))) return st;
     for (int v = 0; v < rp->chunks; v++)
         xdt_stage_zero_grads(ex->stage[v]);
-    ex->wait_s = 0;
+    ex->wait_s = ex->busy_s = 0;
     double norm = 0, loss = 0, wan = 0;
     const int p = rp->pipeline_rank, n_ops = xdt_schedule_num_ops(rp->schedule, p);
     const xdt_op *ops = xdt_schedule_ops(rp->schedule, p);
@@ -517,12 +539,14 @@ xdt_status xdt_executor_step(xdt_executor *ex, int step, const int32_t *inputs,
         case XDT_OP_FWD:
             st = forward(ex, &sc, op);
             stretch(ex, t0);
+            ex->busy_s += now_s() - t0;
             break;
         case XDT_OP_BWD:
             if (!(st = take_slot(ex, op->chunk, op->microbatch, &slot)))
                 st = xdt_stage_backward(ex->stage[op->chunk], slot);
             release_slot(ex, op->chunk, op->microbatch);
             stretch(ex, t0);
+            ex->busy_s += now_s() - t0;
             break;
         case XDT_OP_SEND_ACT:
             if (!(st = take_slot(ex, op->chunk, op->microbatch, &slot)))
@@ -552,7 +576,11 @@ xdt_status xdt_executor_step(xdt_executor *ex, int step, const int32_t *inputs,
     if (st) return st;
     if (!isfinite(loss))
         return xdt_fail(XDT_ERR_NUMERIC, "step %d: loss is %g; training diverged", step + 1, loss);
-    *out = (xdt_exec_result){
-        .loss = loss, .grad_norm = norm, .wait_ms = ex->wait_s * 1e3, .wan_bytes = wan};
+    *out = (xdt_exec_result){.loss = loss,
+                             .grad_norm = norm,
+                             .wait_ms = ex->wait_s * 1e3,
+                             .wan_bytes = wan,
+                             .wan_raw_bytes = ex->totals[3],
+                             .busy_ms = ex->totals[4] * 1e3};
     return XDT_OK;
 }

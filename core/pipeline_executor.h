@@ -5,7 +5,8 @@
  * gradients across the data-parallel replicas (ring, with the plan's codec), and sends every
  * rank's squared gradient norm, loss share and WAN bytes to every other rank (one message each,
  * all at once: one latency, however far apart the sites), so the clipping is global and every
- * rank knows the step's loss; at OPT_STEP it applies AdamW. With codec none the result equals `xdt train` on the whole batch.
+ * rank knows the step's loss; at OPT_STEP it applies AdamW. With codec none the result equals `xdt
+ * train` on the whole batch.
  *
  * The rank's description is plain data (xdt_rank_plan), filled by the caller from plan.json:
  * core/ does not read the planner's files. */
@@ -25,24 +26,24 @@
 
 typedef struct xdt_rank_plan {
     xdt_model_config model;
-    int replica, replicas;       /* d, D */
-    int pipeline_rank, stages;   /* p, P; this rank is transport rank d * P + p */
-    int chunks;                  /* V */
+    int replica, replicas;     /* d, D */
+    int pipeline_rank, stages; /* p, P; this rank is transport rank d * P + p */
+    int chunks;                /* V */
     int global_batch, seq, microbatch;
-    int replica_microbatches;    /* M_d */
-    int replica_first_microbatch; /* microbatches of replicas before this one */
+    int replica_microbatches;          /* M_d */
+    int replica_first_microbatch;      /* microbatches of replicas before this one */
     int units[XDT_EXEC_MAX_CHUNKS][2]; /* chunk v: units [first, last] */
     const xdt_schedule *schedule;      /* this replica's, validated; ranks are pipeline ranks */
-    xdt_codec_spec codec_next; /* activations to pipeline rank p + 1 (and wrap-around) */
-    xdt_codec_spec codec_prev; /* gradients to pipeline rank p - 1 */
-    xdt_codec_spec dp_codec;   /* the gradient all-reduce across replicas */
-    double slowdown;           /* >= 1: each compute op is stretched to this many times */
-    const int *site_of;        /* site index of every transport rank (WAN accounting), or NULL */
+    xdt_codec_spec codec_next;         /* activations to pipeline rank p + 1 (and wrap-around) */
+    xdt_codec_spec codec_prev;         /* gradients to pipeline rank p - 1 */
+    xdt_codec_spec dp_codec;           /* the gradient all-reduce across replicas */
+    double slowdown;                   /* >= 1: each compute op is stretched to this many times */
+    const int *site_of; /* site index of every transport rank (WAN accounting), or NULL */
     uint64_t job_id;
     int timeout_ms; /* longest wait for a peer; 0 = 30 s */
 } xdt_rank_plan;
 
-/* One executed op, in seconds since the executor was created (for traces). */
+/* One executed op, in CLOCK_MONOTONIC seconds (for traces; ranks on one host share it). */
 typedef struct xdt_exec_event {
     int step;
     xdt_op op;
@@ -50,10 +51,12 @@ typedef struct xdt_exec_event {
 } xdt_exec_event;
 
 typedef struct xdt_exec_result {
-    double loss;      /* the step's mean loss over the global batch (on every rank) */
-    double grad_norm; /* global, before clipping */
-    double wait_ms;   /* time this rank spent waiting for receives */
-    double wan_bytes; /* bytes all ranks sent between sites in this step */
+    double loss;          /* the step's mean loss over the global batch (on every rank) */
+    double grad_norm;     /* global, before clipping */
+    double wait_ms;       /* time this rank spent waiting for receives */
+    double wan_bytes;     /* bytes all ranks sent between sites in this step (on the wire) */
+    double wan_raw_bytes; /* the same before the codecs */
+    double busy_ms;       /* all ranks' compute time in this step, summed */
 } xdt_exec_result;
 
 typedef struct xdt_executor xdt_executor;
@@ -71,6 +74,9 @@ bool xdt_executor_needs_data(const xdt_executor *ex);
  * seq tokens each) when xdt_executor_needs_data, else NULL. */
 xdt_status xdt_executor_step(xdt_executor *ex, int step, const int32_t *inputs,
                              const int32_t *targets, xdt_exec_result *out);
+
+/* Waits until every message this rank sent has left (call before the transport closes). */
+xdt_status xdt_executor_finish(xdt_executor *ex);
 
 /* The rank's stages and optimizers, chunk by chunk (checkpoints). */
 int xdt_executor_chunks(const xdt_executor *ex);

@@ -13,6 +13,10 @@ typedef struct xdt_step_metrics {
     double loss, lr, tokens_per_s, step_ms, grad_norm;
     bool has_val;
     double val_loss;
+    /* pipelines: bytes sent between sites (after and before the codec), and the fraction of
+     * all ranks' time spent not computing */
+    bool pipeline;
+    double wan_bytes, wan_raw_bytes, bubble;
 } xdt_step_metrics;
 
 typedef struct xdt_metrics_file {
@@ -22,7 +26,8 @@ typedef struct xdt_metrics_file {
 
 /* Opens path for appending when `append` (a resumed run), else truncates it. */
 xdt_status xdt_metrics_open(xdt_metrics_file *m, const char *path, bool append);
-/* One JSON object per line: step, loss, lr, tokens_per_s, step_ms, grad_norm[, val_loss]. */
+/* One JSON object per line: step, loss, lr, tokens_per_s, step_ms, grad_norm, wan_bytes
+ * [, val_loss] [, wan_raw_bytes, bubble for pipelines]. */
 xdt_status xdt_metrics_write(xdt_metrics_file *m, const xdt_step_metrics *s);
 void xdt_metrics_close(xdt_metrics_file *m);
 

@@ -30,7 +30,14 @@ static void consider(search *s) {
     }
 }
 
+/* Whether the input allows a P x D layout. */
+static bool shape_allowed(const xdt_solver_input *in, int P, int D) {
+    return (!in->stages || P == in->stages) && (!in->replicas || D == in->replicas) &&
+           (!in->max_replicas || D <= in->max_replicas);
+}
+
 static void evaluate_grid(search *s, const int *grid, int P, int D) {
+    if (!shape_allowed(s->in, P, D)) return;
     for (int i = 0; i < s->n_mbs; i++)
         for (int k = 0; k < s->n_kinds; k++)
             if (xdt_layout_evaluate(s->in, grid, P, D, s->mbs[i], s->kinds[k], &s->opt, s->trial) ==
@@ -65,6 +72,7 @@ static void exact_search(search *s) {
     for (int D = 1; D <= s->n; D++) {
         if (s->in->max_replicas && D > s->in->max_replicas) break;
         for (int P = 1; P <= U && P * D <= s->n; P++) {
+            if (!shape_allowed(s->in, P, D)) continue;
             s->P = P;
             s->D = D;
             fill(s, 0);
@@ -160,15 +168,19 @@ static void rank_layouts(search *s, const dev_key *keys, int n, dev_key *chosen,
                          ranked *top, int *n_top) {
     const xdt_solver_input *in = s->in;
     const int U = xdt_gpt_num_units(in->cfg);
-    static const int widths[] = {1,  2,  3,   4,   6,   8,   12,  16,  24,   32,   48,
+    static const int common[] = {1,  2,  3,   4,   6,   8,   12,  16,  24,   32,   48,
                                  64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048};
+    /* a width the input fixes is searched alone */
+    const int *widths = in->replicas ? &in->replicas : common;
+    const size_t n_widths = in->replicas ? 1 : sizeof common / sizeof common[0];
     const xdt_eval_options estimate = {true, true};
     const xdt_schedule_kind kind =
         in->schedule == XDT_SCHEDULE_GPIPE ? XDT_SCHEDULE_GPIPE : XDT_SCHEDULE_1F1B;
-    for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+    for (size_t w = 0; w < n_widths; w++) {
         const int D = widths[w];
         if (D > n || (in->max_replicas && D > in->max_replicas)) break;
         for (int P = 1; P <= U && P * D <= n; P++) {
+            if (!shape_allowed(in, P, D)) continue;
             /* the fastest P x D devices, kept in arrangement order (site_rank is rewritten to
              * the arrangement position so the second sort restores it) */
             memcpy(chosen, keys, sizeof *keys * (size_t)n);
@@ -190,8 +202,8 @@ static void rank_layouts(search *s, const dev_key *keys, int n, dev_key *chosen,
                         grid[d * P + p] =
                             layout == 0 ? chosen[p * D + d].device : chosen[d * P + p].device;
                 for (int i = 0; i < s->n_mbs; i++)
-                    if (xdt_layout_evaluate(in, grid, P, D, s->mbs[i], kind, &estimate,
-                                            s->trial) == XDT_OK)
+                    if (xdt_layout_evaluate(in, grid, P, D, s->mbs[i], kind, &estimate, s->trial) ==
+                        XDT_OK)
                         remember(top, n_top, s->trial, grid);
             }
         }

@@ -42,6 +42,8 @@ typedef struct xdt_solver_input {
     int codec;        /* XDT_LINK_CODEC_AUTO: chosen per link; else this codec on every link
                          and all-reduce between sites, none inside a site */
     int max_replicas; /* 0: any; 1: a single pipeline */
+    int stages;       /* pipeline ranks per replica: 0 = the solver's choice */
+    int replicas;     /* data-parallel replicas: 0 = the solver's choice */
     xdt_search_mode search;
     xdt_cost_params cost;
 } xdt_solver_input;

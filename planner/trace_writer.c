@@ -7,7 +7,7 @@
 #include "core/log.h"
 
 /* Short event names a timeline can print: F3, B3, Bi3, Bw3, recv A3, ... (chunk as .v). */
-static void op_label(const xdt_op *op, int chunks, char *buf, size_t cap) {
+void xdt_trace_op_label(const xdt_op *op, int chunks, char *buf, size_t cap) {
     static const char *const names[XDT_OP_KIND_COUNT] = {
         "F", "B", "Bi", "Bw", "send A", "recv A", "send G", "recv G", "allreduce", "step"};
     if (op->microbatch < 0)
@@ -18,7 +18,7 @@ static void op_label(const xdt_op *op, int chunks, char *buf, size_t cap) {
         snprintf(buf, cap, "%s%d", names[op->kind], op->microbatch);
 }
 
-static const char *category(xdt_op_kind k) {
+const char *xdt_trace_op_category(xdt_op_kind k) {
     switch (k) {
     case XDT_OP_FWD:
         return "forward";
@@ -57,13 +57,13 @@ xdt_status xdt_trace_write_sim(const char *path, const char *title, const xdt_sc
     char label[64];
     for (int i = 0; i < r->n_events; i++) {
         const xdt_sim_event *e = &r->events[i];
-        op_label(&e->op, V, label, sizeof label);
+        xdt_trace_op_label(&e->op, V, label, sizeof label);
         double dur = e->end_ms - e->start_ms;
         if (dur > 0 || e->op.kind <= XDT_OP_BWD_WEIGHT)
             fprintf(f,
                     ",\n{\"ph\":\"X\",\"pid\":0,\"tid\":%d,\"name\":\"%s\",\"cat\":\"%s\","
                     "\"ts\":%.3f,\"dur\":%.3f,\"args\":{\"microbatch\":%d,\"chunk\":%d}}",
-                    e->rank, label, category(e->op.kind), e->start_ms * 1e3, dur * 1e3,
+                    e->rank, label, xdt_trace_op_category(e->op.kind), e->start_ms * 1e3, dur * 1e3,
                     e->op.microbatch, e->op.chunk);
         if (e->op.kind == XDT_OP_SEND_ACT || e->op.kind == XDT_OP_SEND_GRAD) {
             /* the transfer on its link lane: serialisation, then flight until arrival */

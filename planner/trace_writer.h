@@ -7,6 +7,11 @@
 
 #include "planner/simulator.h"
 
+/* An op's event name ("F3", "B3.1", "recv A2", "allreduce") and category ("forward",
+ * "backward", "wait", "send", "other"): the runtime's traces use the same. */
+void xdt_trace_op_label(const xdt_op *op, int chunks, char *buf, size_t cap);
+const char *xdt_trace_op_category(xdt_op_kind k);
+
 /* Writes the simulated step to `path` atomically. `title` names the process lane. */
 xdt_status xdt_trace_write_sim(const char *path, const char *title, const xdt_schedule *s,
                                const xdt_sim_result *r);

@@ -17,7 +17,7 @@
 
 typedef struct plan_args {
     const char *cluster, *model, *out, *catalog, *codec, *profile, *search;
-    int global_batch, microbatch, seq, schedule, max_replicas;
+    int global_batch, microbatch, seq, schedule, max_replicas, stages, replicas;
 } plan_args;
 
 static void print_plan(const xdt_topology *t, const xdt_model_config *cfg,
@@ -103,6 +103,10 @@ int xdt_cmd_plan(int argc, char **argv) {
                        "zstd) goes on every link between sites [auto]"),
         XDT_OPT_INT("max-replicas", &a.max_replicas, "N",
                     "at most N data-parallel replicas (1: one pipeline) [any]", 0, 1 << 20),
+        XDT_OPT_INT("stages", &a.stages, "N", "exactly N pipeline ranks per replica [any]", 0,
+                    1 << 20),
+        XDT_OPT_INT("replicas", &a.replicas, "N", "exactly N data-parallel replicas [any]", 0,
+                    1 << 20),
         XDT_OPT_STRING("profile", &a.profile, "FILE",
                        "measured unit times (xdt profile) used for their device type"),
         XDT_OPT_STRING("search", &a.search, "auto|exact|pruned",
@@ -151,6 +155,8 @@ int xdt_cmd_plan(int argc, char **argv) {
                            .schedule = kinds[a.schedule],
                            .codec = codec,
                            .max_replicas = a.max_replicas,
+                           .stages = a.stages,
+                           .replicas = a.replicas,
                            .search = search,
                            .cost = {.dtype = XDT_MATH_BF16, .efficiency = 0.5}};
     int rc = 1;

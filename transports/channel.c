@@ -11,8 +11,10 @@ struct xdt_channel {
     xdt_transport *t;
     int peer;
     xdt_channel_config cfg;
-    xdt_codec *enc, *dec;
-    unsigned char *out, *in; /* frame header + payload */
+    xdt_codec *enc;
+    xdt_codec *dec[XDT_CODEC_KIND_COUNT]; /* one per codec the peer sends with, made on first use */
+    int dec_block[XDT_CODEC_KIND_COUNT];  /* the int8/int4 block each was made for */
+    unsigned char *out, *in;              /* frame header + payload */
     size_t cap;
     uint64_t send_seq, recv_seq;
     uint64_t wire_bytes, raw_bytes;
@@ -41,9 +43,7 @@ xdt_status xdt_channel_create(xdt_transport *t, int peer, const xdt_channel_conf
                       cfg->max_floats);
         goto err;
     }
-    if ((st = xdt_codec_create(&cfg->codec, cfg->max_floats, &ch->enc)) ||
-        (st = xdt_codec_create(&cfg->codec, cfg->max_floats, &ch->dec)))
-        goto err;
+    if ((st = xdt_codec_create(&cfg->codec, cfg->max_floats, &ch->enc))) goto err;
     *out = ch;
     return XDT_OK;
 err:
@@ -54,7 +54,8 @@ err:
 void xdt_channel_destroy(xdt_channel *ch) {
     if (!ch) return;
     xdt_codec_destroy(ch->enc);
-    xdt_codec_destroy(ch->dec);
+    for (int k = 0; k < XDT_CODEC_KIND_COUNT; k++)
+        xdt_codec_destroy(ch->dec[k]);
     free(ch->out);
     free(ch->in);
     free(ch);
@@ -133,7 +134,25 @@ xdt_status xdt_channel_unpack(xdt_channel *ch, uint64_t tag, uint64_t seq,
         return xdt_fail(XDT_ERR_FORMAT,
                         "frame from rank %d: field 'raw_size' is %llu, expected %zu", ch->peer,
                         (unsigned long long)h.raw_size, n * sizeof(float));
-    return xdt_codec_decode(ch->dec, bytes + XDT_FRAME_HEADER_BYTES, h.encoded_size, x, n);
+    /* the peer's codec may differ from ours (each end of a link encodes what it sends); the
+     * payload's header names its block (byte 1, log2), which the decoder must be made for */
+    const unsigned char *payload = bytes + XDT_FRAME_HEADER_BYTES;
+    const bool blocked = h.codec == XDT_CODEC_INT8 || h.codec == XDT_CODEC_INT4;
+    const int block = blocked && h.encoded_size >= 2 && payload[1] < 17 ? 1 << payload[1]
+                                                                        : XDT_CODEC_DEFAULT_BLOCK;
+    if (ch->dec[h.codec] && ch->dec_block[h.codec] != block) {
+        xdt_codec_destroy(ch->dec[h.codec]);
+        ch->dec[h.codec] = NULL;
+    }
+    if (!ch->dec[h.codec]) {
+        xdt_codec_spec spec = {.kind = (xdt_codec_kind)h.codec,
+                               .level = XDT_CODEC_DEFAULT_LEVEL,
+                               .block =
+                                   block < XDT_CODEC_MIN_BLOCK ? XDT_CODEC_DEFAULT_BLOCK : block};
+        if ((st = xdt_codec_create(&spec, ch->cfg.max_floats, &ch->dec[h.codec]))) return st;
+        ch->dec_block[h.codec] = block;
+    }
+    return xdt_codec_decode(ch->dec[h.codec], bytes + XDT_FRAME_HEADER_BYTES, h.encoded_size, x, n);
 }
 
 xdt_status xdt_channel_recv(xdt_channel *ch, uint64_t tag, float *x, size_t n) {

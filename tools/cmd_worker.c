@@ -1,0 +1,198 @@
+/* cmd_worker.c: `xdt worker plan.json --data PATH [options]`: runs one rank of a plan. The rank
+ * and the world come from the environment (xdt launch sets them; so do srun, mpirun and
+ * torchrun-style launchers), the ranks meet through the bootstrap store and talk over UCX, with
+ * links between sites shaped as the plan's cluster says unless --no-emulate-wan. Every rank
+ * reads the same global batch (same data, seed and order as `xdt train`), takes its replica's
+ * microbatches, and runs its schedule; rank 0 shows the progress and writes the metrics. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/batch_loader.h"
+#include "core/log.h"
+#include "core/pipeline_executor.h"
+#include "core/token_data.h"
+#include "core/train_metrics.h"
+#include "tools/cli_args.h"
+#include "tools/commands.h"
+#include "tools/run_trace.h"
+#include "tools/train_options.h"
+#include "tools/worker_setup.h"
+
+typedef struct worker_args {
+    const char *plan, *data, *metrics, *trace, *tls;
+    int threads, timeout_s;
+    bool no_emulate_wan, emulate_wan;
+    xdt_train_hparams h;
+} worker_args;
+
+typedef struct worker_run {
+    worker_args a;
+    xdt_loaded_plan plan;
+    xdt_worker_link link;
+    int *site_of;
+    xdt_device *dev;
+    xdt_executor *ex;
+    xdt_token_data data;
+    xdt_batch_loader loader;
+    bool have_data;
+    int32_t *inputs, *targets;
+    xdt_metrics_file metrics;
+    xdt_optim_config oc;
+} worker_run;
+
+static xdt_status setup(worker_run *w) {
+    worker_args *a = &w->a;
+    xdt_status st;
+    if ((st = xdt_plan_load(a->plan, &w->plan))) return st;
+    const xdt_loaded_plan *p = &w->plan;
+    if ((st = xdt_worker_connect(p, a->tls, !a->no_emulate_wan, a->timeout_s * 1000, &w->link)))
+        return st;
+    const int rank = w->link.env.rank;
+    w->site_of = calloc((size_t)p->ranks, sizeof(int));
+    if (!w->site_of) return xdt_fail(XDT_ERR_NO_MEMORY, "worker: out of memory");
+    xdt_rank_plan rp;
+    if ((st = xdt_worker_rank_plan(p, rank, w->link.job_id, w->site_of, &rp))) return st;
+    rp.timeout_ms = a->timeout_s * 1000;
+    if (strcmp(p->rank[rank].backend, "cpu") != 0)
+        return xdt_fail(XDT_ERR_UNSUPPORTED,
+                        "worker rank %d: the plan puts it on a %s device (%s); this build runs "
+                        "cpu ranks only",
+                        rank, p->rank[rank].backend, p->rank[rank].device_type);
+    /* ranks sharing this host share its cores */
+    int threads = a->threads;
+    if (threads == 0) {
+        const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > p->ranks ? (int)(cores / p->ranks) : 1;
+    }
+    xdt_device_options dopts = {.threads = threads};
+    w->oc = xdt_train_hparams_optim(&a->h);
+    if ((st = xdt_device_create("cpu", &dopts, &w->dev)) ||
+        (st = xdt_executor_create(&rp, w->dev, w->link.t, &w->oc, (uint64_t)a->h.seed, &w->ex)))
+        return st;
+    if (xdt_executor_needs_data(w->ex)) {
+        const size_t n = (size_t)p->global_batch * p->seq;
+        w->inputs = malloc(n * sizeof(int32_t));
+        w->targets = malloc(n * sizeof(int32_t));
+        if (!w->inputs || !w->targets) return xdt_fail(XDT_ERR_NO_MEMORY, "worker: batch buffers");
+        if ((st = xdt_token_data_load(a->data, &w->data))) return st;
+        w->have_data = true;
+        if ((st = xdt_token_data_check_vocab(&w->data, p->model.vocab_size)) ||
+            (st = xdt_batch_loader_init(&w->loader, &w->data, p->global_batch, p->seq,
+                                        a->h.val_fraction, (xdt_data_order)a->h.data_order,
+                                        (uint64_t)a->h.seed)))
+            return st;
+    }
+    if (rank == 0 && a->metrics && (st = xdt_metrics_open(&w->metrics, a->metrics, false)))
+        return st;
+    if (rank == 0)
+        xdt_log_info("plan %s: %d replicas x %d stages (%s, %d microbatches of %d) on %s; "
+                     "%s links between sites",
+                     a->plan, p->replicas, p->stages, xdt_schedule_kind_name(p->kind),
+                     p->global_batch / p->microbatch, p->microbatch, p->cluster,
+                     a->no_emulate_wan ? "unshaped" : "emulated");
+    return XDT_OK;
+}
+
+static xdt_status run(worker_run *w) {
+    xdt_status st = setup(w);
+    if (st) return st;
+    const worker_args *a = &w->a;
+    const xdt_loaded_plan *p = &w->plan;
+    const bool lead = w->link.env.rank == 0;
+    xdt_progress prog;
+    xdt_progress_init(&prog, 0, a->h.steps, a->h.log_every);
+    for (int step = 0; step < a->h.steps && !st; step++) {
+        const double t0 = xdt_now_s();
+        if (w->have_data) xdt_batch_loader_next(&w->loader, w->inputs, w->targets);
+        xdt_exec_result r;
+        if ((st = xdt_executor_step(w->ex, step, w->inputs, w->targets, &r))) break;
+        const double dt = xdt_now_s() - t0;
+        xdt_step_metrics m = {
+            .step = step + 1,
+            .loss = r.loss,
+            .lr = xdt_lr_at(&w->oc, step),
+            .tokens_per_s = (double)p->global_batch * p->seq / dt,
+            .step_ms = dt * 1e3,
+            .grad_norm = r.grad_norm,
+            .pipeline = true,
+            .wan_bytes = r.wan_bytes,
+            .wan_raw_bytes = r.wan_raw_bytes,
+            .bubble = 1 - r.busy_ms / (p->ranks * dt * 1e3),
+        };
+        if (lead) {
+            xdt_progress_show(&prog, &m);
+            st = xdt_metrics_write(&w->metrics, &m);
+        }
+    }
+    if (lead) xdt_progress_done(&prog);
+    /* nobody closes its transport while another rank may still wait for its messages */
+    if (!st) st = xdt_executor_finish(w->ex);
+    if (!st) st = xdt_store_barrier(w->link.store, "xdt/steps-done", a->timeout_s * 1000);
+    if (!st && a->trace) {
+        int n = 0;
+        const xdt_exec_event *ev = xdt_executor_events(w->ex, &n);
+        st = xdt_run_trace_write(a->trace, &w->link, p, ev, n);
+    }
+    return st;
+}
+
+static void cleanup(worker_run *w) {
+    xdt_metrics_close(&w->metrics);
+    /* the executor's thread uses the transport: stop it first */
+    xdt_executor_destroy(w->ex);
+    xdt_worker_disconnect(&w->link);
+    xdt_device_destroy(w->dev);
+    if (w->have_data) xdt_token_data_free(&w->data);
+    free(w->inputs);
+    free(w->targets);
+    free(w->site_of);
+    xdt_plan_free(&w->plan);
+}
+
+int xdt_cmd_worker(int argc, char **argv) {
+    worker_run w = {0};
+    worker_args *a = &w.a;
+    a->tls = "tcp";
+    a->timeout_s = 30;
+    xdt_train_hparams_defaults(&a->h);
+    xdt_cli_opt opts[8 + XDT_TRAIN_OPTION_COUNT] = {
+        XDT_OPT_REQUIRED("data", &a->data, "PATH", "text file (byte tokens) or llm.c .bin shard"),
+        XDT_OPT_FLAG("emulate-wan", &a->emulate_wan,
+                     "shape links between sites as the plan's cluster says [default]"),
+        XDT_OPT_FLAG("no-emulate-wan", &a->no_emulate_wan, "leave links between sites unshaped"),
+        XDT_OPT_STRING("metrics", &a->metrics, "FILE.jsonl", "one JSON object per step (rank 0)"),
+        XDT_OPT_STRING("trace", &a->trace, "FILE.json",
+                       "the real timeline of every rank (Chrome trace, as xdt simulate's)"),
+        XDT_OPT_INT("threads", &a->threads, "N", "CPU threads per rank [cores / ranks]", 0, 1024),
+        XDT_OPT_STRING("tls", &a->tls, "tcp|shm", "UCX transports between ranks [tcp]"),
+        XDT_OPT_INT("timeout", &a->timeout_s, "S", "longest wait for another rank [30]", 1, 86400),
+    };
+    xdt_train_hparams_options(&a->h, &opts[8]);
+    const int n_opts = 8 + XDT_TRAIN_OPTION_COUNT;
+    a->plan = argc >= 1 && argv[0][0] != '-' ? argv[0] : NULL;
+    bool help = false;
+    if (xdt_cli_parse("worker", argc - (a->plan ? 1 : 0), argv + (a->plan ? 1 : 0), opts, n_opts,
+                      &help) != XDT_OK)
+        return 2;
+    if (help || !a->plan) {
+        if (!help) xdt_log_error("xdt worker: give the plan file (xdt worker plan.json ...)");
+        xdt_cli_usage(help ? stdout : stderr, "worker plan.json",
+                      "Runs one rank of a plan; the rank comes from RANK/WORLD_SIZE (or Slurm's, "
+                      "Open MPI's) and XDT_JOB_TOKEN.",
+                      opts, n_opts);
+        return help ? 0 : 2;
+    }
+    if (a->emulate_wan && a->no_emulate_wan) {
+        xdt_log_error("xdt worker: --emulate-wan and --no-emulate-wan exclude each other");
+        return 2;
+    }
+    if (strcmp(a->tls, "tcp") != 0 && strcmp(a->tls, "shm") != 0) {
+        xdt_log_error("xdt worker: --tls %s: expected tcp or shm", a->tls);
+        return 2;
+    }
+    xdt_status st = run(&w);
+    cleanup(&w);
+    return st == XDT_OK ? 0 : 1;
+}

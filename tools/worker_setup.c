@@ -1,0 +1,145 @@
+/* worker_setup.c: bootstrap, UCX, WAN shaping and the rank's plan for `xdt worker`. */
+#include "tools/worker_setup.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "transports/wan_shaper.h"
+#ifdef XDT_HAVE_UCX
+#include "transports/ucx/ucx_transport.h"
+#endif
+
+/* The job id every rank agrees on: rank 0 draws it and publishes it in the store. */
+static xdt_status agree_job_id(xdt_worker_link *w, int timeout_ms) {
+    if (w->env.rank == 0) {
+        FILE *f = fopen("/dev/urandom", "rb");
+        uint64_t id = 0;
+        const bool ok = f && fread(&id, sizeof id, 1, f) == 1;
+        if (f) fclose(f);
+        if (!ok) return xdt_fail(XDT_ERR_IO, "worker: cannot read /dev/urandom for the job id");
+        xdt_status st = xdt_store_set(w->store, "xdt/job_id", &id, sizeof id);
+        if (st) return st;
+    }
+    size_t len = 0;
+    return xdt_store_get(w->store, "xdt/job_id", &w->job_id, sizeof w->job_id, &len, timeout_ms);
+}
+
+static xdt_status shape_links(const xdt_loaded_plan *plan, xdt_worker_link *w) {
+    const int me = w->env.rank, R = plan->ranks;
+    xdt_link_shape *shapes = calloc((size_t)R, sizeof *shapes);
+    if (!shapes) return xdt_fail(XDT_ERR_NO_MEMORY, "worker: out of memory");
+    bool any = false;
+    for (int g = 0; g < R; g++) {
+        const int a = plan->rank[me].site_index, b = plan->rank[g].site_index;
+        if (g == me || a == b) continue;
+        const xdt_plan_site_link *l = xdt_plan_site_link_between(plan, a, b);
+        if (!l) continue;
+        shapes[g] = (xdt_link_shape){.bandwidth_bps = l->gbps * 1e9,
+                                     .latency_s = l->latency_ms * 1e-3,
+                                     .jitter_s = l->jitter_ms * 1e-3};
+        any = true;
+    }
+    xdt_status st = XDT_OK;
+    if (any) {
+        xdt_shaper_options o = {.seed = w->job_id ^ (uint64_t)me};
+        xdt_transport *shaped = NULL;
+        st = xdt_shaper_create(w->t, shapes, &o, &shaped);
+        if (!st) w->t = shaped;
+    }
+    free(shapes);
+    return st;
+}
+
+xdt_status xdt_worker_connect(const xdt_loaded_plan *plan, const char *tls, bool emulate_wan,
+                              int timeout_ms, xdt_worker_link *out) {
+    xdt_worker_link w = {0};
+    xdt_status st = xdt_bootstrap_env_read(&w.env);
+    if (st) return st;
+    if (w.env.world_size != plan->ranks)
+        return xdt_fail(XDT_ERR_CONFIG,
+                        "worker: %s gives a world of %d ranks; the plan has %d (%d replicas x %d "
+                        "stages)",
+                        w.env.rank_var, w.env.world_size, plan->ranks, plan->replicas,
+                        plan->stages);
+#ifndef XDT_HAVE_UCX
+    (void)tls;
+    (void)emulate_wan;
+    (void)timeout_ms;
+    return xdt_fail(XDT_ERR_UNSUPPORTED, "worker: this build has no UCX transport");
+#else
+    if ((st = xdt_store_open(&w.env, timeout_ms, &w.store))) return st;
+    xdt_ucx_options o = {.tls = !strcmp(tls, "shm") ? "posix,sysv,cma,self" : "tcp,self"};
+    if ((st = agree_job_id(&w, timeout_ms)) ||
+        (st = xdt_ucx_transport_create(w.env.rank, w.env.world_size, &o, &w.t)) ||
+        (st = xdt_store_connect_transport(w.store, w.t, timeout_ms)) ||
+        (emulate_wan && (st = shape_links(plan, &w)))) {
+        xdt_worker_disconnect(&w);
+        return st;
+    }
+    *out = w;
+    return XDT_OK;
+#endif
+}
+
+void xdt_worker_disconnect(xdt_worker_link *w) {
+    xdt_transport_destroy(w->t);
+    xdt_store_close(w->store);
+    memset(w, 0, sizeof *w);
+}
+
+/* A codec spec from the plan's name; gradients of all-reduces keep an error-feedback residual. */
+static xdt_status codec_spec(const char *name, bool error_feedback, xdt_codec_spec *out) {
+    char text[32];
+    const bool lossy = name[0] && strcmp(name, "none") && strcmp(name, "zstd");
+    snprintf(text, sizeof text, "%s%s", name[0] ? name : "none",
+             error_feedback && lossy ? "+ef" : "");
+    return xdt_codec_parse(text, out);
+}
+
+xdt_status xdt_worker_rank_plan(const xdt_loaded_plan *plan, int rank, uint64_t job_id,
+                                int *site_of, xdt_rank_plan *out) {
+    if (rank < 0 || rank >= plan->ranks)
+        return xdt_fail(XDT_ERR_CONFIG, "worker: rank %d outside the plan's %d ranks", rank,
+                        plan->ranks);
+    if (plan->chunks > XDT_EXEC_MAX_CHUNKS)
+        return xdt_fail(XDT_ERR_CONFIG, "worker: %d chunks per rank; the runtime runs up to %d",
+                        plan->chunks, XDT_EXEC_MAX_CHUNKS);
+    const xdt_plan_rank *r = &plan->rank[rank];
+    const int P = plan->stages, d = r->replica, p = r->pipeline_rank;
+    xdt_rank_plan rp = {
+        .model = plan->model,
+        .replica = d,
+        .replicas = plan->replicas,
+        .pipeline_rank = p,
+        .stages = P,
+        .chunks = plan->chunks,
+        .global_batch = plan->global_batch,
+        .seq = plan->seq,
+        .microbatch = plan->microbatch,
+        .replica_microbatches = plan->replica_microbatches[d],
+        .schedule = plan->schedules[d],
+        .slowdown = r->slowdown,
+        .site_of = site_of,
+        .job_id = job_id,
+    };
+    for (int e = 0; e < d; e++)
+        rp.replica_first_microbatch += plan->replica_microbatches[e];
+    for (int v = 0; v < plan->chunks; v++) {
+        rp.units[v][0] = r->units[v][0];
+        rp.units[v][1] = r->units[v][1];
+    }
+    for (int g = 0; g < plan->ranks; g++)
+        site_of[g] = plan->rank[g].site_index;
+    /* a link's codec is listed on its upstream rank: ours for what we send on, the previous
+     * rank's for the gradients we send back */
+    const int prev = d * P + (p + P - 1) % P;
+    xdt_status st;
+    if ((st = codec_spec(r->link_codec, false, &rp.codec_next)) ||
+        (st = codec_spec(plan->rank[prev].link_codec, false, &rp.codec_prev)) ||
+        (st = codec_spec(plan->dp_codec[p], true, &rp.dp_codec)))
+        return st;
+    *out = rp;
+    return XDT_OK;
+}

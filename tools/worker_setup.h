@@ -1,0 +1,31 @@
+/* worker_setup.h: what `xdt worker` needs before its first step: the rank's place in the plan
+ * (plan.json -> the executor's plain xdt_rank_plan), and a transport to the other ranks --
+ * bootstrap from the environment (torchrun, Slurm or Open MPI variables, XDT_JOB_TOKEN), UCX,
+ * and between ranks of different sites the WAN shaper with the plan's link figures. */
+#ifndef XDT_WORKER_SETUP_H
+#define XDT_WORKER_SETUP_H
+
+#include "core/pipeline_executor.h"
+#include "planner/plan_io.h"
+#include "transports/bootstrap.h"
+
+typedef struct xdt_worker_link {
+    xdt_bootstrap_env env;
+    xdt_store *store;
+    xdt_transport *t; /* shaped when emulating the WAN */
+    uint64_t job_id;  /* carried by every frame: a stray rank of another job is refused */
+} xdt_worker_link;
+
+/* Reads the environment, checks its world size against the plan, opens the store (rank 0
+ * serves it), creates the UCX transport (`tls`: "tcp" or "shm"), connects every pair and, with
+ * emulate_wan, shapes the links between ranks of different sites. */
+xdt_status xdt_worker_connect(const xdt_loaded_plan *plan, const char *tls, bool emulate_wan,
+                              int timeout_ms, xdt_worker_link *out);
+void xdt_worker_disconnect(xdt_worker_link *w);
+
+/* The executor's description of `rank` in the plan. site_of (plan->ranks entries) is filled
+ * and referenced by out. */
+xdt_status xdt_worker_rank_plan(const xdt_loaded_plan *plan, int rank, uint64_t job_id,
+                                int *site_of, xdt_rank_plan *out);
+
+#endif
