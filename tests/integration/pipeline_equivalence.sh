@@ -1,0 +1,73 @@
+#!/bin/bash
+# pipeline_equivalence.sh: a pipeline gives the losses of single-process training. gpt-tiny
+# with 6 layers, global batch 4 x 32, codec none, 20 steps: 2, 3 and 4 stages under every
+# schedule kind (interleaved where the units allow two chunks per rank), and 2 data-parallel
+# replicas of 2 stages, each launched as real processes over UCX; every step's loss must match
+# `xdt train` on the same data and seed to 1e-5 relative.
+. "$(dirname "$0")/lib.sh"
+[ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
+"$XDT" worker --help >/dev/null 2>&1 || { echo "skip: xdt has no worker"; exit 77; }
+cat >"$WORK/model.yaml" <<'YAML'
+name: gpt-tiny6
+vocab_size: 256
+max_seq_len: 32
+n_layer: 6
+n_head: 4
+n_embd: 64
+YAML
+# two sites of two CPU ranks on this host
+cat >"$WORK/cluster.yaml" <<'YAML'
+name: four-cpus
+sites:
+  - name: a
+    network: {gbps: 40, latency_us: 10}
+    nodes:
+      - {name: a, type: cpu, devices: 2}
+  - name: b
+    network: {gbps: 40, latency_us: 10}
+    nodes:
+      - {name: b, type: cpu, devices: 2}
+links:
+  - {from: a, to: b, gbps: 1, latency_ms: 5}
+YAML
+STEPS=20
+COMMON=(--data "$TEXT" --steps $STEPS --threads 1 --eval-every 0 --seed 7)
+"$XDT" train --model "$WORK/model.yaml" --batch 4 --seq 32 "${COMMON[@]}" \
+    --metrics "$WORK/ref.jsonl" >/dev/null 2>&1
+check "reference run writes $STEPS steps" test "$(wc -l <"$WORK/ref.jsonl")" -eq $STEPS
+
+# same_losses A B: every step's loss within 1e-5 relative
+same_losses() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
+b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
+worst = max(abs(x - y) / abs(y) for x, y in zip(a, b)) if len(a) == len(b) else float("inf")
+print(f"    {len(a)} steps, worst relative difference {worst:.2e}")
+sys.exit(0 if len(a) == len(b) and worst <= 1e-5 else 1)
+PY
+}
+
+run_case() { # run_case STAGES REPLICAS SCHEDULE
+    local tag="$1x$2-$3" plan="$WORK/plan-$1x$2-$3.json"
+    if ! "$XDT" plan --cluster "$WORK/cluster.yaml" --catalog "$ROOT/configs/devices.yaml" \
+        --model "$WORK/model.yaml" --global-batch 4 --seq 32 --microbatch 1 --stages "$1" \
+        --replicas "$2" --schedule "$3" --codec none -o "$plan" >"$WORK/plan-$tag.txt" 2>&1; then
+        fail "plan $tag"; sed 's/^/    /' "$WORK/plan-$tag.txt" >&2; return
+    fi
+    if ! timeout 300 "$XDT" launch "$plan" "${COMMON[@]}" --no-emulate-wan \
+        --metrics "$WORK/$tag.jsonl" >"$WORK/$tag.out" 2>&1; then
+        fail "launch $tag"; tail -n 5 "$WORK/$tag.out" | sed 's/^/    /' >&2; return
+    fi
+    echo "$tag:"
+    check "$tag gives xdt train's losses" same_losses "$WORK/$tag.jsonl" "$WORK/ref.jsonl"
+}
+
+for stages in 2 3 4; do
+    for kind in gpipe 1f1b xdc; do run_case $stages 1 $kind; done
+done
+run_case 2 1 interleaved
+run_case 4 1 interleaved
+run_case 2 2 1f1b
+run_case 2 2 gpipe
+finish
