@@ -30,7 +30,7 @@ typedef struct message {
 
 typedef struct peer_link {
     int rank;
-    xdt_channel *act, *grad, *raw; /* ACT and GRAD with their codecs; TIED and NORM raw */
+    xdt_channel *act, *grad, *tied, *raw; /* each kind with its codec; NORM raw */
     uint64_t send_seq[XDT_MSG_KIND_COUNT], recv_seq[XDT_MSG_KIND_COUNT];
     uint64_t wire_bytes, raw_bytes; /* sent; under the engine lock */
 } peer_link;
@@ -65,7 +65,10 @@ static peer_link *link_of(xdt_comm *c, int rank) {
 }
 
 static xdt_channel *channel_of(peer_link *l, xdt_msg_kind kind) {
-    return kind == XDT_MSG_ACT ? l->act : kind == XDT_MSG_GRAD ? l->grad : l->raw;
+    return kind == XDT_MSG_ACT    ? l->act
+           : kind == XDT_MSG_GRAD ? l->grad
+           : kind == XDT_MSG_TIED ? l->tied
+                                  : l->raw;
 }
 
 static const char *kind_name(xdt_msg_kind k) {
@@ -303,8 +306,10 @@ xdt_status xdt_comm_create(xdt_transport *t, const xdt_comm_config *cfg, xdt_com
         if (cp->coded_floats) st = xdt_channel_create(t, l->rank, &cc, &l->act);
         cc.codec = cp->codec_grad;
         if (!st && cp->coded_floats) st = xdt_channel_create(t, l->rank, &cc, &l->grad);
-        cc.codec = (xdt_codec_spec){.kind = XDT_CODEC_NONE};
+        cc.codec = cp->codec_tied;
         cc.max_floats = cp->raw_floats ? cp->raw_floats : 1;
+        if (!st) st = xdt_channel_create(t, l->rank, &cc, &l->tied);
+        cc.codec = (xdt_codec_spec){.kind = XDT_CODEC_NONE};
         if (!st) st = xdt_channel_create(t, l->rank, &cc, &l->raw);
         for (int k = 0; !st && k < XDT_MSG_KIND_COUNT; k++) {
             xdt_channel *ch = channel_of(l, (xdt_msg_kind)k);
@@ -361,6 +366,7 @@ void xdt_comm_destroy(xdt_comm *c) {
     for (int i = 0; c->peers && i < c->n_peers; i++) {
         xdt_channel_destroy(c->peers[i].act);
         xdt_channel_destroy(c->peers[i].grad);
+        xdt_channel_destroy(c->peers[i].tied);
         xdt_channel_destroy(c->peers[i].raw);
     }
     free(c->peers);

@@ -39,8 +39,9 @@ typedef struct xdt_comm_peer {
     int rank;                  /* transport rank */
     xdt_codec_spec codec_act;  /* for the activations this rank sends there */
     xdt_codec_spec codec_grad; /* for the gradients this rank sends there */
+    xdt_codec_spec codec_tied; /* for the tied gradient (when raw_floats holds it) */
     size_t coded_floats;       /* largest activation or gradient exchanged with it (0: none) */
-    size_t raw_floats;         /* largest tied-gradient or norm message (sent raw) */
+    size_t raw_floats;         /* largest tied-gradient or norm message (norms go raw) */
 } xdt_comm_peer;
 
 typedef struct xdt_comm_config {

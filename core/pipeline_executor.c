@@ -35,9 +35,11 @@ struct xdt_executor {
     xdt_msg_id *recvs; /* the step's receives, the same every step */
     int n_recvs, *recv_of_op, tied_recv, norm_recv;
     size_t act_floats, tied_floats;
-    float *host_buf; /* staging between device and communication, act_floats or tied_floats */
-    float *dev_tied; /* device scratch for the partner's tied gradient */
-    int tied_peer;   /* transport rank of the tied partner, -1 when none */
+    float *host_buf;       /* staging between device and communication, act_floats or tied_floats */
+    float *dev_tied;       /* device scratch for the partner's tied gradient */
+    xdt_codec *tied_codec; /* a lossy tied exchange: our own gradient goes through it too */
+    unsigned char *tied_wire;
+    int tied_peer; /* transport rank of the tied partner, -1 when none */
     bool dp;
     xdt_group dp_group;
     double dp_wan_bytes, dp_wan_raw_bytes; /* sent between sites by all-reduces */
@@ -206,6 +208,14 @@ xdt_status xdt_executor_create(const xdt_rank_plan *rp, xdt_device *dev, xdt_tra
     if (ex->tied_peer >= 0 &&
         (st = xdt_device_alloc(dev, ex->tied_floats * sizeof(float), (void **)&ex->dev_tied)))
         goto err;
+    if (ex->tied_peer >= 0 && rp->tied_codec.kind != XDT_CODEC_NONE) {
+        ex->tied_wire = malloc(xdt_codec_max_encoded_bytes(&rp->tied_codec, ex->tied_floats));
+        if (!ex->tied_wire) {
+            st = xdt_fail(XDT_ERR_NO_MEMORY, "executor: out of memory");
+            goto err;
+        }
+        if ((st = xdt_codec_create(&rp->tied_codec, ex->tied_floats, &ex->tied_codec))) goto err;
+    }
     /* the peers: every other rank (norm and loss sums); the replica's pipeline neighbours
      * also exchange activations and gradients, the tied partner its gradient */
     const int R = rp->replicas * P;
@@ -217,6 +227,7 @@ xdt_status xdt_executor_create(const xdt_rank_plan *rp, xdt_device *dev, xdt_tra
             xdt_comm_peer *cp = &peers[n_peers++];
             cp->rank = g;
             cp->raw_floats = g == ex->tied_peer ? ex->tied_floats : NORM_FLOATS;
+            if (g == ex->tied_peer) cp->codec_tied = rp->tied_codec;
             if (g / P != rp->replica || P < 2) continue;
             /* activations go forward to p + 1 (wrapping to 0 between interleaved chunks),
              * gradients back to p - 1 (wrapping likewise) */
@@ -256,6 +267,8 @@ void xdt_executor_destroy(xdt_executor *ex) {
         free(ex->free_slots[v]);
     }
     if (ex->dev_tied) xdt_device_free(ex->dev, ex->dev_tied);
+    xdt_codec_destroy(ex->tied_codec);
+    free(ex->tied_wire);
     free(ex->slot_of);
     free(ex->host_buf);
     free(ex->recvs);
@@ -411,54 +424,81 @@ static void wan_bytes_so_far(xdt_executor *ex, double *wire_total, double *raw_t
     }
 }
 
-/* ALLREDUCE: tied gradient, data-parallel all-reduce, then every rank's norm, loss and WAN
- * sums to every rank. */
-static xdt_status reduce(xdt_executor *ex, step_ctx *sc, double *norm, double *loss, double *wan) {
+/* The tied matrix's gradient on this rank (the embedding's on the first rank, the head's copy on
+ * the last). */
+static float *tied_grad(xdt_executor *ex) {
     const xdt_rank_plan *rp = &ex->rp;
-    xdt_status st = XDT_OK;
-    if (ex->tied_peer >= 0) {
-        /* both ends add the partner's pre-reduction gradient to their own: a + b == b + a, so
-         * the two copies of the tied matrix stay bit-identical */
-        xdt_stage *s = ex->stage[rp->pipeline_rank == 0 ? 0 : rp->chunks - 1];
-        const xdt_param_tensor *tt =
-            tensor_of(s, rp->pipeline_rank == 0 ? XDT_P_WTE : XDT_P_LM_HEAD);
-        if (!tt)
-            return xdt_fail(XDT_ERR_INVALID_ARG, "rank %d: no tied embedding tensor", ex->rank);
-        float *g = xdt_stage_grads(s) + tt->offset;
+    xdt_stage *s = ex->stage[rp->pipeline_rank == 0 ? 0 : rp->chunks - 1];
+    const xdt_param_tensor *tt = tensor_of(s, rp->pipeline_rank == 0 ? XDT_P_WTE : XDT_P_LM_HEAD);
+    return tt ? xdt_stage_grads(s) + tt->offset : NULL;
+}
+
+static xdt_status send_tied(xdt_executor *ex) {
+    float *g = tied_grad(ex);
+    if (!g) return xdt_fail(XDT_ERR_INVALID_ARG, "rank %d: no tied embedding tensor", ex->rank);
+    ex->dev->ops->copy(ex->dev->ctx, ex->host_buf, g, ex->tied_floats * sizeof(float),
+                       XDT_COPY_DEVICE_TO_HOST);
+    xdt_msg_id id = {.peer = ex->tied_peer, .kind = XDT_MSG_TIED, .n = ex->tied_floats};
+    return xdt_comm_send(ex->comm, &id, ex->host_buf);
+}
+
+/* Adds the partner's pre-reduction gradient to ours: a + b == b + a, so the two copies of the
+ * tied matrix stay bit-identical. Through a lossy codec each side adds the partner's decoded
+ * gradient to its own gradient decoded the same way, for the same reason. */
+static xdt_status add_tied(xdt_executor *ex) {
+    float *g = tied_grad(ex);
+    xdt_status st;
+    if (ex->tied_codec) {
+        size_t len = 0;
+        const size_t cap = xdt_codec_max_encoded_bytes(&ex->rp.tied_codec, ex->tied_floats);
         ex->dev->ops->copy(ex->dev->ctx, ex->host_buf, g, ex->tied_floats * sizeof(float),
                            XDT_COPY_DEVICE_TO_HOST);
-        xdt_msg_id id = {.peer = ex->tied_peer, .kind = XDT_MSG_TIED, .n = ex->tied_floats};
-        const double t0 = now_s();
-        if ((st = xdt_comm_send(ex->comm, &id, ex->host_buf)) ||
-            (st = xdt_comm_recv(ex->comm, ex->tied_recv, ex->host_buf)))
+        if ((st = xdt_codec_encode(ex->tied_codec, ex->host_buf, ex->tied_floats, ex->tied_wire,
+                                   cap, &len)) ||
+            (st = xdt_codec_decode(ex->tied_codec, ex->tied_wire, len, ex->host_buf,
+                                   ex->tied_floats)))
             return st;
-        ex->wait_s += now_s() - t0;
-        ex->dev->ops->copy(ex->dev->ctx, ex->dev_tied, ex->host_buf,
-                           ex->tied_floats * sizeof(float), XDT_COPY_HOST_TO_DEVICE);
-        ex->dev->ops->add(ex->dev->ctx, g, g, ex->dev_tied, ex->tied_floats);
+        ex->dev->ops->copy(ex->dev->ctx, g, ex->host_buf, ex->tied_floats * sizeof(float),
+                           XDT_COPY_HOST_TO_DEVICE);
     }
-    if (ex->dp) {
-        /* the transport is the compute thread's while the collectives run */
-        if (ex->comm && (st = xdt_comm_drain(ex->comm))) return st;
-        const int D = rp->replicas;
-        for (int v = 0; v < rp->chunks && !st; v++) {
-            xdt_stage *s = ex->stage[v];
-            const size_t n = xdt_stage_num_params(s);
-            /* the CPU backend's memory is host memory; device backends stage it (issue 6) */
-            st = xdt_allreduce_encoded(&ex->dp_group, xdt_stage_grads(s), n, XDT_REDUCE_SUM,
-                                       &rp->dp_codec);
-            /* a ring sends 2 (D - 1) chunks of n / D to the next member */
-            const int next = ((rp->replica + 1) % D) * rp->stages + rp->pipeline_rank;
-            if (rp->site_of && rp->site_of[next] != rp->site_of[ex->rank]) {
-                ex->dp_wan_bytes +=
-                    2.0 * (D - 1) * (double)xdt_codec_max_encoded_bytes(&rp->dp_codec, n / D + 1);
-                ex->dp_wan_raw_bytes += 2.0 * (D - 1) * (double)(n / D + 1) * sizeof(float);
-            }
+    const double t0 = now_s();
+    st = xdt_comm_recv(ex->comm, ex->tied_recv, ex->host_buf);
+    ex->wait_s += now_s() - t0;
+    if (st) return st;
+    ex->dev->ops->copy(ex->dev->ctx, ex->dev_tied, ex->host_buf, ex->tied_floats * sizeof(float),
+                       XDT_COPY_HOST_TO_DEVICE);
+    ex->dev->ops->add(ex->dev->ctx, g, g, ex->dev_tied, ex->tied_floats);
+    return XDT_OK;
+}
+
+static xdt_status allreduce_replicas(xdt_executor *ex) {
+    const xdt_rank_plan *rp = &ex->rp;
+    /* the transport is the compute thread's while the collectives run */
+    xdt_status st = ex->comm ? xdt_comm_drain(ex->comm) : XDT_OK;
+    const int D = rp->replicas;
+    for (int v = 0; v < rp->chunks && !st; v++) {
+        xdt_stage *s = ex->stage[v];
+        const size_t n = xdt_stage_num_params(s);
+        /* the CPU backend's memory is host memory; device backends stage it (issue 6) */
+        st = xdt_allreduce_encoded(&ex->dp_group, xdt_stage_grads(s), n, XDT_REDUCE_SUM,
+                                   &rp->dp_codec);
+        /* a ring sends 2 (D - 1) chunks of n / D to the next member */
+        const int next = ((rp->replica + 1) % D) * rp->stages + rp->pipeline_rank;
+        if (rp->site_of && rp->site_of[next] != rp->site_of[ex->rank]) {
+            ex->dp_wan_bytes +=
+                2.0 * (D - 1) * (double)xdt_codec_max_encoded_bytes(&rp->dp_codec, n / D + 1);
+            ex->dp_wan_raw_bytes += 2.0 * (D - 1) * (double)(n / D + 1) * sizeof(float);
         }
-        if (!st && ex->comm) st = xdt_comm_resume(ex->comm);
-        if (st) return st;
     }
-    /* this rank's squared norm; the head's copy of the tied matrix is counted on the first rank */
+    if (!st && ex->comm) st = xdt_comm_resume(ex->comm);
+    return st;
+}
+
+/* Sends this rank's sums (squared norm -- the head's copy of the tied matrix is counted on the
+ * first rank --, loss share, WAN bytes, compute time) to every other rank; keeps them in mine. */
+static xdt_status send_sums(xdt_executor *ex, const step_ctx *sc, float *mine) {
+    const xdt_rank_plan *rp = &ex->rp;
+    xdt_status st;
     double sumsq = 0;
     for (int v = 0; v < rp->chunks; v++) {
         int n;
@@ -472,27 +512,41 @@ static xdt_status reduce(xdt_executor *ex, step_ctx *sc, double *norm, double *l
             sumsq += sq;
         }
     }
-    /* every rank sends its sums to every other; all add them in rank order, so every rank
-     * holds the same totals (each replica counts the all-reduced gradients once: / D) */
-    const int R = rp->replicas * rp->stages;
     double wire_now, raw_now;
     wan_bytes_so_far(ex, &wire_now, &raw_now);
     const double sums[NORM_SUMS] = {sumsq, sc->loss_sum, wire_now - ex->wan_reported,
                                     raw_now - ex->wan_raw_reported, ex->busy_s};
     ex->wan_reported = wire_now;
     ex->wan_raw_reported = raw_now;
-    float mine[NORM_FLOATS];
     for (int k = 0; k < NORM_SUMS; k++)
         split_double(sums[k], &mine[2 * k], &mine[2 * k + 1]);
-    for (int g = 0; g < R; g++) {
+    for (int g = 0; g < rp->replicas * rp->stages; g++) {
         if (g == ex->rank) continue;
         xdt_msg_id id = {.peer = g, .kind = XDT_MSG_NORM, .n = NORM_FLOATS};
         if ((st = xdt_comm_send(ex->comm, &id, mine))) return st;
     }
+    return XDT_OK;
+}
+
+/* ALLREDUCE: the tied gradient's exchange, the data-parallel all-reduce, and every rank's sums
+ * to every rank (added in rank order, so all hold the same totals; with replicas each counts
+ * the all-reduced gradients once, hence / D). A rank whose sums do not depend on the tied sum
+ * (all but the first, without replicas) sends them before waiting for it, so the exchange
+ * costs one link latency at the end of the step, not two. */
+static xdt_status reduce(xdt_executor *ex, step_ctx *sc, double *norm, double *loss, double *wan) {
+    const xdt_rank_plan *rp = &ex->rp;
+    xdt_status st = XDT_OK;
+    float mine[NORM_FLOATS];
+    const bool early = !ex->dp && rp->pipeline_rank != 0;
+    if (ex->tied_peer >= 0 && (st = send_tied(ex))) return st;
+    if (early && (st = send_sums(ex, sc, mine))) return st;
+    if (ex->tied_peer >= 0 && (st = add_tied(ex))) return st;
+    if (ex->dp && (st = allreduce_replicas(ex))) return st;
+    if (!early && (st = send_sums(ex, sc, mine))) return st;
     const double t0 = now_s();
     for (int k = 0; k < NORM_SUMS; k++)
         ex->totals[k] = 0;
-    for (int g = 0, r = ex->norm_recv; g < R; g++) {
+    for (int g = 0, r = ex->norm_recv; g < rp->replicas * rp->stages; g++) {
         float got[NORM_FLOATS];
         if (g == ex->rank) {
             memcpy(got, mine, sizeof got);
@@ -503,10 +557,9 @@ static xdt_status reduce(xdt_executor *ex, step_ctx *sc, double *norm, double *l
             ex->totals[k] += (double)got[2 * k] + (double)got[2 * k + 1];
     }
     ex->wait_s += now_s() - t0;
-    double total[3] = {ex->totals[0], ex->totals[1], ex->totals[2]};
-    *norm = sqrt(total[0] / rp->replicas);
-    *loss = total[1];
-    *wan = total[2];
+    *norm = sqrt(ex->totals[0] / rp->replicas);
+    *loss = ex->totals[1];
+    *wan = ex->totals[2];
     return XDT_OK;
 }
 

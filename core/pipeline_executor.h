@@ -37,6 +37,7 @@ typedef struct xdt_rank_plan {
     xdt_codec_spec codec_next;         /* activations to pipeline rank p + 1 (and wrap-around) */
     xdt_codec_spec codec_prev;         /* gradients to pipeline rank p - 1 */
     xdt_codec_spec dp_codec;           /* the gradient all-reduce across replicas */
+    xdt_codec_spec tied_codec;         /* the tied gradient between the first and last ranks */
     double slowdown;                   /* >= 1: each compute op is stretched to this many times */
     const int *site_of; /* site index of every transport rank (WAN accounting), or NULL */
     uint64_t job_id;

@@ -179,7 +179,39 @@ static int split_classes(const xdt_solver_input *in, const xdt_solution *s,
     return classes;
 }
 
+/* Per-rank figures of stage g (global) of replica d. */
+static void stage_figures(const xdt_solver_input *in, const xdt_solution *s, int d, int g,
+                          xdt_stage_cost *c) {
+    const int rank = d * s->stages + g % s->stages;
+    const xdt_topo_node *n = node_at(in->topo, s, rank);
+    xdt_stage_cost_estimate(in->cfg, s->split.first[g], s->split.first[g + 1] - 1, s->microbatch,
+                            in->seq, 1, n->type, n->slowdown, &in->cost, c);
+}
+
+/* The even split (for comparisons): S stages of U / S units, the remainder to the first ones;
+ * each stage's time is its slowest replica's. Memory is checked by the simulation. */
+static xdt_status even_split(const xdt_solver_input *in, xdt_solution *s) {
+    const int S = s->stages * s->chunks, U = xdt_gpt_num_units(in->cfg);
+    if (S > U) return XDT_ERR_CONFIG;
+    memset(&s->split, 0, sizeof s->split);
+    for (int g = 0, at = 0; g < S; g++) {
+        s->split.first[g] = at;
+        at += U / S + (g < U % S);
+    }
+    s->split.first[S] = U;
+    for (int g = 0; g < S; g++)
+        for (int d = 0; d < s->replicas; d++) {
+            xdt_stage_cost c;
+            stage_figures(in, s, d, g, &c);
+            const double ms = c.fwd_ms + c.bwd_ms;
+            if (ms > s->split.stage_ms[g]) s->split.stage_ms[g] = ms;
+            if (ms > s->split.bottleneck_ms) s->split.bottleneck_ms = ms;
+        }
+    return XDT_OK;
+}
+
 static xdt_status split(const xdt_solver_input *in, xdt_solution *s, const xdt_eval_options *opt) {
+    if (in->even_split) return even_split(in, s);
     const int P = s->stages;
     xdt_chain_device *chain = malloc(sizeof *chain * (size_t)64 * P);
     if (!chain) return XDT_ERR_NO_MEMORY;
@@ -215,15 +247,6 @@ static xdt_sim_link sim_link(const xdt_solver_input *in, int na, int nb, xdt_lin
     l.wire_ratio = xdt_link_codec_ratio(c);
     l.codec_ms_per_byte = xdt_link_codec_ms_per_byte(c, t->nodes[na].type, t->nodes[nb].type);
     return l;
-}
-
-/* Per-rank figures of stage g (global) of replica d. */
-static void stage_figures(const xdt_solver_input *in, const xdt_solution *s, int d, int g,
-                          xdt_stage_cost *c) {
-    const int rank = d * s->stages + g % s->stages;
-    const xdt_topo_node *n = node_at(in->topo, s, rank);
-    xdt_stage_cost_estimate(in->cfg, s->split.first[g], s->split.first[g + 1] - 1, s->microbatch,
-                            in->seq, 1, n->type, n->slowdown, &in->cost, c);
 }
 
 static double boundary_bytes(const xdt_solver_input *in, int mb) {
@@ -444,28 +467,115 @@ static double estimate(const xdt_solver_input *in, const xdt_solution *s, const 
     return worst + ar + opt_ms;
 }
 
-/* xdc: the rank before a link whose round trip outlasts its own forward + backward keeps
- * enough extra microbatches in flight to cover it. Returns whether any rank got extras. */
-static bool xdc_extras(const xdt_solver_input *in, xdt_solution *s, double scale) {
+/* xdc: the rank before a link whose round trip outlasts its own work keeps enough extra
+ * microbatches in flight to cover it: the round trip divided by its forward time (the warm-up
+ * fills the wait with forwards) or by its forward + backward (steady state), times scale.
+ * Returns whether any rank got extras. */
+static bool xdc_extras(const xdt_solver_input *in, xdt_solution *s, bool forward_only,
+                       double scale) {
     const int P = s->stages;
     const double bytes = boundary_bytes(in, s->microbatch);
     bool any = false;
     for (int p = 0; p < P; p++) {
         s->extra[p] = 0;
         if (p + 1 == P) continue;
-        double worst = 0; /* over the replicas */
+        double worst = 0, work = 1e-9; /* over the replicas */
         for (int d = 0; d < s->replicas; d++) {
             const xdt_sim_link l =
                 sim_link(in, s->node[d * P + p], s->node[d * P + p + 1], s->link_codec[d * P + p]);
             const double wire = l.bytes_per_ms > 0 ? bytes * l.wire_ratio / l.bytes_per_ms : 0;
             const double rtt = 2 * (l.latency_ms + wire + bytes * l.codec_ms_per_byte);
             worst = rtt > worst ? rtt : worst;
+            xdt_stage_cost c;
+            stage_figures(in, s, d, p, &c);
+            const double w = forward_only ? c.fwd_ms : c.fwd_ms + c.bwd_ms;
+            work = w > work ? w : work;
         }
-        const double stage = s->split.stage_ms[p] > 0 ? s->split.stage_ms[p] : 1e-9;
-        s->extra[p] = (int)ceil(scale * worst / stage - 1e-9);
+        s->extra[p] = (int)ceil(scale * worst / work - 1e-9);
         if (s->extra[p] > 0) any = true;
     }
     return any;
+}
+
+/* Fills the prediction of a laid-out, split solution: the closed-form estimate, or the
+ * simulation (which also checks every rank's peak memory). */
+static xdt_status predict(const xdt_solver_input *in, xdt_solution *s,
+                          const xdt_eval_options *opt) {
+    const int P = s->stages, D = s->replicas;
+    if (opt->estimate) {
+        double ar[XDT_PLAN_MAX_RANKS], opt_ms;
+        reductions(in, s, ar, &opt_ms);
+        s->step_ms = estimate(in, s, ar, opt_ms);
+        s->tokens_per_s = (double)in->global_batch * in->seq / (s->step_ms * 1e-3);
+        return XDT_OK;
+    }
+    xdt_job_costs jc;
+    xdt_status st = xdt_job_costs_build(in, s, false, &jc);
+    if (st) return st;
+    double ar_unused[XDT_PLAN_MAX_RANKS], opt_unused;
+    s->wan_bytes = 0;
+    reductions(in, s, ar_unused, &opt_unused); /* the codecs and all-reduce WAN bytes */
+    xdt_sim_input si;
+    xdt_job_costs_sim_input(&jc, &si);
+    xdt_sim_result r;
+    st = xdt_simulate(&si, &r);
+    if (st == XDT_OK) {
+        s->step_ms = r.step_ms;
+        s->tokens_per_s = (double)in->global_batch * in->seq / (r.step_ms * 1e-3);
+        double busy = 0;
+        int counted = 0;
+        for (int d = 0; d < D; d++) {
+            int e = 0; /* the simulated replica standing for d */
+            while (e < jc.replicas &&
+                   !(jc.replica_of[e] == d || same_replica(in, s, jc.replica_of[e], d)))
+                e++;
+            for (int p = 0; p < P; p++) {
+                busy += r.busy_ms[e * P + p];
+                s->peak_bytes[d * P + p] = r.peak_bytes[e * P + p];
+                const xdt_topo_node *n = node_at(in->topo, s, d * P + p);
+                if (r.peak_bytes[e * P + p] > n->type->memory_gib * 1073741824.0)
+                    st = XDT_ERR_CONFIG;
+            }
+            counted += P;
+            const int R = jc.replicas * P;
+            for (int a = 0; a < P; a++) /* pipeline traffic between sites */
+                for (int b = 0; b < P; b++)
+                    if (crosses_sites(in->topo, s->node[d * P + a], s->node[d * P + b]))
+                        s->wan_bytes += r.link_bytes[(size_t)(e * P + a) * R + e * P + b];
+        }
+        s->bubble = 1 - busy / (counted * r.step_ms);
+        xdt_sim_result_free(&r);
+    }
+    xdt_job_costs_free(&jc);
+    return st;
+}
+
+/* xdc: extras sized both ways from the 1F1B split, each halved until its split fits memory;
+ * the faster prediction wins. */
+static xdt_status plan_xdc(const xdt_solver_input *in, xdt_solution *s,
+                           const xdt_eval_options *opt) {
+    xdt_solution *trial = malloc(sizeof *trial), *best = malloc(sizeof *best);
+    xdt_status st = trial && best ? XDT_ERR_CONFIG : XDT_ERR_NO_MEMORY;
+    bool found = false;
+    for (int way = 0; way < 2 && trial && best; way++)
+        for (double scale = 1; scale > 0.1; scale /= 2) {
+            *trial = *s;
+            if (!xdc_extras(in, trial, way == 0, scale)) break;
+            if (split(in, trial, opt) != XDT_OK) continue;
+            if (predict(in, trial, opt) == XDT_OK &&
+                (!found || trial->step_ms < best->step_ms * (1 - 1e-12))) {
+                *best = *trial;
+                found = true;
+            }
+            break;
+        }
+    if (found) {
+        *s = *best;
+        st = XDT_OK;
+    }
+    free(trial);
+    free(best);
+    return st;
 }
 
 xdt_status xdt_layout_evaluate(const xdt_solver_input *in, const int *grid, int P, int D, int mb,
@@ -503,75 +613,8 @@ xdt_status xdt_layout_evaluate(const xdt_solver_input *in, const int *grid, int 
                 P > 1 ? codec_for(in, s->node[d * P + p], s->node[d * P + (p + 1) % P], bytes)
                       : XDT_LINK_CODEC_NONE;
     if ((st = split(in, s, opt))) goto out;
-    if (kind == XDT_SCHEDULE_XDC) {
-        /* extras sized from the 1F1B split, then the split redone for their memory; halved
-         * until it fits */
-        st = XDT_ERR_CONFIG;
-        for (double scale = 1; scale > 0.1; scale /= 2) {
-            xdt_solution *trial = malloc(sizeof *trial);
-            if (!trial) break;
-            *trial = *s;
-            if (!xdc_extras(in, trial, scale)) {
-                free(trial);
-                break;
-            }
-            if (split(in, trial, opt) == XDT_OK) {
-                *s = *trial;
-                st = XDT_OK;
-                free(trial);
-                break;
-            }
-            free(trial);
-        }
-        if (st) goto out;
-    }
-    if (opt->estimate) {
-        double ar[XDT_PLAN_MAX_RANKS], opt_ms;
-        reductions(in, s, ar, &opt_ms);
-        s->step_ms = estimate(in, s, ar, opt_ms);
-        s->tokens_per_s = (double)in->global_batch * in->seq / (s->step_ms * 1e-3);
-        *out = *s;
-        st = XDT_OK;
-        goto out;
-    }
-    xdt_job_costs jc;
-    if ((st = xdt_job_costs_build(in, s, false, &jc))) goto out;
-    double ar_unused[XDT_PLAN_MAX_RANKS], opt_unused;
-    s->wan_bytes = 0;
-    reductions(in, s, ar_unused, &opt_unused); /* the codecs and all-reduce WAN bytes */
-    xdt_sim_input si;
-    xdt_job_costs_sim_input(&jc, &si);
-    xdt_sim_result r;
-    st = xdt_simulate(&si, &r);
-    if (st == XDT_OK) {
-        s->step_ms = r.step_ms;
-        s->tokens_per_s = (double)in->global_batch * in->seq / (r.step_ms * 1e-3);
-        double busy = 0;
-        int counted = 0;
-        for (int d = 0; d < D; d++) {
-            int e = 0; /* the simulated replica standing for d */
-            while (e < jc.replicas &&
-                   !(jc.replica_of[e] == d || same_replica(in, s, jc.replica_of[e], d)))
-                e++;
-            for (int p = 0; p < P; p++) {
-                busy += r.busy_ms[e * P + p];
-                s->peak_bytes[d * P + p] = r.peak_bytes[e * P + p];
-                const xdt_topo_node *n = node_at(in->topo, s, d * P + p);
-                if (r.peak_bytes[e * P + p] > n->type->memory_gib * 1073741824.0)
-                    st = XDT_ERR_CONFIG;
-            }
-            counted += P;
-            const int R = jc.replicas * P;
-            for (int a = 0; a < P; a++) /* pipeline traffic between sites */
-                for (int b = 0; b < P; b++)
-                    if (crosses_sites(in->topo, s->node[d * P + a], s->node[d * P + b]))
-                        s->wan_bytes += r.link_bytes[(size_t)(e * P + a) * R + e * P + b];
-        }
-        s->bubble = 1 - busy / (counted * r.step_ms);
-        xdt_sim_result_free(&r);
-        if (st == XDT_OK) *out = *s;
-    }
-    xdt_job_costs_free(&jc);
+    st = kind == XDT_SCHEDULE_XDC ? plan_xdc(in, s, opt) : predict(in, s, opt);
+    if (st == XDT_OK) *out = *s;
 out:
     free(s);
     return st;

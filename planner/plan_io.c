@@ -117,9 +117,8 @@ static xdt_status load_sites(const char *path, const cJSON *root, xdt_loaded_pla
     if (!cJSON_IsArray(sites) || !cJSON_IsArray(links) || cJSON_GetArraySize(sites) < 1 ||
         cJSON_GetArraySize(sites) > XDT_PLAN_MAX_SITES ||
         cJSON_GetArraySize(links) > XDT_PLAN_MAX_SITES * (XDT_PLAN_MAX_SITES - 1) / 2)
-        return xdt_fail(XDT_ERR_FORMAT,
-                        "%s: needs 'sites' (1 to %d names) and 'site_links' arrays", path,
-                        XDT_PLAN_MAX_SITES);
+        return xdt_fail(XDT_ERR_FORMAT, "%s: needs 'sites' (1 to %d names) and 'site_links' arrays",
+                        path, XDT_PLAN_MAX_SITES);
     for (int i = 0; i < cJSON_GetArraySize(sites); i++) {
         const cJSON *s = cJSON_GetArrayItem(sites, i);
         if (!cJSON_IsString(s) || strlen(s->valuestring) >= sizeof p->sites[0] ||

@@ -44,6 +44,7 @@ typedef struct xdt_solver_input {
     int max_replicas; /* 0: any; 1: a single pipeline */
     int stages;       /* pipeline ranks per replica: 0 = the solver's choice */
     int replicas;     /* data-parallel replicas: 0 = the solver's choice */
+    bool even_split;  /* units split evenly instead of by speed (for comparisons) */
     xdt_search_mode search;
     xdt_cost_params cost;
 } xdt_solver_input;

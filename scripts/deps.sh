@@ -1,7 +1,8 @@
 # deps.sh: sourced by the quick-start scripts. Installs the Debian packages xdt needs that are
 # missing: with apt-get when root, otherwise it prints the apt-get line and fails.
 XDT_DEBIAN_PACKAGES=(gcc clang meson ninja-build pkg-config libopenblas-dev libyaml-dev
-    libxxhash-dev libzstd-dev libssl-dev libcjson-dev libucx-dev ucx-utils libomp-dev libclang-rt-14-dev python3 bsdutils)
+    libxxhash-dev libzstd-dev libssl-dev libcjson-dev libucx-dev ucx-utils openmpi-bin libomp-dev
+    libclang-rt-14-dev python3 bsdutils)
 
 xdt_install_deps() {
     local missing=() p

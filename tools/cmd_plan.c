@@ -17,7 +17,7 @@
 
 typedef struct plan_args {
     const char *cluster, *model, *out, *catalog, *codec, *profile, *search;
-    int global_batch, microbatch, seq, schedule, max_replicas, stages, replicas;
+    int global_batch, microbatch, seq, schedule, max_replicas, stages, replicas, split;
 } plan_args;
 
 static void print_plan(const xdt_topology *t, const xdt_model_config *cfg,
@@ -107,6 +107,8 @@ int xdt_cmd_plan(int argc, char **argv) {
                     1 << 20),
         XDT_OPT_INT("replicas", &a.replicas, "N", "exactly N data-parallel replicas [any]", 0,
                     1 << 20),
+        XDT_OPT_CHOICE("split", &a.split, "balanced|even",
+                       "layers by device speed, or evenly (for comparisons) [balanced]"),
         XDT_OPT_STRING("profile", &a.profile, "FILE",
                        "measured unit times (xdt profile) used for their device type"),
         XDT_OPT_STRING("search", &a.search, "auto|exact|pruned",
@@ -157,6 +159,7 @@ int xdt_cmd_plan(int argc, char **argv) {
                            .max_replicas = a.max_replicas,
                            .stages = a.stages,
                            .replicas = a.replicas,
+                           .even_split = a.split == 1,
                            .search = search,
                            .cost = {.dtype = XDT_MATH_BF16, .efficiency = 0.5}};
     int rc = 1;

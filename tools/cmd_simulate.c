@@ -1,13 +1,15 @@
-/* cmd_simulate.c: `xdt simulate plan.json [--trace sim.trace.json] [--svg timeline.svg]`:
- * replays a plan's schedules through the simulator, prints the predicted step, each rank's busy
- * and bubble fractions and peak memory, and the bytes on each link, and writes the Chrome trace
- * and the SVG timeline. */
+/* cmd_simulate.c: `xdt simulate plan.json [--trace sim.trace.json] [--svg timeline.svg]
+ * [--compare run.trace.json [--top N]]`: replays a plan's schedules through the simulator, prints
+ * the predicted step, each rank's busy and bubble fractions and peak memory, and the bytes on
+ * each link, writes the Chrome trace and the SVG timeline, and compares the prediction with a
+ * measured run's trace (`xdt launch --trace`, planner/trace_compare.h). */
 #include <stdio.h>
 #include <string.h>
 
 #include "core/log.h"
 #include "planner/plan_io.h"
 #include "planner/timeline_svg.h"
+#include "planner/trace_compare.h"
 #include "planner/trace_writer.h"
 #include "tools/cli_args.h"
 #include "tools/commands.h"
@@ -35,10 +37,16 @@ static void report(const xdt_loaded_plan *p, const xdt_sim_result *r) {
 }
 
 int xdt_cmd_simulate(int argc, char **argv) {
-    const char *trace = NULL, *svg = NULL;
+    const char *trace = NULL, *svg = NULL, *compare = NULL;
+    int top = 5;
     xdt_cli_opt opts[] = {
         XDT_OPT_STRING("trace", &trace, "FILE.json", "write the Chrome trace"),
         XDT_OPT_STRING("svg", &svg, "FILE.svg", "write the SVG timeline"),
+        XDT_OPT_STRING("compare", &compare, "RUN.json",
+                       "compare with a measured trace (xdt launch --trace): step time, error, "
+                       "largest per-op differences"),
+        XDT_OPT_INT("top", &top, "N", "with --compare: how many differences to print [5]", 0,
+                    1000000),
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     const char *plan_path = argc >= 1 && argv[0][0] != '-' ? argv[0] : NULL;
@@ -48,9 +56,11 @@ int xdt_cmd_simulate(int argc, char **argv) {
         return 2;
     if (help || !plan_path) {
         if (!help) xdt_log_error("xdt simulate: give the plan file (xdt simulate plan.json)");
-        xdt_cli_usage(help ? stdout : stderr, "simulate plan.json",
-                      "Predicts a plan's step with the simulator and draws its timeline.", opts,
-                      n_opts);
+        xdt_cli_usage(
+            help ? stdout : stderr, "simulate plan.json",
+            "Predicts a plan's step with the simulator, draws its timeline, and compares it with a "
+            "measured run's trace.",
+            opts, n_opts);
         return help ? 0 : 2;
     }
     xdt_loaded_plan p;
@@ -64,6 +74,15 @@ int xdt_cmd_simulate(int argc, char **argv) {
         rc = 0;
         if (trace && xdt_trace_write_sim(trace, plan_path, p.schedules[0], &r)) rc = 1;
         if (svg && xdt_timeline_write_svg(svg, plan_path, p.schedules[0], &r)) rc = 1;
+        xdt_trace_compare cmp;
+        if (compare) {
+            if (xdt_trace_compare_load(compare, &p, &r, &cmp) == XDT_OK) {
+                xdt_trace_compare_print(&cmp, top, stdout);
+                xdt_trace_compare_free(&cmp);
+            } else {
+                rc = 1;
+            }
+        }
         xdt_sim_result_free(&r);
     }
     xdt_plan_free(&p);

@@ -3,7 +3,9 @@
  * torchrun-style launchers), the ranks meet through the bootstrap store and talk over UCX, with
  * links between sites shaped as the plan's cluster says unless --no-emulate-wan. Every rank
  * reads the same global batch (same data, seed and order as `xdt train`), takes its replica's
- * microbatches, and runs its schedule; rank 0 shows the progress and writes the metrics. */
+ * microbatches, and runs its schedule; rank 0 shows the progress and writes the metrics.
+ * --ckpt-dir saves sharded checkpoints and --resume continues from the latest
+ * (tools/run_checkpoint.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,14 +18,15 @@
 #include "core/train_metrics.h"
 #include "tools/cli_args.h"
 #include "tools/commands.h"
+#include "tools/run_checkpoint.h"
 #include "tools/run_trace.h"
 #include "tools/train_options.h"
 #include "tools/worker_setup.h"
 
 typedef struct worker_args {
-    const char *plan, *data, *metrics, *trace, *tls;
-    int threads, timeout_s;
-    bool no_emulate_wan, emulate_wan;
+    const char *plan, *data, *metrics, *trace, *tls, *ckpt_dir;
+    int threads, timeout_s, ckpt_every;
+    bool no_emulate_wan, emulate_wan, resume;
     xdt_train_hparams h;
 } worker_args;
 
@@ -40,6 +43,7 @@ typedef struct worker_run {
     int32_t *inputs, *targets;
     xdt_metrics_file metrics;
     xdt_optim_config oc;
+    int start_step; /* steps already done (--resume) */
 } worker_run;
 
 static xdt_status setup(worker_run *w) {
@@ -84,7 +88,16 @@ static xdt_status setup(worker_run *w) {
                                         (uint64_t)a->h.seed)))
             return st;
     }
-    if (rank == 0 && a->metrics && (st = xdt_metrics_open(&w->metrics, a->metrics, false)))
+    if (a->ckpt_dir && !a->resume && (st = xdt_run_checkpoint_check_fresh(a->ckpt_dir))) return st;
+    if (a->resume) {
+        int64_t done = 0;
+        if ((st = xdt_run_checkpoint_resume(a->ckpt_dir, p, &w->link, w->ex,
+                                            w->have_data ? &w->loader.state : NULL, a->h.steps,
+                                            a->timeout_s * 1000, &done)))
+            return st;
+        w->start_step = (int)done;
+    }
+    if (rank == 0 && a->metrics && (st = xdt_metrics_open(&w->metrics, a->metrics, a->resume)))
         return st;
     if (rank == 0)
         xdt_log_info("plan %s: %d replicas x %d stages (%s, %d microbatches of %d) on %s; "
@@ -102,8 +115,8 @@ static xdt_status run(worker_run *w) {
     const xdt_loaded_plan *p = &w->plan;
     const bool lead = w->link.env.rank == 0;
     xdt_progress prog;
-    xdt_progress_init(&prog, 0, a->h.steps, a->h.log_every);
-    for (int step = 0; step < a->h.steps && !st; step++) {
+    xdt_progress_init(&prog, w->start_step, a->h.steps, a->h.log_every);
+    for (int step = w->start_step; step < a->h.steps && !st; step++) {
         const double t0 = xdt_now_s();
         if (w->have_data) xdt_batch_loader_next(&w->loader, w->inputs, w->targets);
         xdt_exec_result r;
@@ -125,6 +138,12 @@ static xdt_status run(worker_run *w) {
             xdt_progress_show(&prog, &m);
             st = xdt_metrics_write(&w->metrics, &m);
         }
+        const bool save = a->ckpt_dir && ((a->ckpt_every > 0 && (step + 1) % a->ckpt_every == 0) ||
+                                          step + 1 == a->h.steps);
+        if (!st && save)
+            st = xdt_run_checkpoint_save(a->ckpt_dir, step + 1, p, &w->link, w->ex,
+                                         w->have_data ? &w->loader.state : NULL,
+                                         a->timeout_s * 1000);
     }
     if (lead) xdt_progress_done(&prog);
     /* nobody closes its transport while another rank may still wait for its messages */
@@ -157,7 +176,7 @@ int xdt_cmd_worker(int argc, char **argv) {
     a->tls = "tcp";
     a->timeout_s = 30;
     xdt_train_hparams_defaults(&a->h);
-    xdt_cli_opt opts[8 + XDT_TRAIN_OPTION_COUNT] = {
+    xdt_cli_opt opts[11 + XDT_TRAIN_OPTION_COUNT] = {
         XDT_OPT_REQUIRED("data", &a->data, "PATH", "text file (byte tokens) or llm.c .bin shard"),
         XDT_OPT_FLAG("emulate-wan", &a->emulate_wan,
                      "shape links between sites as the plan's cluster says [default]"),
@@ -168,9 +187,14 @@ int xdt_cmd_worker(int argc, char **argv) {
         XDT_OPT_INT("threads", &a->threads, "N", "CPU threads per rank [cores / ranks]", 0, 1024),
         XDT_OPT_STRING("tls", &a->tls, "tcp|shm", "UCX transports between ranks [tcp]"),
         XDT_OPT_INT("timeout", &a->timeout_s, "S", "longest wait for another rank [30]", 1, 86400),
+        XDT_OPT_STRING("ckpt-dir", &a->ckpt_dir, "DIR",
+                       "checkpoint directory: one shard per rank and chunk, a manifest per step"),
+        XDT_OPT_INT("ckpt-every", &a->ckpt_every, "N",
+                    "checkpoint every N steps (and at the end) [0 = end only]", 0, 1e9),
+        XDT_OPT_FLAG("resume", &a->resume, "continue from the latest checkpoint in --ckpt-dir"),
     };
-    xdt_train_hparams_options(&a->h, &opts[8]);
-    const int n_opts = 8 + XDT_TRAIN_OPTION_COUNT;
+    xdt_train_hparams_options(&a->h, &opts[11]);
+    const int n_opts = 11 + XDT_TRAIN_OPTION_COUNT;
     a->plan = argc >= 1 && argv[0][0] != '-' ? argv[0] : NULL;
     bool help = false;
     if (xdt_cli_parse("worker", argc - (a->plan ? 1 : 0), argv + (a->plan ? 1 : 0), opts, n_opts,
@@ -190,6 +214,10 @@ int xdt_cmd_worker(int argc, char **argv) {
     }
     if (strcmp(a->tls, "tcp") != 0 && strcmp(a->tls, "shm") != 0) {
         xdt_log_error("xdt worker: --tls %s: expected tcp or shm", a->tls);
+        return 2;
+    }
+    if ((a->resume || a->ckpt_every) && !a->ckpt_dir) {
+        xdt_log_error("xdt worker: --%s needs --ckpt-dir", a->resume ? "resume" : "ckpt-every");
         return 2;
     }
     xdt_status st = run(&w);

@@ -9,6 +9,7 @@ int xdt_cmd_plan(int argc, char **argv);
 int xdt_cmd_simulate(int argc, char **argv);
 int xdt_cmd_worker(int argc, char **argv);
 int xdt_cmd_launch(int argc, char **argv);
+int xdt_cmd_demo(int argc, char **argv);
 int xdt_cmd_profile(int argc, char **argv);
 int xdt_cmd_bench_link(int argc, char **argv);
 int xdt_cmd_bench_codec(int argc, char **argv);

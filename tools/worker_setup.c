@@ -138,7 +138,8 @@ xdt_status xdt_worker_rank_plan(const xdt_loaded_plan *plan, int rank, uint64_t 
     xdt_status st;
     if ((st = codec_spec(r->link_codec, false, &rp.codec_next)) ||
         (st = codec_spec(plan->rank[prev].link_codec, false, &rp.codec_prev)) ||
-        (st = codec_spec(plan->dp_codec[p], true, &rp.dp_codec)))
+        (st = codec_spec(plan->dp_codec[p], true, &rp.dp_codec)) ||
+        (st = codec_spec(plan->tied_codec, false, &rp.tied_codec)))
         return st;
     *out = rp;
     return XDT_OK;

@@ -16,6 +16,8 @@ static const subcommand COMMANDS[] = {
     {"eval", xdt_cmd_eval, "mean cross-entropy of a saved model on a data file"},
     {"plan", xdt_cmd_plan, "place a model's pipeline on a cluster and predict the step"},
     {"simulate", xdt_cmd_simulate, "predict a plan's step and draw its timeline"},
+    {"demo", xdt_cmd_demo,
+     "plan, predict and train across two emulated datacenters, then summarize"},
     {"launch", xdt_cmd_launch, "run a plan: one worker per rank on this host, WAN emulated"},
     {"worker", xdt_cmd_worker, "run one rank of a plan (under xdt launch, srun, mpirun, torchrun)"},
     {"profile", xdt_cmd_profile, "measure each model unit's time on a device for the planner"},
