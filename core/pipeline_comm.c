@@ -65,19 +65,20 @@ static peer_link *link_of(xdt_comm *c, int rank) {
 }
 
 static xdt_channel *channel_of(peer_link *l, xdt_msg_kind kind) {
-    return kind == XDT_MSG_ACT    ? l->act
-           : kind == XDT_MSG_GRAD ? l->grad
-           : kind == XDT_MSG_TIED ? l->tied
-                                  : l->raw;
+    return kind == XDT_MSG_ACT || kind == XDT_MSG_EVAL ? l->act
+           : kind == XDT_MSG_GRAD                      ? l->grad
+           : kind == XDT_MSG_TIED                      ? l->tied
+                                                       : l->raw;
 }
 
 static const char *kind_name(xdt_msg_kind k) {
-    static const char *const names[] = {"activation", "gradient", "tied gradient", "norm"};
+    static const char *const names[] = {"activation", "gradient", "tied gradient", "norm",
+                                        "evaluation activation"};
     return k < XDT_MSG_KIND_COUNT ? names[k] : "?";
 }
 
 static void describe(const xdt_msg_id *id, char *buf, size_t cap) {
-    if (id->kind == XDT_MSG_ACT || id->kind == XDT_MSG_GRAD)
+    if (id->kind == XDT_MSG_ACT || id->kind == XDT_MSG_GRAD || id->kind == XDT_MSG_EVAL)
         snprintf(buf, cap, "%s of microbatch %d (chunk %d) from/to rank %d", kind_name(id->kind),
                  id->microbatch, id->chunk, id->peer);
     else

@@ -24,6 +24,7 @@ typedef enum xdt_msg_kind {
     XDT_MSG_GRAD = 1, /* input gradients to the previous stage */
     XDT_MSG_TIED = 2, /* the tied embedding's gradient between first and last stage */
     XDT_MSG_NORM = 3, /* squared gradient norm and loss sums among a replica's ranks */
+    XDT_MSG_EVAL = 4, /* activations of an evaluation (forward-only) pass, on the ACT link */
     XDT_MSG_KIND_COUNT
 } xdt_msg_kind;
 

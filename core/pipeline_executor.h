@@ -76,6 +76,11 @@ bool xdt_executor_needs_data(const xdt_executor *ex);
 xdt_status xdt_executor_step(xdt_executor *ex, int step, const int32_t *inputs,
                              const int32_t *targets, xdt_exec_result *out);
 
+/* A forward-only pass over one global batch (validation): every rank returns its mean loss.
+ * `step` is the training step it follows (it names the pass's messages). */
+xdt_status xdt_executor_eval(xdt_executor *ex, int step, const int32_t *inputs,
+                             const int32_t *targets, double *loss);
+
 /* Waits until every message this rank sent has left (call before the transport closes). */
 xdt_status xdt_executor_finish(xdt_executor *ex);
 

@@ -75,7 +75,9 @@ static xdt_status setup(worker_run *w) {
     if ((st = xdt_device_create("cpu", &dopts, &w->dev)) ||
         (st = xdt_executor_create(&rp, w->dev, w->link.t, &w->oc, (uint64_t)a->h.seed, &w->ex)))
         return st;
-    if (xdt_executor_needs_data(w->ex)) {
+    {
+        /* every rank reads the data: those holding the embedding or the head use the batches,
+         * all need the same count of validation batches */
         const size_t n = (size_t)p->global_batch * p->seq;
         w->inputs = malloc(n * sizeof(int32_t));
         w->targets = malloc(n * sizeof(int32_t));
@@ -108,6 +110,22 @@ static xdt_status setup(worker_run *w) {
     return XDT_OK;
 }
 
+/* Mean loss over the first eval_batches validation batches (as xdt train). */
+static xdt_status evaluate(worker_run *w, int step, double *out) {
+    int n = xdt_batch_loader_val_batches(&w->loader);
+    if (n > w->a.h.eval_batches) n = w->a.h.eval_batches;
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        xdt_batch_loader_val(&w->loader, i, w->inputs, w->targets);
+        double loss = 0;
+        xdt_status st = xdt_executor_eval(w->ex, step, w->inputs, w->targets, &loss);
+        if (st) return st;
+        total += loss;
+    }
+    *out = n ? total / n : 0;
+    return XDT_OK;
+}
+
 static xdt_status run(worker_run *w) {
     xdt_status st = setup(w);
     if (st) return st;
@@ -134,6 +152,12 @@ static xdt_status run(worker_run *w) {
             .wan_raw_bytes = r.wan_raw_bytes,
             .bubble = 1 - r.busy_ms / (p->ranks * dt * 1e3),
         };
+        const bool last = step + 1 == a->h.steps;
+        if (!st && w->loader.val_n && a->h.eval_every > 0 &&
+            ((step + 1) % a->h.eval_every == 0 || last)) {
+            if ((st = evaluate(w, step, &m.val_loss))) break;
+            m.has_val = true;
+        }
         if (lead) {
             xdt_progress_show(&prog, &m);
             st = xdt_metrics_write(&w->metrics, &m);

@@ -1,5 +1,6 @@
 #!/bin/bash
-# pipeline_equivalence.sh: a pipeline gives the losses of single-process training. gpt-tiny
+# pipeline_equivalence.sh: a pipeline gives the losses of single-process training (and its
+# validation losses, evaluated by forward-only passes through the pipeline). gpt-tiny
 # with 6 layers, global batch 4 x 32, codec none, 20 steps: 2, 3 and 4 stages under every
 # schedule kind (interleaved where the units allow two chunks per rank), and 2 data-parallel
 # replicas of 2 stages, each launched as real processes over UCX; every step's loss must match
@@ -31,20 +32,22 @@ links:
   - {from: a, to: b, gbps: 1, latency_ms: 5}
 YAML
 STEPS=20
-COMMON=(--data "$TEXT" --steps $STEPS --threads 1 --eval-every 0 --seed 7)
+COMMON=(--data "$TEXT" --steps $STEPS --threads 1 --eval-every 10 --eval-batches 2 --seed 7)
 "$XDT" train --model "$WORK/model.yaml" --batch 4 --seq 32 "${COMMON[@]}" \
     --metrics "$WORK/ref.jsonl" >/dev/null 2>&1
 check "reference run writes $STEPS steps" test "$(wc -l <"$WORK/ref.jsonl")" -eq $STEPS
 
-# same_losses A B: every step's loss within 1e-5 relative
+# same_losses A B: every step's loss, and the validation losses, within 1e-5 relative
 same_losses() {
     python3 - "$1" "$2" <<'PY'
 import json, sys
-a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
-b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
+ra = [json.loads(l) for l in open(sys.argv[1])]
+rb = [json.loads(l) for l in open(sys.argv[2])]
+a = [r["loss"] for r in ra] + [r["val_loss"] for r in ra if "val_loss" in r]
+b = [r["loss"] for r in rb] + [r["val_loss"] for r in rb if "val_loss" in r]
 worst = max(abs(x - y) / abs(y) for x, y in zip(a, b)) if len(a) == len(b) else float("inf")
-print(f"    {len(a)} steps, worst relative difference {worst:.2e}")
-sys.exit(0 if len(a) == len(b) and worst <= 1e-5 else 1)
+print(f"    {len(ra)} steps, {len(a) - len(ra)} validations, worst relative difference {worst:.2e}")
+sys.exit(0 if len(a) == len(b) == len(ra) + 2 and worst <= 1e-5 else 1)
 PY
 }
 
