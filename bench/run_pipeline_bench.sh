@@ -21,7 +21,7 @@ OUT=$(mktemp -d /tmp/xdt-pipe-bench.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
 DATA=/usr/share/common-licenses/GPL-3
 MODEL=configs/models/gpt-small-cpu.yaml
-COMMON=(--data "$DATA" --steps "$STEPS" --eval-every 0 --threads 1)
+COMMON=(--data "$DATA" --steps "$STEPS" --eval-every 0 --threads 1 --val-fraction 0.2)
 
 median_field() { # median_field FILE FIELD: median over the steps after the first three
     python3 -c "
@@ -32,6 +32,7 @@ print(statistics.median(r))" "$1" "$2"
 predicted() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['predicted']['step_ms'])" "$1"; }
 
 "$XDT" profile --model "$MODEL" --device cpu --threads 1 --seq "$SEQ" --microbatch 1,2,4,8 \
+    --co-runners 1 \
     --reps 3 -o "$OUT/prof.json" >/dev/null
 plan() { # plan NAME CLUSTER ARGS...
     local name=$1 cluster=$2; shift 2
@@ -56,7 +57,7 @@ a_free=$(run planner-free planner --no-emulate-wan)
 b_wan=$(run 1f1b-wan onef1b)
 b_free=$(run 1f1b-free onef1b --no-emulate-wan)
 "$XDT" train --model "$MODEL" --data "$DATA" --batch "$GB" --seq "$SEQ" --steps "$STEPS" \
-    --eval-every 0 --threads 2 --metrics "$OUT/train.jsonl" >/dev/null 2>&1
+    --eval-every 0 --threads 2 --val-fraction 0.2 --metrics "$OUT/train.jsonl" >/dev/null 2>&1
 t_ms=$(median_field "$OUT/train.jsonl" step_ms)
 m_bal=$(run mixed-balanced balanced --no-emulate-wan)
 m_even=$(run mixed-even even --no-emulate-wan)

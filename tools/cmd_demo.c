@@ -142,10 +142,11 @@ static int demo(const demo_args *a) {
            "one-way latency.\n1. measure this machine, 2. plan, 3. predict, 4. train, 5. "
            "compare -- results in %s/\n",
            dir);
-    /* one rank per site, one core each */
-    char *profile_args[] = {"--model", model,   "--device", "cpu",          "--threads",
-                            "1",       "--seq", seq,        "--microbatch", "1,2,4,8",
-                            "--reps",  "3",     "-o",       prof,           NULL};
+    /* one rank per site, one core each; measured while another process trains beside it, as
+     * the other rank will */
+    char *profile_args[] = {"--model", model, "--device", "cpu", "--threads", "1", "--seq", seq,
+                            "--microbatch", "1,2,4,8", "--reps", "3", "--co-runners", "1", "-o",
+                            prof, NULL};
     char *plan_args[] = {
         "--cluster", cluster, "--catalog", catalog,     "--model", model, "--global-batch",
         batch,       "--seq", seq,         "--profile", prof,      "-o",  plan,

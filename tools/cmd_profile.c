@@ -27,7 +27,11 @@
  *       ...]                       one microbatch of b x seq tokens
  *   } */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +52,7 @@
 
 typedef struct profile_args {
     const char *model, *device, *device_type, *microbatch, *out;
-    int seq, threads, reps;
+    int seq, threads, reps, co_runners;
 } profile_args;
 
 /* Measured medians for one microbatch size. */
@@ -272,6 +276,25 @@ static void print_row(const xdt_model_config *cfg, int t, const mb_times *m) {
     fflush(stdout);
 }
 
+/* A co-runner: another process training the same model on its own device, as the other ranks
+ * sharing this host do, until the measuring process ends it (or dies). */
+static pid_t spawn_co_runner(const profile_args *a, const xdt_model_config *cfg, int threads,
+                             int b, int t) {
+    const pid_t parent = getpid();
+    const pid_t pid = fork();
+    if (pid != 0) return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(0);
+    xdt_device_options dopts = {.threads = threads};
+    xdt_device *dev = NULL;
+    const int n_units = xdt_gpt_num_units(cfg);
+    double *times = calloc((size_t)2 * n_units, sizeof *times);
+    if (!times || xdt_device_create(a->device, &dopts, &dev) != XDT_OK) _exit(1);
+    mb_times m = {.b = b, .fwd_ms = times, .bwd_ms = times + n_units};
+    for (;;)
+        if (profile_microbatch(cfg, dev, b, t, 1, &m) != XDT_OK) _exit(1);
+}
+
 static xdt_status run(const profile_args *a) {
     xdt_model_config cfg;
     int bs[MAX_MICROBATCHES], n_mb = 0;
@@ -299,6 +322,7 @@ static xdt_status run(const profile_args *a) {
                         "xdt profile: --device-type '%s' must be 1 to 31 characters", device_type);
     }
     const int n_units = xdt_gpt_num_units(&cfg);
+    pid_t co[64] = {0};
     mb_times *mbs = calloc((size_t)n_mb, sizeof *mbs);
     double *times = calloc((size_t)n_mb * 2 * n_units, sizeof *times);
     double tflops = 0;
@@ -316,9 +340,15 @@ static xdt_status run(const profile_args *a) {
         goto out;
     }
     if ((st = xdt_atomic_open(&af, a->out))) goto out;
+    for (int i = 0; i < a->co_runners; i++)
+        if ((co[i] = spawn_co_runner(a, &cfg, threads, b_max, t)) < 0) {
+            st = xdt_fail(XDT_ERR_IO, "xdt profile: cannot start a co-runner: %s",
+                          strerror(errno));
+            goto out;
+        }
     if ((st = measure_sgemm(dev, a->reps, &tflops))) goto out;
-    printf("xdt profile: %s on %s (%s), seq %d, %d threads, median of %d\n", cfg.name, dev->name,
-           device_type, t, threads, a->reps);
+    printf("xdt profile: %s on %s (%s), seq %d, %d threads, median of %d, %d co-runners\n",
+           cfg.name, dev->name, device_type, t, threads, a->reps, a->co_runners);
     printf("sgemm %d^3: %.4f TFLOP/s\n", SGEMM_N, tflops);
     printf("%5s %10s %10s %10s %10s %9s %9s %9s %9s\n", "b", "fwd ms", "bwd ms", "total ms",
            "tok/s", "GFLOP/s", "embed f+b", "block f+b", "head f+b");
@@ -331,6 +361,11 @@ static xdt_status run(const profile_args *a) {
     if ((st = write_profile(&af, a, &cfg, device_type, t, threads, tflops, mbs, n_mb))) goto out;
     printf("wrote %s\n", a->out);
 out:
+    for (int i = 0; i < a->co_runners; i++)
+        if (co[i] > 0) {
+            kill(co[i], SIGKILL);
+            waitpid(co[i], NULL, 0);
+        }
     xdt_atomic_abort(&af); /* removes the temp file unless committed */
     free(mbs);
     free(times);
@@ -349,6 +384,9 @@ int xdt_cmd_profile(int argc, char **argv) {
         XDT_OPT_INT("seq", &a.seq, "T", "tokens per row, 0 = max_seq_len [0]", 0, 1 << 20),
         XDT_OPT_INT("threads", &a.threads, "N", "CPU threads, 0 = all cores [0]", 0, 1024),
         XDT_OPT_INT("reps", &a.reps, "K", "timed passes; the median is kept [5]", 1, 1000),
+        XDT_OPT_INT("co-runners", &a.co_runners, "N",
+                    "other processes training meanwhile, as ranks sharing this host do [0]", 0,
+                    64),
         XDT_OPT_REQUIRED("o", &a.out, "profile.json", "write the profile"),
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
