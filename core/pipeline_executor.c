@@ -351,12 +351,14 @@ static size_t batch_offset(const xdt_executor *ex, int mb) {
            (size_t)ex->rp.seq;
 }
 
-/* Stretches a compute op to `slowdown` times its measured length. */
+/* Stretches a compute op to `slowdown` times its measured length, keeping the core busy as a
+ * slower device would stay occupied (a sleep lets the core cool and its caches go cold, and
+ * the next op runs slower than the emulation intends). */
 static void stretch(const xdt_executor *ex, double start) {
     if (ex->rp.slowdown <= 1) return;
-    const double extra = (now_s() - start) * (ex->rp.slowdown - 1);
-    struct timespec ts = {(time_t)extra, (long)((extra - (double)(time_t)extra) * 1e9)};
-    nanosleep(&ts, NULL);
+    const double until = now_s() + (now_s() - start) * (ex->rp.slowdown - 1);
+    while (now_s() < until) {
+    }
 }
 
 static xdt_status receive(xdt_executor *ex, int op_index, float *dev_dst) {

@@ -321,6 +321,24 @@ static void reductions(const xdt_solver_input *in, xdt_solution *s, double *ar_m
         ar_ms[0] += worst;
         ar_ms[P - 1] += worst;
     }
+    /* then every rank sends its norm and loss sums to every other: with replicas everyone does
+     * so after the all-reduce, so the farthest pair's latency is on the critical path (without,
+     * the other ranks' sums were sent early and only rank 0's cross, while the pipeline refills) */
+    if (D > 1) {
+        bool used[XDT_MAX_SITES] = {false};
+        double far = 0;
+        for (int g = 0; g < s->ranks; g++) {
+            const xdt_topo_node *n = &t->nodes[s->node[g]];
+            used[n->site] = true;
+            const double lat = t->sites[n->site].net_latency_us * 1e-3;
+            far = lat > far ? lat : far;
+        }
+        for (int i = 0; i < t->n_links; i++)
+            if (used[t->links[i].a] && used[t->links[i].b] && t->links[i].latency_ms > far)
+                far = t->links[i].latency_ms;
+        for (int p = 0; p < P; p++)
+            ar_ms[p] += far;
+    }
 }
 
 /* Identical replicas (devices, links, microbatches) are simulated once: a replica's key. */
