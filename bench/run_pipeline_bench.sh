@@ -33,7 +33,7 @@ predicted() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['p
 
 "$XDT" profile --model "$MODEL" --device cpu --threads 1 --seq "$SEQ" --microbatch 1,2,4,8 \
     --co-runners 1 \
-    --reps 3 -o "$OUT/prof.json" >/dev/null
+    --reps 5 -o "$OUT/prof.json" >/dev/null
 plan() { # plan NAME CLUSTER ARGS...
     local name=$1 cluster=$2; shift 2
     "$XDT" plan --cluster "configs/clusters/$cluster.yaml" --model "$MODEL" --global-batch "$GB" \

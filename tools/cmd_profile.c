@@ -278,8 +278,8 @@ static void print_row(const xdt_model_config *cfg, int t, const mb_times *m) {
 
 /* A co-runner: another process training the same model on its own device, as the other ranks
  * sharing this host do, until the measuring process ends it (or dies). */
-static pid_t spawn_co_runner(const profile_args *a, const xdt_model_config *cfg, int threads,
-                             int b, int t) {
+static pid_t spawn_co_runner(const profile_args *a, const xdt_model_config *cfg, int threads, int b,
+                             int t) {
     const pid_t parent = getpid();
     const pid_t pid = fork();
     if (pid != 0) return pid;
@@ -292,7 +292,7 @@ static pid_t spawn_co_runner(const profile_args *a, const xdt_model_config *cfg,
     if (!times || xdt_device_create(a->device, &dopts, &dev) != XDT_OK) _exit(1);
     mb_times m = {.b = b, .fwd_ms = times, .bwd_ms = times + n_units};
     for (;;)
-        if (profile_microbatch(cfg, dev, b, t, 1, &m) != XDT_OK) _exit(1);
+        if (profile_microbatch(cfg, dev, b, t, 50, &m) != XDT_OK) _exit(1); /* few rebuilds */
 }
 
 static xdt_status run(const profile_args *a) {
@@ -342,8 +342,7 @@ static xdt_status run(const profile_args *a) {
     if ((st = xdt_atomic_open(&af, a->out))) goto out;
     for (int i = 0; i < a->co_runners; i++)
         if ((co[i] = spawn_co_runner(a, &cfg, threads, b_max, t)) < 0) {
-            st = xdt_fail(XDT_ERR_IO, "xdt profile: cannot start a co-runner: %s",
-                          strerror(errno));
+            st = xdt_fail(XDT_ERR_IO, "xdt profile: cannot start a co-runner: %s", strerror(errno));
             goto out;
         }
     if ((st = measure_sgemm(dev, a->reps, &tflops))) goto out;
@@ -385,8 +384,7 @@ int xdt_cmd_profile(int argc, char **argv) {
         XDT_OPT_INT("threads", &a.threads, "N", "CPU threads, 0 = all cores [0]", 0, 1024),
         XDT_OPT_INT("reps", &a.reps, "K", "timed passes; the median is kept [5]", 1, 1000),
         XDT_OPT_INT("co-runners", &a.co_runners, "N",
-                    "other processes training meanwhile, as ranks sharing this host do [0]", 0,
-                    64),
+                    "other processes training meanwhile, as ranks sharing this host do [0]", 0, 64),
         XDT_OPT_REQUIRED("o", &a.out, "profile.json", "write the profile"),
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
