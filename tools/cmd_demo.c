@@ -144,9 +144,9 @@ static int demo(const demo_args *a) {
            dir);
     /* one rank per site, one core each; measured while another process trains beside it, as
      * the other rank will */
-    char *profile_args[] = {"--model", model, "--device", "cpu", "--threads", "1", "--seq", seq,
-                            "--microbatch", "1,2,4,8", "--reps", "3", "--co-runners", "1", "-o",
-                            prof, NULL};
+    char *profile_args[] = {"--model",      model, "--device",     "cpu",     "--threads", "1",
+                            "--seq",        seq,   "--microbatch", "1,2,4,8", "--reps",    "3",
+                            "--co-runners", "1",   "-o",           prof,      NULL};
     char *plan_args[] = {
         "--cluster", cluster, "--catalog", catalog,     "--model", model, "--global-batch",
         batch,       "--seq", seq,         "--profile", prof,      "-o",  plan,
@@ -156,7 +156,7 @@ static int demo(const demo_args *a) {
     snprintf(data, sizeof data, "%s", a->data);
     char *launch_args[] = {plan,        "--data",    data,      "--steps",     steps,
                            "--warmup",  "10",        "--lr",    "3e-3",        "--eval-every",
-                           "0",         "--threads", "1",       "--log-every", "10",
+                           "40",        "--threads", "1",       "--log-every", "10",
                            "--metrics", metrics,     "--trace", run,           NULL};
     if (run_command(xdt_cmd_profile, "profile", profile_args) ||
         run_command(xdt_cmd_plan, "plan", plan_args) ||

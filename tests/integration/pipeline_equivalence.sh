@@ -1,8 +1,8 @@
 #!/bin/bash
 # pipeline_equivalence.sh: a pipeline gives the losses of single-process training (and its
 # validation losses, evaluated by forward-only passes through the pipeline). gpt-tiny
-# with 6 layers, global batch 4 x 32, codec none, 20 steps: 2, 3 and 4 stages under every
-# schedule kind (interleaved where the units allow two chunks per rank), and 2 data-parallel
+# with 6 layers, global batch 4 x 32 (6 x 32 for 3 interleaved stages), codec none, 20 steps:
+# 2, 3 and 4 stages under every schedule kind, and 2 data-parallel
 # replicas of 2 stages, each launched as real processes over UCX; every step's loss must match
 # `xdt train` on the same data and seed to 1e-5 relative.
 . "$(dirname "$0")/lib.sh"
@@ -33,9 +33,11 @@ links:
 YAML
 STEPS=20
 COMMON=(--data "$TEXT" --steps $STEPS --threads 1 --eval-every 10 --eval-batches 2 --seed 7)
-"$XDT" train --model "$WORK/model.yaml" --batch 4 --seq 32 "${COMMON[@]}" \
-    --metrics "$WORK/ref.jsonl" >/dev/null 2>&1
-check "reference run writes $STEPS steps" test "$(wc -l <"$WORK/ref.jsonl")" -eq $STEPS
+for gb in 4 6; do # 6 = a multiple of 3 stages, for interleaving them
+    "$XDT" train --model "$WORK/model.yaml" --batch $gb --seq 32 "${COMMON[@]}" \
+        --metrics "$WORK/ref$gb.jsonl" >/dev/null 2>&1
+    check "reference run (batch $gb) writes $STEPS steps" test "$(wc -l <"$WORK/ref$gb.jsonl")" -eq $STEPS
+done
 
 # same_losses A B: every step's loss, and the validation losses, within 1e-5 relative
 same_losses() {
@@ -51,10 +53,11 @@ sys.exit(0 if len(a) == len(b) == len(ra) + 2 and worst <= 1e-5 else 1)
 PY
 }
 
-run_case() { # run_case STAGES REPLICAS SCHEDULE
-    local tag="$1x$2-$3" plan="$WORK/plan-$1x$2-$3.json"
+run_case() { # run_case STAGES REPLICAS SCHEDULE [GLOBAL_BATCH]
+    local gb=${4:-4}
+    local tag="$1x$2-$3-b$gb" plan="$WORK/plan-$1x$2-$3-b$gb.json"
     if ! "$XDT" plan --cluster "$WORK/cluster.yaml" --catalog "$ROOT/configs/devices.yaml" \
-        --model "$WORK/model.yaml" --global-batch 4 --seq 32 --microbatch 1 --stages "$1" \
+        --model "$WORK/model.yaml" --global-batch "$gb" --seq 32 --microbatch 1 --stages "$1" \
         --replicas "$2" --schedule "$3" --codec none -o "$plan" >"$WORK/plan-$tag.txt" 2>&1; then
         fail "plan $tag"; sed 's/^/    /' "$WORK/plan-$tag.txt" >&2; return
     fi
@@ -63,13 +66,14 @@ run_case() { # run_case STAGES REPLICAS SCHEDULE
         fail "launch $tag"; tail -n 5 "$WORK/$tag.out" | sed 's/^/    /' >&2; return
     fi
     echo "$tag:"
-    check "$tag gives xdt train's losses" same_losses "$WORK/$tag.jsonl" "$WORK/ref.jsonl"
+    check "$tag gives xdt train's losses" same_losses "$WORK/$tag.jsonl" "$WORK/ref$gb.jsonl"
 }
 
 for stages in 2 3 4; do
     for kind in gpipe 1f1b xdc; do run_case $stages 1 $kind; done
 done
 run_case 2 1 interleaved
+run_case 3 1 interleaved 6
 run_case 4 1 interleaved
 run_case 2 2 1f1b
 run_case 2 2 gpipe
