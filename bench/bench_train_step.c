@@ -1,8 +1,9 @@
-/* bench_train_step.c: times one training step (forward + backward + AdamW) of a model on the CPU
- * device, after warm-up; prints median ms/step, tokens/s, achieved GFLOP/s, the machine's
- * cblas_sgemm rate at the same thread count, and peak RSS against the memory the step needs.
+/* bench_train_step.c: times one training step (forward + backward + AdamW) of a model on a device
+ * (the CPU unless DEVICE names another, e.g. cuda:0), after warm-up; prints median ms/step,
+ * tokens/s, achieved GFLOP/s, the machine's cblas_sgemm rate at the same thread count, and peak
+ * RSS against the memory the step needs.
  *
- * usage: bench_train_step MODEL.yaml B T THREADS [STEPS] [WARMUP] */
+ * usage: bench_train_step MODEL.yaml B T THREADS [STEPS] [WARMUP] [DEVICE] */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -50,18 +51,19 @@ static double sgemm_gflops(int n, int reps, int threads) {
 
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s MODEL.yaml B T THREADS [STEPS] [WARMUP]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.yaml B T THREADS [STEPS] [WARMUP] [DEVICE]\n", argv[0]);
         return 2;
     }
     xdt_model_config cfg;
     if (xdt_model_config_load(argv[1], &cfg) != XDT_OK) return 1;
     const int b = atoi(argv[2]), t = atoi(argv[3]), threads = atoi(argv[4]);
     const int steps = argc > 5 ? atoi(argv[5]) : 10, warmup = argc > 6 ? atoi(argv[6]) : 3;
+    const char *device = argc > 7 ? argv[7] : "cpu";
     if (steps < 1 || steps > 1000 || warmup < 0) return 2;
     double gemm_rate = sgemm_gflops(2048, 5, threads);
     xdt_device *dev;
     xdt_device_options o = {.threads = threads};
-    if (xdt_device_create("cpu", &o, &dev) != XDT_OK) return 1;
+    if (xdt_device_create(device, &o, &dev) != XDT_OK) return 1;
     xdt_stage *st;
     if (xdt_stage_create(&cfg, dev, 0, cfg.n_layer + 1, b, t, 1, &st) != XDT_OK) return 1;
     xdt_stage_init_params(st, 1);
@@ -78,10 +80,19 @@ int main(int argc, char **argv) {
     if (xdt_optimizer_create(&oc, st, &opt) != XDT_OK) return 1;
     xdt_rng rng;
     xdt_rng_seed(&rng, 3, 0);
+    int32_t *tokens = malloc(sizeof(int32_t) * b * t), *targets = malloc(sizeof(int32_t) * b * t);
+    if (!tokens || !targets) return 1;
     for (int i = 0; i < b * t; i++) {
-        xdt_stage_tokens(st, 0)[i] = (int32_t)xdt_rng_below(&rng, (uint64_t)cfg.vocab_size);
-        xdt_stage_targets(st, 0)[i] = (int32_t)xdt_rng_below(&rng, (uint64_t)cfg.vocab_size);
+        tokens[i] = (int32_t)xdt_rng_below(&rng, (uint64_t)cfg.vocab_size);
+        targets[i] = (int32_t)xdt_rng_below(&rng, (uint64_t)cfg.vocab_size);
     }
+    /* the stage's buffers are device memory: copy, never write them from the host */
+    dev->ops->copy(dev->ctx, xdt_stage_tokens(st, 0), tokens, sizeof(int32_t) * b * t,
+                   XDT_COPY_HOST_TO_DEVICE);
+    dev->ops->copy(dev->ctx, xdt_stage_targets(st, 0), targets, sizeof(int32_t) * b * t,
+                   XDT_COPY_HOST_TO_DEVICE);
+    free(tokens);
+    free(targets);
     double flops = 0;
     for (int u = 0; u < xdt_gpt_num_units(&cfg); u++) {
         xdt_unit_info info;
@@ -114,11 +125,12 @@ int main(int argc, char **argv) {
     double need = (double)(m.params_bytes + m.grads_bytes + m.optimizer_bytes + m.activation_bytes +
                            m.scratch_bytes);
     double rss = (double)xdt_peak_rss_bytes();
-    printf("{\"impl\":\"xdt\",\"model\":\"%s\",\"B\":%d,\"T\":%d,\"threads\":%d,\"steps\":%d,"
+    printf("{\"impl\":\"xdt\",\"device\":\"%s\",\"model\":\"%s\",\"B\":%d,\"T\":%d,\"threads\":%d,"
+           "\"steps\":%d,"
            "\"ms_per_step\":%.3f,\"forward_ms\":%.3f,\"backward_ms\":%.3f,\"tokens_per_s\":%.1f,"
            "\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
            "\"peak_rss_mib\":%.1f,\"model_state_mib\":%.1f,\"rss_ratio\":%.3f,\"loss\":%.4f}\n",
-           cfg.name, b, t, threads, steps, med, fwd, bwd, b * t / (med / 1e3),
+           dev->name, cfg.name, b, t, threads, steps, med, fwd, bwd, b * t / (med / 1e3),
            flops / (med / 1e3) / 1e9, gemm_rate, rss / 1048576.0, need / 1048576.0, rss / need,
            loss);
     free(ms);

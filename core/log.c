@@ -15,6 +15,14 @@ static xdt_log_level threshold_from_env(void) {
     return XDT_LOG_INFO;
 }
 
+/* The calling thread's context prefix (xdt_log_set_context): per thread, so one thread's
+ * context never labels another's lines. */
+static _Thread_local const char *log_context;
+
+void xdt_log_set_context(const char *context) {
+    log_context = context;
+}
+
 static void vlog(xdt_log_level level, const char *fmt, va_list ap) {
     static const char *names[] = {"error", "warning", "info", "debug"};
     if (level > threshold_from_env()) return;
@@ -23,7 +31,10 @@ static void vlog(xdt_log_level level, const char *fmt, va_list ap) {
     /* One line, always: a message that carries a newline would break log parsing. */
     for (char *p = line; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
-    fprintf(stderr, "xdt: %s: %s\n", names[level], line);
+    if (log_context)
+        fprintf(stderr, "xdt: %s: %s: %s\n", names[level], log_context, line);
+    else
+        fprintf(stderr, "xdt: %s: %s\n", names[level], line);
 }
 
 void xdt_log(xdt_log_level level, const char *fmt, ...) {

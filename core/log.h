@@ -25,6 +25,11 @@ void xdt_log(xdt_log_level level, const char *fmt, ...) XDT_PRINTF(2, 3);
 /* Reports an error and returns `status`, so call sites can `return xdt_fail(...)`. */
 xdt_status xdt_fail(xdt_status status, const char *fmt, ...) XDT_PRINTF(2, 3);
 
+/* Prefixes the calling thread's following lines with "<context>: " (e.g. "rank 3"); NULL
+ * stops it. For context the first reporter of an error cannot know, such as which rank's
+ * device failed to open. The caller keeps the string alive until it clears it. */
+void xdt_log_set_context(const char *context);
+
 #define xdt_log_error(...) xdt_log(XDT_LOG_ERROR, __VA_ARGS__)
 #define xdt_log_warn(...)  xdt_log(XDT_LOG_WARN, __VA_ARGS__)
 #define xdt_log_info(...)  xdt_log(XDT_LOG_INFO, __VA_ARGS__)

@@ -8,21 +8,45 @@
  * rank knows the step's loss; at OPT_STEP it applies AdamW. With codec none the result equals `xdt
  * train` on the whole batch.
  *
+ * Devices: everything between the device and the communication goes through host staging
+ * buffers (page-locked where the device offers them) with the device's copies, so ranks on
+ * different backends (a CUDA stage feeding a CPU stage) exchange plain host messages. The
+ * replicas' all-reduce runs in NCCL when every member is a CUDA rank of one site on a device of
+ * its own (xdt_executor_dp_choice), else as the ring over the transport on host copies of the
+ * gradients.
+ *
  * The rank's description is plain data (xdt_rank_plan), filled by the caller from plan.json:
  * core/ does not read the planner's files. */
 #ifndef XDT_PIPELINE_EXECUTOR_H
 #define XDT_PIPELINE_EXECUTOR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/gpt.h"
 #include "core/optimizer.h"
 #include "core/schedule.h"
+#include "devices/mem_type.h"
+#include "transports/bootstrap.h"
 #include "transports/codecs/codec.h"
 #include "transports/transport.h"
 
 #define XDT_EXEC_MAX_CHUNKS 8
+
+/* Where a rank computes (the plan's backend and device). */
+typedef struct xdt_rank_device {
+    xdt_mem_type mem; /* XDT_MEM_HOST for cpu ranks, XDT_MEM_CUDA, XDT_MEM_HIP */
+    int node;         /* ranks with the same node index share a host and its devices */
+    int index;        /* device index on its node */
+} xdt_rank_device;
+
+/* How the replicas of a stage all-reduce their gradients. */
+typedef enum xdt_dp_comm {
+    XDT_DP_AUTO = 0, /* NCCL where xdt_executor_dp_choice allows it, else the ring */
+    XDT_DP_RING = 1, /* the ring over the transport with the plan's codec */
+    XDT_DP_NCCL = 2, /* NCCL, or a configuration error saying why it cannot be */
+} xdt_dp_comm;
 
 typedef struct xdt_rank_plan {
     xdt_model_config model;
@@ -42,7 +66,20 @@ typedef struct xdt_rank_plan {
     const int *site_of; /* site index of every transport rank (WAN accounting), or NULL */
     uint64_t job_id;
     int timeout_ms; /* longest wait for a peer; 0 = 30 s */
+    /* every transport rank's device, or NULL (all cpu ranks) */
+    const xdt_rank_device *device_of;
+    xdt_dp_comm dp_comm; /* the replicas' all-reduce: auto, ring or NCCL */
+    xdt_store *store;    /* the bootstrap store (NCCL groups publish their ids), or NULL */
 } xdt_rank_plan;
+
+/* Decides how this rank's data-parallel group all-reduces: NCCL when rp->dp_comm allows it,
+ * nccl_built, rp->store is set, the codec is none, and every member is a CUDA rank of the same
+ * site (rp->site_of) on a device no other member uses (NCCL refuses two members on one GPU);
+ * else the ring. *out is XDT_DP_RING or XDT_DP_NCCL and `why` says why in a few words. Returns
+ * XDT_ERR_CONFIG (reported, naming the rank and the reason) when NCCL was asked for and cannot
+ * be. Every member reaches the same decision from the same plan. */
+xdt_status xdt_executor_dp_choice(const xdt_rank_plan *rp, bool nccl_built, xdt_dp_comm *out,
+                                  char *why, size_t cap);
 
 /* One executed op, in CLOCK_MONOTONIC seconds (for traces; ranks on one host share it). */
 typedef struct xdt_exec_event {
@@ -62,8 +99,10 @@ typedef struct xdt_exec_result {
 
 typedef struct xdt_executor xdt_executor;
 
-/* Builds the stages on dev (parameters from `seed`, as xdt train), the optimizer and the
- * communication thread over t (whose rank must be d * P + p). */
+/* Builds the stages on dev (parameters from `seed`, as xdt train), the optimizer, the
+ * communication thread over t (whose rank must be d * P + p) and, with replicas, the
+ * data-parallel group (an NCCL group joins through rp->store: every member creates its executor
+ * at about the same time). */
 xdt_status xdt_executor_create(const xdt_rank_plan *rp, xdt_device *dev, xdt_transport *t,
                                const xdt_optim_config *oc, uint64_t seed, xdt_executor **out);
 void xdt_executor_destroy(xdt_executor *ex);

@@ -6,15 +6,50 @@
 
 #include "core/log.h"
 
+/* Parses "<prefix>" (GPU 0) or "<prefix>:N"; returns false when name is neither. */
+static bool parse_gpu_name(const char *name, const char *prefix, int *index) {
+    size_t len = strlen(prefix);
+    if (strncmp(name, prefix, len) != 0) return false;
+    const char *rest = name + len;
+    if (*rest == '\0') {
+        *index = 0;
+        return true;
+    }
+    if (*rest != ':' || rest[1] < '0' || rest[1] > '9') return false;
+    char *end = NULL;
+    long v = strtol(rest + 1, &end, 10);
+    if (*end != '\0' || v > 1024) return false;
+    *index = (int)v;
+    return true;
+}
+
 xdt_status xdt_device_create(const char *name, const xdt_device_options *opts, xdt_device **out) {
     xdt_device_options defaults = {0};
     if (!opts) opts = &defaults;
     if (!strcmp(name, "cpu")) return xdt_cpu_device_create(opts, out);
-    if (!strncmp(name, "cuda", 4) || !strncmp(name, "hip", 3))
-        return xdt_fail(XDT_ERR_UNSUPPORTED, "device '%s': this build has no %s backend", name,
-                        name[0] == 'c' ? "CUDA" : "HIP");
+    int index = 0;
+    if (parse_gpu_name(name, "cuda", &index)) {
+#ifdef XDT_HAVE_CUDA
+        return xdt_cuda_device_create(index, opts, out);
+#else
+        return xdt_fail(XDT_ERR_UNSUPPORTED,
+                        "device '%s': this build has no CUDA backend (nvcc was not found or "
+                        "-Dcuda=disabled; rebuild with -Dcuda=enabled)",
+                        name);
+#endif
+    }
+    if (parse_gpu_name(name, "hip", &index)) {
+#ifdef XDT_HAVE_HIP
+        return xdt_hip_device_create(index, opts, out);
+#else
+        return xdt_fail(XDT_ERR_UNSUPPORTED,
+                        "device '%s': this build has no HIP backend (hipcc was not found or "
+                        "-Dhip=disabled; rebuild with -Dhip=enabled)",
+                        name);
+#endif
+    }
     return xdt_fail(XDT_ERR_UNSUPPORTED,
-                    "device '%s': unknown device (expected cpu, cuda:N, hip:N)", name);
+                    "device '%s': unknown device (expected cpu, cuda, cuda:N, hip, hip:N)", name);
 }
 
 void xdt_device_destroy(xdt_device *dev) {

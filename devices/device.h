@@ -13,7 +13,6 @@
 #include "core/status.h"
 #include "devices/mem_type.h"
 
-
 typedef enum xdt_copy_dir {
     XDT_COPY_HOST_TO_DEVICE = 0,
     XDT_COPY_DEVICE_TO_HOST = 1,
@@ -77,6 +76,9 @@ typedef struct xdt_device_ops {
     /* Reductions return their result to the host (they synchronise). */
     xdt_status (*sum)(void *ctx, const float *x, size_t n, double *out);
     xdt_status (*sum_squares)(void *ctx, const float *x, size_t n, double *out);
+
+    /* optional: free and total bytes of the device's own memory (NULL: it uses host memory) */
+    xdt_status (*mem_info)(void *ctx, size_t *free_bytes, size_t *total_bytes);
 } xdt_device_ops;
 
 typedef struct xdt_device {
@@ -87,10 +89,19 @@ typedef struct xdt_device {
 
 typedef struct xdt_device_options {
     int threads; /* CPU threads for kernels and BLAS; 0 = all cores */
+    /* GPU backends: let cuBLAS use TF32 tensor cores for fp32 GEMMs (about 3x faster on A100 and
+     * H100, about 1e-3 relative error). Off by default; the environment variable XDT_CUDA_TF32=1
+     * turns it on too. */
+    bool allow_tf32;
+    /* GPU backends: run GEMMs in xdt's own tiled kernel instead of cuBLAS/hipBLAS (what a HIP
+     * build without hipBLAS always does); for testing the kernel against the vendor BLAS. */
+    bool tiled_gemm;
 } xdt_device_options;
 
-/* Opens a device by name: "cpu" (further backends: "cuda:N", "hip:N" when built). Unknown or
- * unavailable names are reported and return XDT_ERR_UNSUPPORTED. Caller owns *out. */
+/* Opens a device by name: "cpu", "cuda:N" ("cuda" is "cuda:0") when the build has the CUDA
+ * backend, "hip:N" when it has the HIP backend. Unknown or unavailable names (no such backend in
+ * this build, no driver or GPU, N out of range) are reported and return XDT_ERR_UNSUPPORTED.
+ * Caller owns *out. */
 xdt_status xdt_device_create(const char *name, const xdt_device_options *opts, xdt_device **out);
 void xdt_device_destroy(xdt_device *dev);
 
@@ -110,5 +121,11 @@ void xdt_device_gemm_batched(xdt_device *dev, bool trans_a, bool trans_b, int m,
 
 /* The CPU backend's constructor (devices/cpu/cpu_device.c). */
 xdt_status xdt_cpu_device_create(const xdt_device_options *opts, xdt_device **out);
+
+/* The GPU backends' constructors (devices/cuda/gpu_device.cu, compiled by nvcc for CUDA and by
+ * hipcc for HIP): GPU number `index`. Defined only when the build has the backend (the macros
+ * XDT_HAVE_CUDA and XDT_HAVE_HIP are set for devices/device.c); use xdt_device_create. */
+xdt_status xdt_cuda_device_create(int index, const xdt_device_options *opts, xdt_device **out);
+xdt_status xdt_hip_device_create(int index, const xdt_device_options *opts, xdt_device **out);
 
 #endif

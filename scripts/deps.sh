@@ -2,7 +2,7 @@
 # missing: with apt-get when root, otherwise it prints the apt-get line and fails.
 XDT_DEBIAN_PACKAGES=(gcc clang meson ninja-build pkg-config libopenblas-dev libyaml-dev
     libxxhash-dev libzstd-dev libssl-dev libcjson-dev libucx-dev ucx-utils openmpi-bin libomp-dev
-    libclang-rt-14-dev python3 bsdutils)
+    libclang-rt-14-dev python3 bsdutils hipcc libamdhip64-dev)
 
 xdt_install_deps() {
     local missing=() p

@@ -40,5 +40,37 @@ fi
 if CC=clang build_or_fail "clang" build-clang -Dwerror=$werror -Dfuzz=enabled; then
     run_suite "clang (unit, fuzz)" build-clang --suite unit --suite fuzz
 fi
+# The HIP backend: devices/cuda/'s kernel sources compiled by hipcc (through gpu_vendor.h) for
+# gfx908, gfx90a and gfx1030, and each object checked to hold code for all three. Compile only:
+# there is no AMD GPU here. Skipped where hipcc is missing (deps.sh installs it on Debian).
+echo "== build: HIP backend (hipcc: gfx908, gfx90a, gfx1030)"
+if ! command -v hipcc >/dev/null; then
+    echo "hipcc not found: HIP compile check skipped"
+    skipped=$((skipped + 1))
+elif { [ -f build-hip/build.ninja ] ||
+    meson setup build-hip -Dhip=enabled -Dcuda=disabled -Dwerror=$werror \
+        -Dhip_archs=gfx908,gfx90a,gfx1030 >build-hip.setup.log 2>&1; } &&
+    ninja -C build-hip devices/hip/libxdt_hip.a >build-hip.build.log 2>&1; then
+    hip_ok=true kernels=0 # every object holding GPU code holds it for all three targets
+    for obj in build-hip/devices/hip/libxdt_hip.a.p/*.o; do
+        grep -q "amdgcn-amd-amdhsa--gfx" "$obj" || continue
+        kernels=$((kernels + 1))
+        for arch in gfx908 gfx90a gfx1030; do
+            grep -q "amdgcn-amd-amdhsa--$arch" "$obj" ||
+                { echo "$obj: no code object for $arch" >&2; hip_ok=false; }
+        done
+    done
+    [ $kernels -gt 0 ] || { echo "no GPU code objects in the HIP backend" >&2; hip_ok=false; }
+    if $hip_ok; then
+        echo "HIP backend compiled: $kernels objects with kernels for gfx908, gfx90a, gfx1030"
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+    fi
+else
+    cat build-hip.setup.log build-hip.build.log 2>/dev/null | tail -40 >&2
+    echo "HIP backend build failed" >&2
+    failed=$((failed + 1))
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

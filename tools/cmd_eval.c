@@ -2,6 +2,7 @@
  * start of a data file. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/batch_loader.h"
 #include "core/checkpoint.h"
@@ -54,7 +55,7 @@ static xdt_status run(const eval_args *a, double *loss, int *batches) {
     int32_t *inputs = NULL, *targets = NULL;
     if ((st = xdt_token_data_load(a->data, &data)) ||
         (st = xdt_token_data_check_vocab(&data, cfg.vocab_size)) ||
-        (st = xdt_check_memory_fits(&cfg, a->batch, a->seq, false)))
+        (!strcmp(a->device, "cpu") && (st = xdt_check_memory_fits(&cfg, a->batch, a->seq, false))))
         goto out;
     int n = xdt_token_windows(&data, a->batch, a->seq);
     if (n == 0) {
@@ -67,6 +68,7 @@ static xdt_status run(const eval_args *a, double *loss, int *batches) {
     if (a->max_batches > 0 && n > a->max_batches) n = a->max_batches;
     xdt_device_options dopts = {.threads = a->threads};
     if ((st = xdt_device_create(a->device, &dopts, &dev)) ||
+        (st = xdt_check_device_memory_fits(dev, &cfg, a->batch, a->seq, false)) ||
         (st = xdt_stage_create(&cfg, dev, 0, cfg.n_layer + 1, a->batch, a->seq, 1, &stage)))
         goto out;
     st = a->init ? xdt_llmc_import(a->init, stage) : xdt_checkpoint_load(ckpt, stage, NULL, NULL);
@@ -100,7 +102,7 @@ int xdt_cmd_eval(int argc, char **argv) {
         XDT_OPT_INT("seq", &a.seq, "T", "tokens per row [64]", 1, 1e9),
         XDT_OPT_INT("max-batches", &a.max_batches, "N", "at most N windows, 0 = all [0]", 0, 1e9),
         XDT_OPT_INT("threads", &a.threads, "N", "CPU threads, 0 = all cores [0]", 0, 1024),
-        XDT_OPT_STRING("device", &a.device, "DEV", "device: cpu [cpu]"),
+        XDT_OPT_STRING("device", &a.device, "DEV", "device: cpu, cuda:N, hip:N [cpu]"),
         XDT_OPT_FLAG("json", &a.json, "print one JSON object"),
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);

@@ -100,7 +100,9 @@ static xdt_status setup(train_run *r) {
     if (a->seq > r->cfg.max_seq_len)
         return xdt_fail(XDT_ERR_CONFIG, "xdt train: --seq %d exceeds max_seq_len %d of %s", a->seq,
                         r->cfg.max_seq_len, a->model);
-    if ((st = xdt_check_memory_fits(&r->cfg, a->batch, a->seq, true)) ||
+    /* a GPU's own memory is checked once the device is open */
+    const bool host_memory = !strcmp(a->device, "cpu");
+    if ((host_memory && (st = xdt_check_memory_fits(&r->cfg, a->batch, a->seq, true))) ||
         (st = xdt_token_data_load(a->data, &r->data)) ||
         (st = xdt_token_data_check_vocab(&r->data, r->cfg.vocab_size)) ||
         (st = xdt_batch_loader_init(&r->loader, &r->data, a->batch, a->seq, a->h.val_fraction,
@@ -108,6 +110,7 @@ static xdt_status setup(train_run *r) {
         return st;
     xdt_device_options dopts = {.threads = a->threads};
     if ((st = xdt_device_create(a->device, &dopts, &r->dev)) ||
+        (st = xdt_check_device_memory_fits(r->dev, &r->cfg, a->batch, a->seq, true)) ||
         (st = xdt_stage_create(&r->cfg, r->dev, 0, r->cfg.n_layer + 1, a->batch, a->seq, 1,
                                &r->stage)))
         return st;
@@ -210,7 +213,7 @@ int xdt_cmd_train(int argc, char **argv) {
         XDT_OPT_INT("batch", &a->batch, "B", "sequences per step [8]", 1, 1e9),
         XDT_OPT_INT("seq", &a->seq, "T", "tokens per sequence [min(max_seq_len, 256)]", 1, 1e9),
         XDT_OPT_INT("threads", &a->threads, "N", "CPU threads, 0 = all cores [0]", 0, 1024),
-        XDT_OPT_STRING("device", &a->device, "DEV", "device: cpu [cpu]"),
+        XDT_OPT_STRING("device", &a->device, "DEV", "device: cpu, cuda:N, hip:N [cpu]"),
         XDT_OPT_STRING("ckpt-dir", &a->ckpt_dir, "DIR", "checkpoint directory"),
         XDT_OPT_INT("ckpt-every", &a->ckpt_every, "N",
                     "checkpoint every N steps (and at the end) [0 = end only]", 0, 1e9),

@@ -5,7 +5,10 @@
  * reads the same global batch (same data, seed and order as `xdt train`), takes its replica's
  * microbatches, and runs its schedule; rank 0 shows the progress and writes the metrics.
  * --ckpt-dir saves sharded checkpoints and --resume continues from the latest
- * (tools/run_checkpoint.h). */
+ * (tools/run_checkpoint.h). Each rank opens the device the plan gives it ("cpu", "cuda:N",
+ * "hip:N": the stage's backend and its index on the node); ranks on different backends meet
+ * through host messages, and replicas all-reduce through NCCL where all are CUDA ranks of one
+ * site (--allreduce). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +27,7 @@
 #include "tools/worker_setup.h"
 
 typedef struct worker_args {
-    const char *plan, *data, *metrics, *trace, *tls, *ckpt_dir;
+    const char *plan, *data, *metrics, *trace, *tls, *ckpt_dir, *allreduce;
     int threads, timeout_s, ckpt_every;
     bool no_emulate_wan, emulate_wan, resume;
     xdt_train_hparams h;
@@ -35,6 +38,7 @@ typedef struct worker_run {
     xdt_loaded_plan plan;
     xdt_worker_link link;
     int *site_of;
+    xdt_rank_device *device_of;
     xdt_device *dev;
     xdt_executor *ex;
     xdt_token_data data;
@@ -55,15 +59,21 @@ static xdt_status setup(worker_run *w) {
         return st;
     const int rank = w->link.env.rank;
     w->site_of = calloc((size_t)p->ranks, sizeof(int));
-    if (!w->site_of) return xdt_fail(XDT_ERR_NO_MEMORY, "worker: out of memory");
+    w->device_of = calloc((size_t)p->ranks, sizeof *w->device_of);
+    if (!w->site_of || !w->device_of) return xdt_fail(XDT_ERR_NO_MEMORY, "worker: out of memory");
     xdt_rank_plan rp;
-    if ((st = xdt_worker_rank_plan(p, rank, w->link.job_id, w->site_of, &rp))) return st;
+    if ((st = xdt_worker_rank_plan(p, rank, w->link.job_id, w->site_of, w->device_of, &rp)))
+        return st;
     rp.timeout_ms = a->timeout_s * 1000;
-    if (strcmp(p->rank[rank].backend, "cpu") != 0)
-        return xdt_fail(XDT_ERR_UNSUPPORTED,
-                        "worker rank %d: the plan puts it on a %s device (%s); this build runs "
-                        "cpu ranks only",
-                        rank, p->rank[rank].backend, p->rank[rank].device_type);
+    rp.store = w->link.store;
+    rp.dp_comm = !strcmp(a->allreduce, "ring")   ? XDT_DP_RING
+                 : !strcmp(a->allreduce, "nccl") ? XDT_DP_NCCL
+                                                 : XDT_DP_AUTO;
+    char device[32];
+    if ((st = xdt_worker_device_name(p, rank, device, sizeof device))) return st;
+    if (strcmp(device, "cpu") != 0)
+        xdt_log_info("rank %d: stage on %s (%s on node %s of site %s)", rank, device,
+                     p->rank[rank].device_type, p->rank[rank].node, p->rank[rank].site);
     /* ranks sharing this host share its cores */
     int threads = a->threads;
     if (threads == 0) {
@@ -72,7 +82,13 @@ static xdt_status setup(worker_run *w) {
     }
     xdt_device_options dopts = {.threads = threads};
     w->oc = xdt_train_hparams_optim(&a->h);
-    if ((st = xdt_device_create("cpu", &dopts, &w->dev)) ||
+    /* the device layer names the device; an error opening it names the rank too */
+    char context[32];
+    snprintf(context, sizeof context, "rank %d", rank);
+    xdt_log_set_context(context);
+    st = xdt_device_create(device, &dopts, &w->dev);
+    xdt_log_set_context(NULL);
+    if (st ||
         (st = xdt_executor_create(&rp, w->dev, w->link.t, &w->oc, (uint64_t)a->h.seed, &w->ex)))
         return st;
     {
@@ -191,6 +207,7 @@ static void cleanup(worker_run *w) {
     free(w->inputs);
     free(w->targets);
     free(w->site_of);
+    free(w->device_of);
     xdt_plan_free(&w->plan);
 }
 
@@ -198,9 +215,10 @@ int xdt_cmd_worker(int argc, char **argv) {
     worker_run w = {0};
     worker_args *a = &w.a;
     a->tls = "tcp";
+    a->allreduce = "auto";
     a->timeout_s = 30;
     xdt_train_hparams_defaults(&a->h);
-    xdt_cli_opt opts[11 + XDT_TRAIN_OPTION_COUNT] = {
+    xdt_cli_opt opts[12 + XDT_TRAIN_OPTION_COUNT] = {
         XDT_OPT_REQUIRED("data", &a->data, "PATH", "text file (byte tokens) or llm.c .bin shard"),
         XDT_OPT_FLAG("emulate-wan", &a->emulate_wan,
                      "shape links between sites as the plan's cluster says [default]"),
@@ -216,9 +234,12 @@ int xdt_cmd_worker(int argc, char **argv) {
         XDT_OPT_INT("ckpt-every", &a->ckpt_every, "N",
                     "checkpoint every N steps (and at the end) [0 = end only]", 0, 1e9),
         XDT_OPT_FLAG("resume", &a->resume, "continue from the latest checkpoint in --ckpt-dir"),
+        XDT_OPT_STRING("allreduce", &a->allreduce, "auto|ring|nccl",
+                       "replicas' gradient sum: NCCL where all are CUDA ranks of one site, else "
+                       "the ring [auto]"),
     };
-    xdt_train_hparams_options(&a->h, &opts[11]);
-    const int n_opts = 11 + XDT_TRAIN_OPTION_COUNT;
+    xdt_train_hparams_options(&a->h, &opts[12]);
+    const int n_opts = 12 + XDT_TRAIN_OPTION_COUNT;
     a->plan = argc >= 1 && argv[0][0] != '-' ? argv[0] : NULL;
     bool help = false;
     if (xdt_cli_parse("worker", argc - (a->plan ? 1 : 0), argv + (a->plan ? 1 : 0), opts, n_opts,
@@ -238,6 +259,11 @@ int xdt_cmd_worker(int argc, char **argv) {
     }
     if (strcmp(a->tls, "tcp") != 0 && strcmp(a->tls, "shm") != 0) {
         xdt_log_error("xdt worker: --tls %s: expected tcp or shm", a->tls);
+        return 2;
+    }
+    if (strcmp(a->allreduce, "auto") != 0 && strcmp(a->allreduce, "ring") != 0 &&
+        strcmp(a->allreduce, "nccl") != 0) {
+        xdt_log_error("xdt worker: --allreduce %s: expected auto, ring or nccl", a->allreduce);
         return 2;
     }
     if ((a->resume || a->ckpt_every) && !a->ckpt_dir) {

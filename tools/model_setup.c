@@ -4,11 +4,37 @@
 #include "core/log.h"
 #include "core/mem_info.h"
 
+/* Bytes the whole-model stage needs, and its model-state and activation parts. */
+static double stage_need(const xdt_model_config *cfg, int b, int t, bool training,
+                         xdt_stage_memory *m) {
+    xdt_stage_memory_estimate(cfg, 0, cfg->n_layer + 1, b, t, 1, m);
+    return (double)m->params_bytes + m->grads_bytes + m->activation_bytes + m->scratch_bytes +
+           (training ? m->optimizer_bytes : 0);
+}
+
+xdt_status xdt_check_device_memory_fits(xdt_device *dev, const xdt_model_config *cfg, int b, int t,
+                                        bool training) {
+    if (!dev->ops->mem_info) return XDT_OK; /* host memory: xdt_check_memory_fits */
+    size_t free_bytes = 0, total_bytes = 0;
+    xdt_status st = dev->ops->mem_info(dev->ctx, &free_bytes, &total_bytes);
+    if (st != XDT_OK) return st;
+    xdt_stage_memory m;
+    double need = stage_need(cfg, b, t, training, &m);
+    if (need > (double)free_bytes)
+        return xdt_fail(XDT_ERR_NO_MEMORY,
+                        "device %s: --batch %d --seq %d needs %.2f GiB (weights+grads+"
+                        "optimizer %.2f, activations %.2f) but %.2f GiB of its %.2f GiB is free; "
+                        "lower --batch or --seq",
+                        dev->name, b, t, need / 1073741824.0,
+                        (double)(m.params_bytes + m.grads_bytes + m.optimizer_bytes) / 1073741824.0,
+                        (double)(m.activation_bytes + m.scratch_bytes) / 1073741824.0,
+                        (double)free_bytes / 1073741824.0, (double)total_bytes / 1073741824.0);
+    return XDT_OK;
+}
+
 xdt_status xdt_check_memory_fits(const xdt_model_config *cfg, int b, int t, bool training) {
     xdt_stage_memory m;
-    xdt_stage_memory_estimate(cfg, 0, cfg->n_layer + 1, b, t, 1, &m);
-    double need = (double)m.params_bytes + m.grads_bytes + m.activation_bytes + m.scratch_bytes +
-                  (training ? m.optimizer_bytes : 0);
+    double need = stage_need(cfg, b, t, training, &m);
     size_t avail = xdt_mem_available_bytes();
     if (avail && need > (double)avail)
         return xdt_fail(XDT_ERR_NO_MEMORY,

@@ -12,6 +12,11 @@
  * more memory than is available. */
 xdt_status xdt_check_memory_fits(const xdt_model_config *cfg, int b, int t, bool training);
 
+/* The same check against the free memory of a device that has its own (a GPU: ops->mem_info),
+ * naming the device; XDT_OK for devices that use host memory (checked by the function above). */
+xdt_status xdt_check_device_memory_fits(xdt_device *dev, const xdt_model_config *cfg, int b, int t,
+                                        bool training);
+
 /* Copies one batch (b*t inputs and targets on the host) into slot 0 of the stage. */
 void xdt_stage_load_batch(xdt_stage *stage, const int32_t *inputs, const int32_t *targets);
 

@@ -1,4 +1,4 @@
-/* worker_setup.c: bootstrap, UCX, WAN shaping and the rank's plan for `xdt worker`. */
+/* worker_setup.c: bootstrap, UCX, WAN shaping, the rank's plan and devices for `xdt worker`. */
 #include "tools/worker_setup.h"
 
 #include <stdio.h>
@@ -98,8 +98,54 @@ static xdt_status codec_spec(const char *name, bool error_feedback, xdt_codec_sp
     return xdt_codec_parse(text, out);
 }
 
+/* A rank's memory type from its plan backend. */
+static xdt_status rank_mem(const xdt_loaded_plan *plan, int rank, xdt_mem_type *out) {
+    const char *b = plan->rank[rank].backend;
+    if (!strcmp(b, "cpu"))
+        *out = XDT_MEM_HOST;
+    else if (!strcmp(b, "cuda"))
+        *out = XDT_MEM_CUDA;
+    else if (!strcmp(b, "hip"))
+        *out = XDT_MEM_HIP;
+    else
+        return xdt_fail(XDT_ERR_CONFIG,
+                        "worker: the plan puts rank %d on backend '%s' (%s); expected cpu, cuda or "
+                        "hip",
+                        rank, b, plan->rank[rank].device_type);
+    return XDT_OK;
+}
+
+xdt_status xdt_worker_device_name(const xdt_loaded_plan *plan, int rank, char *out, size_t cap) {
+    xdt_mem_type mem;
+    xdt_status st = rank_mem(plan, rank, &mem);
+    if (st) return st;
+    if (mem == XDT_MEM_HOST)
+        snprintf(out, cap, "cpu");
+    else
+        snprintf(out, cap, "%s:%d", plan->rank[rank].backend, plan->rank[rank].device);
+    return XDT_OK;
+}
+
+/* Every rank's device: memory type, node (ranks of one site and node name share an index) and
+ * device index on the node. */
+static xdt_status rank_devices(const xdt_loaded_plan *plan, xdt_rank_device *device_of) {
+    for (int g = 0; g < plan->ranks; g++) {
+        const xdt_plan_rank *r = &plan->rank[g];
+        xdt_status st = rank_mem(plan, g, &device_of[g].mem);
+        if (st) return st;
+        device_of[g].index = r->device;
+        device_of[g].node = g;
+        for (int e = 0; e < g; e++)
+            if (!strcmp(plan->rank[e].site, r->site) && !strcmp(plan->rank[e].node, r->node)) {
+                device_of[g].node = device_of[e].node;
+                break;
+            }
+    }
+    return XDT_OK;
+}
+
 xdt_status xdt_worker_rank_plan(const xdt_loaded_plan *plan, int rank, uint64_t job_id,
-                                int *site_of, xdt_rank_plan *out) {
+                                int *site_of, xdt_rank_device *device_of, xdt_rank_plan *out) {
     if (rank < 0 || rank >= plan->ranks)
         return xdt_fail(XDT_ERR_CONFIG, "worker: rank %d outside the plan's %d ranks", rank,
                         plan->ranks);
@@ -123,6 +169,7 @@ xdt_status xdt_worker_rank_plan(const xdt_loaded_plan *plan, int rank, uint64_t 
         .slowdown = r->slowdown,
         .site_of = site_of,
         .job_id = job_id,
+        .device_of = device_of,
     };
     for (int e = 0; e < d; e++)
         rp.replica_first_microbatch += plan->replica_microbatches[e];
@@ -136,7 +183,8 @@ xdt_status xdt_worker_rank_plan(const xdt_loaded_plan *plan, int rank, uint64_t 
      * rank's for the gradients we send back */
     const int prev = d * P + (p + P - 1) % P;
     xdt_status st;
-    if ((st = codec_spec(r->link_codec, false, &rp.codec_next)) ||
+    if ((st = rank_devices(plan, device_of)) ||
+        (st = codec_spec(r->link_codec, false, &rp.codec_next)) ||
         (st = codec_spec(plan->rank[prev].link_codec, false, &rp.codec_prev)) ||
         (st = codec_spec(plan->dp_codec[p], true, &rp.dp_codec)) ||
         (st = codec_spec(plan->tied_codec, false, &rp.tied_codec)))

@@ -1,5 +1,6 @@
 /* worker_setup.h: what `xdt worker` needs before its first step: the rank's place in the plan
- * (plan.json -> the executor's plain xdt_rank_plan), and a transport to the other ranks --
+ * (plan.json -> the executor's plain xdt_rank_plan, every rank's backend and device), the name
+ * of the device it opens ("cpu", "cuda:N", "hip:N"), and a transport to the other ranks --
  * bootstrap from the environment (torchrun, Slurm or Open MPI variables, XDT_JOB_TOKEN), UCX,
  * and between ranks of different sites the WAN shaper with the plan's link figures. */
 #ifndef XDT_WORKER_SETUP_H
@@ -23,9 +24,13 @@ xdt_status xdt_worker_connect(const xdt_loaded_plan *plan, const char *tls, bool
                               int timeout_ms, xdt_worker_link *out);
 void xdt_worker_disconnect(xdt_worker_link *w);
 
-/* The executor's description of `rank` in the plan. site_of (plan->ranks entries) is filled
- * and referenced by out. */
+/* The executor's description of `rank` in the plan. site_of and device_of (plan->ranks entries
+ * each) are filled and referenced by out; a rank whose backend is not cpu, cuda or hip is a
+ * configuration error naming it. out->store and out->dp_comm are left for the caller. */
 xdt_status xdt_worker_rank_plan(const xdt_loaded_plan *plan, int rank, uint64_t job_id,
-                                int *site_of, xdt_rank_plan *out);
+                                int *site_of, xdt_rank_device *device_of, xdt_rank_plan *out);
+
+/* The device `rank` opens: "cpu" for cpu ranks, else "<backend>:<device index on its node>". */
+xdt_status xdt_worker_device_name(const xdt_loaded_plan *plan, int rank, char *out, size_t cap);
 
 #endif

@@ -47,3 +47,19 @@ expect_error() {
     fi
     pass
 }
+
+# losses_match A B TOL VALIDATIONS: two metrics files hold the same number of steps, each with
+# VALIDATIONS val_loss entries, and every loss and val_loss agrees within TOL relative.
+losses_match() {
+    python3 - "$1" "$2" "$3" "$4" <<'PY'
+import json, sys
+ra = [json.loads(l) for l in open(sys.argv[1])]
+rb = [json.loads(l) for l in open(sys.argv[2])]
+a = [r["loss"] for r in ra] + [r["val_loss"] for r in ra if "val_loss" in r]
+b = [r["loss"] for r in rb] + [r["val_loss"] for r in rb if "val_loss" in r]
+worst = max(abs(x - y) / abs(y) for x, y in zip(a, b)) if len(a) == len(b) else float("inf")
+print(f"    {len(ra)} steps, {len(a) - len(ra)} validations, worst relative difference {worst:.2e}")
+ok = len(a) == len(b) == len(ra) + int(sys.argv[4]) and worst <= float(sys.argv[3])
+sys.exit(0 if ok else 1)
+PY
+}

@@ -39,19 +39,7 @@ for gb in 4 6; do # 6 = a multiple of 3 stages, for interleaving them
     check "reference run (batch $gb) writes $STEPS steps" test "$(wc -l <"$WORK/ref$gb.jsonl")" -eq $STEPS
 done
 
-# same_losses A B: every step's loss, and the validation losses, within 1e-5 relative
-same_losses() {
-    python3 - "$1" "$2" <<'PY'
-import json, sys
-ra = [json.loads(l) for l in open(sys.argv[1])]
-rb = [json.loads(l) for l in open(sys.argv[2])]
-a = [r["loss"] for r in ra] + [r["val_loss"] for r in ra if "val_loss" in r]
-b = [r["loss"] for r in rb] + [r["val_loss"] for r in rb if "val_loss" in r]
-worst = max(abs(x - y) / abs(y) for x, y in zip(a, b)) if len(a) == len(b) else float("inf")
-print(f"    {len(ra)} steps, {len(a) - len(ra)} validations, worst relative difference {worst:.2e}")
-sys.exit(0 if len(a) == len(b) == len(ra) + 2 and worst <= 1e-5 else 1)
-PY
-}
+same_losses() { losses_match "$1" "$2" 1e-5 2; }
 
 run_case() { # run_case STAGES REPLICAS SCHEDULE [GLOBAL_BATCH]
     local gb=${4:-4}

@@ -1,0 +1,169 @@
+/* gpu_attention.cu: causal multi-head attention and the softmax cross-entropy on the GPU.
+ *
+ * Attention keeps the CPU backend's layout: qkv (b, t, 3c) packed (head h of q at column h * hs,
+ * k at c + h * hs, v at 2c + h * hs), att (b, nh, t, t) the causal softmax probabilities (zero
+ * above the diagonal), out (b, t, c). Products are strided-batched GEMMs over heads (or over
+ * the batch, whichever is longer) that read q, k, v in place; the full t x t scores are formed
+ * and the mask is applied by the row kernels. The backward uses the caller's workspace of
+ * b * nh * t * t floats for dP and dS and overwrites dqkv completely. */
+#include "devices/cuda/gpu_common.cuh"
+
+#include <math.h>
+
+namespace XDT_GPU_NS {
+
+/* One operand of a per-(batch, head) product: element strides between batches and heads. */
+struct bh_operand {
+    const float *p;
+    long batch_stride, head_stride;
+    int ld;
+};
+
+/* For every (batch bi, head h): C_bh = alpha op(A_bh) op(B_bh) + beta C_bh, as strided batches
+ * along the longer of the two dimensions. */
+static void bh_gemm(gpu_ctx *g, bool ta, bool tb, int m, int n, int k, float alpha, bh_operand a,
+                    bh_operand b, float beta, float *c, long c_bs, long c_hs, int ldc, int nb,
+                    int nh, const char *op) {
+    if (nb <= nh) {
+        for (int bi = 0; bi < nb; bi++)
+            gemm_batched(g, ta, tb, m, n, k, alpha, a.p + bi * a.batch_stride, a.ld, a.head_stride,
+                         b.p + bi * b.batch_stride, b.ld, b.head_stride, beta, c + bi * c_bs, ldc,
+                         c_hs, nh, op);
+    } else {
+        for (int h = 0; h < nh; h++)
+            gemm_batched(g, ta, tb, m, n, k, alpha, a.p + h * a.head_stride, a.ld, a.batch_stride,
+                         b.p + h * b.head_stride, b.ld, b.batch_stride, beta, c + h * c_hs, ldc,
+                         c_bs, nb, op);
+    }
+}
+
+/* Row r of the (b * nh * t) x t scores: causal softmax in place (query i = r % t sees keys
+ * 0..i); entries j > i become 0. */
+__global__ void causal_softmax_kernel(float *att, int t) {
+    __shared__ float sh[32];
+    const size_t r = blockIdx.x;
+    const int i = (int)(r % (size_t)t);
+    float *row = att + r * t;
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j <= i; j += blockDim.x)
+        mx = row[j] > mx ? row[j] : mx;
+    mx = block_max(mx, sh);
+    float s = 0.0f;
+    for (int j = threadIdx.x; j <= i; j += blockDim.x) {
+        const float e = expf(row[j] - mx);
+        row[j] = e;
+        s += e;
+    }
+    const float inv = 1.0f / block_sum(s, sh);
+    for (int j = threadIdx.x; j < t; j += blockDim.x)
+        row[j] = j <= i ? row[j] * inv : 0.0f;
+}
+
+/* dS = P * (dP - rowsum(P * dP)) * scale below and on the diagonal, 0 above; dP in place. */
+__global__ void causal_softmax_backward_kernel(float *dp, const float *att, int t, float scale) {
+    __shared__ float sh[32];
+    const size_t r = blockIdx.x;
+    const int i = (int)(r % (size_t)t);
+    const float *p = att + r * t;
+    float *d = dp + r * t;
+    float dot = 0.0f;
+    for (int j = threadIdx.x; j <= i; j += blockDim.x)
+        dot += p[j] * d[j];
+    dot = block_sum(dot, sh);
+    for (int j = threadIdx.x; j < t; j += blockDim.x)
+        d[j] = j <= i ? p[j] * (d[j] - dot) * scale : 0.0f;
+}
+
+void op_attention_forward(void *ctx, float *out, float *att, const float *qkv, int b, int t, int c,
+                          int nh) {
+    gpu_ctx *g = as_ctx(ctx);
+    const char *op = "attention_forward";
+    if (b <= 0 || t <= 0 || c <= 0 || nh <= 0) return;
+    enter(g, op);
+    const int hs = c / nh;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const long tt = (long)t * t, t3c = (long)t * 3 * c;
+    /* S = scale Q K^T (t x t per head) */
+    bh_gemm(g, false, true, t, t, hs, scale, {qkv, t3c, hs, 3 * c}, {qkv + c, t3c, hs, 3 * c}, 0.0f,
+            att, nh * tt, tt, t, b, nh, op);
+    XDT_LAUNCH((unsigned)((size_t)b * nh * t), kBlock, g->stream, causal_softmax_kernel)(att, t);
+    if (!check_launch(g, op)) return;
+    /* Y = P V (t x hs per head), written into the head's columns of out */
+    bh_gemm(g, false, false, t, hs, t, 1.0f, {att, nh * tt, tt, t}, {qkv + 2 * c, t3c, hs, 3 * c},
+            0.0f, out, (long)t * c, hs, c, b, nh, op);
+}
+
+void op_attention_backward(void *ctx, float *dqkv, float *ws, const float *dout, const float *qkv,
+                           const float *att, int b, int t, int c, int nh) {
+    gpu_ctx *g = as_ctx(ctx);
+    const char *op = "attention_backward";
+    if (b <= 0 || t <= 0 || c <= 0 || nh <= 0) return;
+    enter(g, op);
+    const int hs = c / nh;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const long tt = (long)t * t, t3c = (long)t * 3 * c, tc = (long)t * c;
+    const bh_operand p = {att, nh * tt, tt, t}, dy = {dout, tc, hs, c};
+    const bh_operand q = {qkv, t3c, hs, 3 * c}, k = {qkv + c, t3c, hs, 3 * c};
+    const bh_operand v = {qkv + 2 * c, t3c, hs, 3 * c}, ds = {ws, nh * tt, tt, t};
+    /* dP = dY V^T; dV = P^T dY */
+    bh_gemm(g, false, true, t, t, hs, 1.0f, dy, v, 0.0f, ws, nh * tt, tt, t, b, nh, op);
+    bh_gemm(g, true, false, t, hs, t, 1.0f, p, dy, 0.0f, dqkv + 2 * c, t3c, hs, 3 * c, b, nh, op);
+    XDT_LAUNCH((unsigned)((size_t)b * nh * t), kBlock, g->stream, causal_softmax_backward_kernel)
+    (ws, att, t, scale);
+    if (!check_launch(g, op)) return;
+    /* dQ = dS K; dK = dS^T Q */
+    bh_gemm(g, false, false, t, hs, t, 1.0f, ds, k, 0.0f, dqkv, t3c, hs, 3 * c, b, nh, op);
+    bh_gemm(g, true, false, t, hs, t, 1.0f, ds, q, 0.0f, dqkv + c, t3c, hs, 3 * c, b, nh, op);
+}
+
+/* ---- softmax cross-entropy: one block per row ---- */
+
+constexpr int kXentBlock = 512;
+
+__global__ void softmax_xent_kernel(float *logits, float *losses, const int32_t *targets, int v,
+                                    int vp, float dloss_scale, bool want_grad, host_area *host) {
+    __shared__ float sh[32];
+    const size_t i = blockIdx.x;
+    float *l = logits + i * vp;
+    const int y = targets[i];
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < v; j += blockDim.x)
+        mx = l[j] > mx ? l[j] : mx;
+    mx = block_max(mx, sh);
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < v; j += blockDim.x)
+        s += expf(l[j] - mx);
+    s = block_sum(s, sh);
+    if (y < 0 || y >= v) { /* the same for the whole block */
+        if (threadIdx.x == 0) {
+            host->bad_target = 1;
+            losses[i] = NAN;
+        }
+        return;
+    }
+    const float ly = l[y];
+    __syncthreads(); /* every thread has read l[y] before any overwrites it */
+    if (threadIdx.x == 0) losses[i] = logf(s) + mx - ly;
+    if (!want_grad) return;
+    const float inv = 1.0f / s;
+    for (int j = threadIdx.x; j < vp; j += blockDim.x) {
+        float gr = 0.0f;
+        if (j < v) {
+            gr = expf(l[j] - mx) * inv * dloss_scale;
+            if (j == y) gr -= dloss_scale;
+        }
+        l[j] = gr;
+    }
+}
+
+void op_softmax_xent(void *ctx, float *logits, float *losses, const int32_t *targets, int n, int v,
+                     int vp, float dloss_scale, bool want_grad) {
+    gpu_ctx *g = as_ctx(ctx);
+    if (n <= 0) return;
+    enter(g, "softmax_xent");
+    XDT_LAUNCH(n, kXentBlock, g->stream, softmax_xent_kernel)
+    (logits, losses, targets, v, vp, dloss_scale, want_grad, g->host_dev);
+    check_launch(g, "softmax_xent");
+}
+
+} // namespace XDT_GPU_NS

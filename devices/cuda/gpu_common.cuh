@@ -1,0 +1,175 @@
+/* gpu_common.cuh: what the GPU backend's translation units share: the device context, error
+ * recording, the workspace, block reductions, and the op functions each .cu file defines for the
+ * ops table in gpu_device.cu. Included by devices/cuda/ *.cu only (compiled by nvcc, or by hipcc
+ * through gpu_vendor.h). Everything lives in namespace XDT_GPU_NS so that the CUDA and HIP
+ * builds of these sources link into one binary. */
+#ifndef XDT_GPU_COMMON_CUH
+#define XDT_GPU_COMMON_CUH
+
+#include "devices/cuda/gpu_vendor.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "core/log.h"
+#include "devices/device.h"
+}
+
+namespace XDT_GPU_NS {
+
+/* Threads per block of the row and element-wise kernels: a multiple of every warp size. */
+constexpr int kBlock = 256;
+
+/* Written by kernels through mapped pinned memory, read by the host after a stream sync. */
+struct host_area {
+    double result;  /* the last reduction's value */
+    int bad_target; /* softmax_xent saw a target outside [0, v) */
+    int bad_token;  /* embedding saw a negative token */
+};
+
+struct gpu_ctx {
+    int index;
+    char name[32]; /* "cuda:0" */
+    cudaStream_t stream;
+#if XDT_GPU_HAVE_BLAS
+    cublasHandle_t blas;
+#endif
+    bool blas_ok;        /* GEMMs go to the vendor BLAS (else the tiled kernel) */
+    bool tf32;           /* TF32 tensor-core GEMMs allowed (cuBLAS only) */
+    host_area *host;     /* mapped pinned: host view */
+    host_area *host_dev; /* the same memory: device view */
+    void *ws;            /* device workspace for reduction partials and index tables */
+    size_t ws_bytes;
+    int32_t *pin_ints; /* pinned host scratch for embedding_backward (4 N + 1 ints) */
+    size_t pin_ints_cap;
+    int32_t *counts; /* host scratch: per-token counts */
+    size_t counts_cap;
+    xdt_status err;      /* first error recorded since the last sync */
+    const char *last_op; /* the op most recently queued, named in asynchronous errors */
+};
+
+static inline gpu_ctx *as_ctx(void *ctx) {
+    return static_cast<gpu_ctx *>(ctx);
+}
+
+/* Error translation and recording (gpu_device.cu). Recording keeps the first error until sync
+ * returns it and logs it once, naming the device and the op. */
+xdt_status status_of(cudaError_t e);
+void record(gpu_ctx *c, xdt_status st, const char *op, const char *what, const char *detail);
+/* Returns true when e is success; otherwise records it for `op`. */
+bool check(gpu_ctx *c, cudaError_t e, const char *op, const char *what);
+/* Checks the launch of the kernel just queued for `op`. */
+bool check_launch(gpu_ctx *c, const char *op);
+/* Makes the context's device current on this thread and remembers `op` for async errors. */
+void enter(gpu_ctx *c, const char *op);
+/* A device scratch buffer of at least `bytes` (grown when needed), or NULL after recording. */
+void *workspace(gpu_ctx *c, size_t bytes, const char *op);
+
+/* Blocks of `block` threads covering n items, capped for grid-stride loops (the CPU emulation
+ * runs blocks one after another, so there the cap is small and the loops do the rest). */
+#if defined(XDT_GPU_EMU)
+constexpr size_t kMaxGrid = 64;
+#else
+constexpr size_t kMaxGrid = 65535u * 16u;
+#endif
+static inline unsigned grid_for(size_t n, int block) {
+    size_t g = (n + (size_t)block - 1) / (size_t)block;
+    if (g < 1) g = 1;
+    return (unsigned)(g > kMaxGrid ? kMaxGrid : g);
+}
+
+/* Row-major c = alpha op(a) op(b) + beta c for `batch` products at the given element strides
+ * (gpu_gemm.cu): the vendor BLAS when present, else the tiled kernel. */
+void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
+                  int lda, long sa, const float *b, int ldb, long sb, float beta, float *cm,
+                  int ldc, long sc, int batch, const char *op);
+
+/* ---- reductions inside a block (every thread gets the total) ---- */
+
+template <typename T> __device__ inline T warp_sum(T v) {
+    for (int o = WARP_SIZE / 2; o > 0; o >>= 1)
+        v += XDT_SHFL_XOR(v, o);
+    return v;
+}
+
+template <typename T> __device__ inline T warp_max(T v) {
+    for (int o = WARP_SIZE / 2; o > 0; o >>= 1) {
+        T u = XDT_SHFL_XOR(v, o);
+        v = u > v ? u : v;
+    }
+    return v;
+}
+
+/* `shared` holds at least blockDim.x / WARP_SIZE values; the sum is taken in warp order, so it
+ * is the same every run. */
+template <typename T> __device__ inline T block_sum(T v, T *shared) {
+    v = warp_sum(v);
+    const int lane = threadIdx.x % WARP_SIZE, wid = threadIdx.x / WARP_SIZE;
+    __syncthreads(); /* the previous use of `shared` is over */
+    if (lane == 0) shared[wid] = v;
+    __syncthreads();
+    T total = 0;
+    for (int i = 0; i < (int)(blockDim.x / WARP_SIZE); i++)
+        total += shared[i];
+    return total;
+}
+
+template <typename T> __device__ inline T block_max(T v, T *shared) {
+    v = warp_max(v);
+    const int lane = threadIdx.x % WARP_SIZE, wid = threadIdx.x / WARP_SIZE;
+    __syncthreads();
+    if (lane == 0) shared[wid] = v;
+    __syncthreads();
+    T m = shared[0];
+    for (int i = 1; i < (int)(blockDim.x / WARP_SIZE); i++)
+        m = shared[i] > m ? shared[i] : m;
+    return m;
+}
+
+/* ---- the ops (signatures of xdt_device_ops) ---- */
+
+/* gpu_gemm.cu */
+void op_gemm(void *ctx, bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
+             const float *b, int ldb, float beta, float *c, int ldc);
+void op_gemm_strided_batched(void *ctx, bool ta, bool tb, int m, int n, int k, float alpha,
+                             const float *a, int lda, long sa, const float *b, int ldb, long sb,
+                             float beta, float *c, int ldc, long sc, int batch);
+
+/* gpu_kernels.cu */
+void op_bias_add(void *ctx, float *out, const float *bias, int n, int c);
+void op_bias_grad(void *ctx, float *dbias, const float *dout, int n, int c);
+void op_layernorm_forward(void *ctx, float *out, float *mean, float *rstd, const float *inp,
+                          const float *w, const float *b, int n, int c);
+void op_layernorm_backward(void *ctx, float *dinp, float *dw, float *db, const float *dout,
+                           const float *inp, const float *w, const float *mean, const float *rstd,
+                           int n, int c, bool accumulate);
+void op_gelu_forward(void *ctx, float *out, const float *inp, size_t n);
+void op_gelu_backward(void *ctx, float *dinp, const float *inp, const float *dout, size_t n);
+void op_add(void *ctx, float *out, const float *a, const float *b, size_t n);
+void op_scale(void *ctx, float *x, float s, size_t n);
+void op_adamw(void *ctx, float *param, const float *grad, float *m, float *v, size_t n,
+              const xdt_adamw_args *args);
+xdt_status op_sum(void *ctx, const float *x, size_t n, double *out);
+xdt_status op_sum_squares(void *ctx, const float *x, size_t n, double *out);
+
+/* gpu_embedding.cu */
+void op_embedding_forward(void *ctx, float *out, const int32_t *tokens, const float *wte,
+                          const float *wpe, int b, int t, int c);
+void op_embedding_backward(void *ctx, float *dwte, float *dwpe, const float *dout,
+                           const int32_t *tokens, int b, int t, int c);
+
+/* gpu_attention.cu */
+void op_attention_forward(void *ctx, float *out, float *att, const float *qkv, int b, int t, int c,
+                          int nh);
+void op_attention_backward(void *ctx, float *dqkv, float *ws, const float *dout, const float *qkv,
+                           const float *att, int b, int t, int c, int nh);
+void op_softmax_xent(void *ctx, float *logits, float *losses, const int32_t *targets, int n, int v,
+                     int vp, float dloss_scale, bool want_grad);
+
+/* gpu_device.cu: the synchronising part of the reductions. */
+xdt_status sync_ctx(gpu_ctx *c);
+
+} // namespace XDT_GPU_NS
+
+#endif

@@ -1,0 +1,319 @@
+/* gpu_device.cu: the GPU backend's device: creation by GPU number, one non-blocking stream, the
+ * cuBLAS handle, memory (cudaMalloc, pinned host via cudaMallocHost, copies and memsets on the
+ * stream), error translation and recording, sync, and the ops table. The kernels live in
+ * gpu_gemm.cu, gpu_kernels.cu, gpu_embedding.cu and gpu_attention.cu. Compiled by nvcc for CUDA
+ * and by hipcc for HIP (see gpu_vendor.h).
+ *
+ * Errors: every runtime and BLAS status is translated to an xdt_status where it is returned; the
+ * first one since the last sync is logged once (naming the device and the op) and kept, and sync
+ * returns it. Faults that surface only asynchronously name the op queued last.
+ *
+ * Host copies (host to device, device to host) wait for the stream before returning, as the CPU
+ * backend's do: callers reuse or read their host buffers right after. Device-to-device copies and
+ * memsets are queued. */
+#include "devices/cuda/gpu_common.cuh"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+namespace XDT_GPU_NS {
+
+xdt_status status_of(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess:
+        return XDT_OK;
+    case cudaErrorMemoryAllocation:
+        return XDT_ERR_NO_MEMORY;
+    case cudaErrorInvalidValue:
+        return XDT_ERR_INVALID_ARG;
+    case cudaErrorNoDevice:
+    case cudaErrorInsufficientDriver:
+    case cudaErrorInvalidDevice:
+        return XDT_ERR_UNSUPPORTED;
+    default:
+        return XDT_ERR_DEVICE;
+    }
+}
+
+void record(gpu_ctx *c, xdt_status st, const char *op, const char *what, const char *detail) {
+    if (c->err != XDT_OK) return; /* keep (and report) only the first */
+    c->err = st;
+    xdt_log_error("device %s: %s: %s%s%s", c->name, op, what, detail ? ": " : "",
+                  detail ? detail : "");
+}
+
+bool check(gpu_ctx *c, cudaError_t e, const char *op, const char *what) {
+    if (e == cudaSuccess) return true;
+    char detail[192];
+    snprintf(detail, sizeof detail, "%s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
+    record(c, status_of(e), op, what, detail);
+    return false;
+}
+
+bool check_launch(gpu_ctx *c, const char *op) {
+    return check(c, cudaGetLastError(), op, "kernel launch");
+}
+
+void enter(gpu_ctx *c, const char *op) {
+    c->last_op = op;
+    cudaError_t e = cudaSetDevice(c->index);
+    if (e != cudaSuccess) check(c, e, op, XDT_GPU_RT " set device");
+}
+
+void *workspace(gpu_ctx *c, size_t bytes, const char *op) {
+    if (bytes <= c->ws_bytes) return c->ws;
+    size_t want = bytes < ((size_t)16 << 20) ? ((size_t)16 << 20) : bytes + bytes / 4;
+    /* the old buffer may still be read by queued kernels */
+    if (!check(c, cudaStreamSynchronize(c->stream), op, "sync before growing the workspace"))
+        return NULL;
+    if (c->ws) (void)cudaFree(c->ws);
+    c->ws = NULL;
+    c->ws_bytes = 0;
+    cudaError_t e = cudaMalloc(&c->ws, want);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError(); /* an allocation failure must not stick to the next launch */
+        c->ws = NULL;
+        char what[96];
+        snprintf(what, sizeof what, "cannot allocate %zu bytes of workspace", want);
+        check(c, e, op, what);
+        return NULL;
+    }
+    c->ws_bytes = want;
+    return c->ws;
+}
+
+xdt_status sync_ctx(gpu_ctx *c) {
+    cudaError_t e = cudaSetDevice(c->index);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess) {
+        char what[96];
+        snprintf(what, sizeof what, "stream sync (the op queued last was %s)",
+                 c->last_op ? c->last_op : "none");
+        check(c, e, "sync", what);
+    }
+    if (c->host->bad_target) {
+        record(c, XDT_ERR_INVALID_ARG, "softmax_xent", "a target is outside [0, vocab)", NULL);
+        c->host->bad_target = 0;
+    }
+    if (c->host->bad_token) {
+        record(c, XDT_ERR_INVALID_ARG, "embedding", "a token is negative", NULL);
+        c->host->bad_token = 0;
+    }
+    xdt_status st = c->err;
+    c->err = XDT_OK;
+    return st;
+}
+
+static xdt_status gpu_sync(void *ctx) {
+    return sync_ctx(as_ctx(ctx));
+}
+
+static void gpu_destroy(void *ctx) {
+    gpu_ctx *c = as_ctx(ctx);
+    if (!c) return;
+    (void)cudaSetDevice(c->index);
+    if (c->stream) (void)cudaStreamSynchronize(c->stream);
+#if XDT_GPU_HAVE_BLAS
+    if (c->blas) (void)cublasDestroy(c->blas);
+#endif
+    if (c->ws) (void)cudaFree(c->ws);
+    if (c->pin_ints) (void)cudaFreeHost(c->pin_ints);
+    if (c->host) (void)cudaFreeHost(c->host);
+    if (c->stream) (void)cudaStreamDestroy(c->stream);
+    free(c->counts);
+    free(c);
+    (void)cudaGetLastError();
+}
+
+static xdt_status gpu_alloc(void *ctx, size_t bytes, void **out) {
+    gpu_ctx *c = as_ctx(ctx);
+    (void)cudaSetDevice(c->index);
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return status_of(e); /* the wrapper reports it with the size */
+    }
+    *out = p;
+    return XDT_OK;
+}
+
+static void gpu_free(void *ctx, void *ptr) {
+    gpu_ctx *c = as_ctx(ctx);
+    enter(c, "free");
+    check(c, cudaFree(ptr), "free", "cudaFree");
+}
+
+static xdt_status gpu_alloc_pinned(void *ctx, size_t bytes, void **out) {
+    gpu_ctx *c = as_ctx(ctx);
+    (void)cudaSetDevice(c->index);
+    void *p = NULL;
+    cudaError_t e = cudaMallocHost(&p, bytes);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return status_of(e);
+    }
+    *out = p;
+    return XDT_OK;
+}
+
+static void gpu_free_pinned(void *ctx, void *ptr) {
+    gpu_ctx *c = as_ctx(ctx);
+    enter(c, "free_pinned");
+    check(c, cudaFreeHost(ptr), "free_pinned", "cudaFreeHost");
+}
+
+static void gpu_copy(void *ctx, void *dst, const void *src, size_t bytes, xdt_copy_dir dir) {
+    gpu_ctx *c = as_ctx(ctx);
+    if (!bytes) return;
+    enter(c, "copy");
+    switch (dir) {
+    case XDT_COPY_HOST_TO_DEVICE:
+        if (check(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream), "copy",
+                  "host to device"))
+            check(c, cudaStreamSynchronize(c->stream), "copy", "host to device (sync)");
+        break;
+    case XDT_COPY_DEVICE_TO_HOST:
+        if (check(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "copy",
+                  "device to host"))
+            check(c, cudaStreamSynchronize(c->stream), "copy", "device to host (sync)");
+        break;
+    case XDT_COPY_DEVICE_TO_DEVICE:
+        check(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream), "copy",
+              "device to device");
+        break;
+    }
+}
+
+static void gpu_memset(void *ctx, void *ptr, int value, size_t bytes) {
+    gpu_ctx *c = as_ctx(ctx);
+    if (!bytes) return;
+    enter(c, "memset");
+    check(c, cudaMemsetAsync(ptr, value, bytes, c->stream), "memset", "cudaMemsetAsync");
+}
+
+static xdt_status gpu_mem_info(void *ctx, size_t *free_bytes, size_t *total_bytes) {
+    gpu_ctx *c = as_ctx(ctx);
+    cudaError_t e = cudaSetDevice(c->index);
+    if (e == cudaSuccess) e = cudaMemGetInfo(free_bytes, total_bytes);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return xdt_fail(status_of(e), "device %s: cannot read free memory: %s", c->name,
+                        cudaGetErrorString(e));
+    }
+    return XDT_OK;
+}
+
+static const xdt_device_ops gpu_ops = {
+    .name = XDT_GPU_PREFIX,
+    .mem_type = XDT_GPU_MEM,
+    .destroy = gpu_destroy,
+    .alloc = gpu_alloc,
+    .free = gpu_free,
+    .alloc_pinned = gpu_alloc_pinned,
+    .free_pinned = gpu_free_pinned,
+    .copy = gpu_copy,
+    .memset = gpu_memset,
+    .sync = gpu_sync,
+    .gemm = op_gemm,
+    .gemm_strided_batched = op_gemm_strided_batched,
+    .bias_add = op_bias_add,
+    .bias_grad = op_bias_grad,
+    .layernorm_forward = op_layernorm_forward,
+    .layernorm_backward = op_layernorm_backward,
+    .attention_forward = op_attention_forward,
+    .attention_backward = op_attention_backward,
+    .gelu_forward = op_gelu_forward,
+    .gelu_backward = op_gelu_backward,
+    .add = op_add,
+    .scale = op_scale,
+    .embedding_forward = op_embedding_forward,
+    .embedding_backward = op_embedding_backward,
+    .softmax_xent = op_softmax_xent,
+    .adamw = op_adamw,
+    .sum = op_sum,
+    .sum_squares = op_sum_squares,
+    .mem_info = gpu_mem_info,
+};
+
+/* Fails with XDT_ERR_UNSUPPORTED (no driver, no GPU, no such GPU) or the translated error. */
+static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return xdt_fail(XDT_ERR_UNSUPPORTED, "device %s: no " XDT_GPU_RT " device available (%s)",
+                        c->name, cudaGetErrorString(e));
+    }
+    if (c->index >= count)
+        return xdt_fail(XDT_ERR_UNSUPPORTED, "device %s: this machine has %d " XDT_GPU_RT " GPU%s",
+                        c->name, count, count == 1 ? "" : "s");
+    const char *what = "set device";
+    if ((e = cudaSetDevice(c->index)) != cudaSuccess) goto fail;
+    what = "stream creation";
+    if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess)
+        goto fail;
+    what = "mapped host memory";
+    if ((e = cudaHostAlloc((void **)&c->host, sizeof *c->host, cudaHostAllocMapped)) != cudaSuccess)
+        goto fail;
+    memset(c->host, 0, sizeof *c->host);
+    if ((e = cudaHostGetDevicePointer((void **)&c->host_dev, c->host, 0)) != cudaSuccess) goto fail;
+    c->tf32 = opts->allow_tf32;
+    {
+        const char *env = getenv("XDT_CUDA_TF32");
+        if (env && !strcmp(env, "1")) c->tf32 = true;
+    }
+#if XDT_GPU_HAVE_BLAS
+    if (!opts->tiled_gemm) {
+        cublasStatus_t bs = cublasCreate(&c->blas);
+        if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(c->blas, c->stream);
+        /* fp32 GEMMs in full fp32 unless TF32 was asked for */
+        if (bs == CUBLAS_STATUS_SUCCESS)
+            bs = cublasSetMathMode(c->blas,
+                                   c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+        if (bs != CUBLAS_STATUS_SUCCESS)
+            return xdt_fail(bs == CUBLAS_STATUS_ALLOC_FAILED ? XDT_ERR_NO_MEMORY : XDT_ERR_DEVICE,
+                            "device %s: cannot initialise the BLAS library (status %d)", c->name,
+                            (int)bs);
+        c->blas_ok = true;
+    }
+#endif
+    return XDT_OK;
+fail:
+    (void)cudaGetLastError();
+    return xdt_fail(status_of(e), "device %s: %s failed: %s", c->name, what, cudaGetErrorString(e));
+}
+
+} // namespace XDT_GPU_NS
+
+using namespace XDT_GPU_NS;
+
+extern "C" xdt_status XDT_GPU_CREATE(int index, const xdt_device_options *opts, xdt_device **out) {
+    xdt_device_options defaults = {};
+    if (!opts) opts = &defaults;
+    if (index < 0)
+        return xdt_fail(XDT_ERR_UNSUPPORTED, "device " XDT_GPU_PREFIX ":%d: no such GPU", index);
+    xdt_device *dev = static_cast<xdt_device *>(calloc(1, sizeof *dev));
+    gpu_ctx *c = static_cast<gpu_ctx *>(calloc(1, sizeof *c));
+    if (!dev || !c) {
+        free(dev);
+        free(c);
+        return xdt_fail(XDT_ERR_NO_MEMORY, "device " XDT_GPU_PREFIX ":%d: out of memory", index);
+    }
+    c->index = index;
+    snprintf(c->name, sizeof c->name, XDT_GPU_PREFIX ":%d", index);
+    xdt_status st = open_ctx(c, opts);
+    if (st != XDT_OK) {
+        free(dev);
+        gpu_destroy(c);
+        return st;
+    }
+    dev->ops = &gpu_ops;
+    dev->ctx = c;
+    snprintf(dev->name, sizeof dev->name, "%s", c->name);
+    xdt_log_debug("device %s: %s GEMM%s", c->name, c->blas_ok ? XDT_GPU_BLAS_NAME : "tiled-kernel",
+                  c->tf32 && c->blas_ok ? ", TF32 allowed" : "");
+    *out = dev;
+    return XDT_OK;
+}

@@ -1,0 +1,262 @@
+/* gpu_emu.h: a CPU emulation of the part of CUDA that the GPU backend's sources use, so that the
+ * kernels themselves (indexing, masks, block reductions, shuffles, shared memory, the tiled GEMM)
+ * run and are tested against the CPU backend on machines without a GPU. Selected by
+ * gpu_vendor.h when XDT_GPU_EMU is defined; the sources compile unchanged as C++ (tests/gpu/
+ * meson.build builds them into test_device_ops_emu, suite unit).
+ *
+ * A launch runs the grid block after block on the calling thread; the threads of a block are
+ * ucontext fibers switched only at __syncthreads() and shuffles, so each block runs as the
+ * hardware would let it (every thread reaches a barrier before any passes it). Shuffles exchange
+ * through a per-thread slot between two barriers. Shared memory is `static`: one block at a
+ * time. Memory is host memory, streams are placeholders, copies are memcpy. Not fast: tests keep
+ * their sizes small. Not thread-safe: one launch at a time per process. */
+#ifndef XDT_GPU_EMU_H
+#define XDT_GPU_EMU_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include <tuple>
+#include <utility>
+
+#ifndef XDT_EMU_WARP_SIZE
+#define XDT_EMU_WARP_SIZE 32
+#endif
+
+#define __global__
+#define __device__
+#define __host__
+#define __shared__ static
+#define __launch_bounds__(n)
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+};
+struct uint3 {
+    unsigned x, y, z;
+};
+
+namespace xdt_emu {
+
+constexpr int kMaxThreads = 1024;
+constexpr size_t kStack = 64 * 1024;
+
+struct state {
+    uint3 thread_idx, block_idx;
+    dim3 block_dim, grid_dim;
+    ucontext_t sched;
+    ucontext_t fiber[kMaxThreads];
+    char *stacks = nullptr;
+    int status[kMaxThreads]; /* 0 runnable, 1 at a barrier, 2 done */
+    int current = 0;
+    unsigned char slot[kMaxThreads][8]; /* shuffle exchange */
+    void (*body)(void *) = nullptr;
+    void *body_arg = nullptr;
+    int last_error = 0;
+};
+
+inline state &st() {
+    static state s;
+    return s;
+}
+
+/* Returns to the scheduler until every live thread of the block has arrived. */
+inline void barrier() {
+    state &s = st();
+    s.status[s.current] = 1;
+    swapcontext(&s.fiber[s.current], &s.sched);
+}
+
+inline void fiber_entry() {
+    state &s = st();
+    s.body(s.body_arg);
+    s.status[s.current] = 2;
+    /* uc_link returns to the scheduler */
+}
+
+/* Runs body(arg) as every thread of every block of the grid. */
+inline void run_grid(dim3 grid, dim3 block, void (*body)(void *), void *arg) {
+    state &s = st();
+    const int n = (int)(block.x * block.y * block.z);
+    if (n < 1 || n > kMaxThreads) {
+        s.last_error = 9; /* cudaErrorInvalidConfiguration */
+        return;
+    }
+    if (!s.stacks) s.stacks = static_cast<char *>(malloc(kStack * kMaxThreads));
+    s.body = body;
+    s.body_arg = arg;
+    s.block_dim = block;
+    s.grid_dim = grid;
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                s.block_idx = {bx, by, bz};
+                for (int i = 0; i < n; i++) {
+                    getcontext(&s.fiber[i]);
+                    s.fiber[i].uc_stack.ss_sp = s.stacks + (size_t)i * kStack;
+                    s.fiber[i].uc_stack.ss_size = kStack;
+                    s.fiber[i].uc_link = &s.sched;
+                    makecontext(&s.fiber[i], fiber_entry, 0);
+                    s.status[i] = 0;
+                }
+                for (;;) {
+                    bool live = false;
+                    for (int i = 0; i < n; i++) {
+                        if (s.status[i] != 0) continue;
+                        s.current = i;
+                        s.thread_idx = {(unsigned)i % block.x, (unsigned)i / block.x % block.y,
+                                        (unsigned)i / (block.x * block.y)};
+                        swapcontext(&s.sched, &s.fiber[i]);
+                    }
+                    for (int i = 0; i < n; i++)
+                        if (s.status[i] == 1) {
+                            s.status[i] = 0; /* everyone alive has arrived: pass the barrier */
+                            live = true;
+                        }
+                    if (!live) break;
+                }
+            }
+}
+
+template <typename K, typename... A> struct launcher {
+    K kernel;
+    dim3 grid, block;
+    void operator()(A... args) const {
+        struct call {
+            K k;
+            std::tuple<A...> a;
+        } c{kernel, std::tuple<A...>(args...)};
+        run_grid(
+            grid, block,
+            [](void *p) { std::apply(static_cast<call *>(p)->k, static_cast<call *>(p)->a); }, &c);
+    }
+};
+
+template <typename... A> launcher<void (*)(A...), A...> launch(dim3 g, dim3 b, void (*k)(A...)) {
+    return {k, g, b};
+}
+
+template <typename T> inline T shfl_xor(T v, int lane) {
+    static_assert(sizeof(T) <= 8, "shuffle of a wide type");
+    state &s = st();
+    const int me = s.current;
+    memcpy(s.slot[me], &v, sizeof v);
+    barrier();
+    T r;
+    memcpy(&r, s.slot[me ^ lane], sizeof r);
+    barrier();
+    return r;
+}
+
+} // namespace xdt_emu
+
+#define threadIdx                (::xdt_emu::st().thread_idx)
+#define blockIdx                 (::xdt_emu::st().block_idx)
+#define blockDim                 (::xdt_emu::st().block_dim)
+#define gridDim                  (::xdt_emu::st().grid_dim)
+#define __syncthreads()          ::xdt_emu::barrier()
+#define WARP_SIZE                XDT_EMU_WARP_SIZE
+#define XDT_SHFL_XOR(v, lane)    ::xdt_emu::shfl_xor((v), (lane))
+#define XDT_LAUNCH(g, b, s, ...) ((void)(s), ::xdt_emu::launch(dim3(g), dim3(b), __VA_ARGS__))
+
+/* ---- the runtime API subset ---- */
+
+typedef int cudaError_t;
+typedef void *cudaStream_t;
+enum {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInsufficientDriver = 35,
+    cudaErrorNoDevice = 100,
+    cudaErrorInvalidDevice = 101,
+};
+enum cudaMemcpyKind {
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3,
+};
+#define cudaStreamNonBlocking 1
+#define cudaHostAllocMapped   2
+
+/* Allocations above this fail as out of memory (a GPU's size, not the host's). */
+#define XDT_EMU_MEMORY ((size_t)16 << 30)
+
+inline cudaError_t xdt_emu_alloc(void **p, size_t n) {
+    if (n > XDT_EMU_MEMORY || posix_memalign(p, 256, n ? n : 1) != 0) {
+        ::xdt_emu::st().last_error = cudaErrorMemoryAllocation;
+        return cudaErrorMemoryAllocation;
+    }
+    return cudaSuccess;
+}
+inline cudaError_t cudaMalloc(void **p, size_t n) {
+    return xdt_emu_alloc(p, n);
+}
+template <typename T> inline cudaError_t cudaMalloc(T **p, size_t n) {
+    return xdt_emu_alloc(reinterpret_cast<void **>(p), n);
+}
+inline cudaError_t cudaMallocHost(void **p, size_t n) {
+    return xdt_emu_alloc(p, n);
+}
+inline cudaError_t cudaHostAlloc(void **p, size_t n, int) {
+    return xdt_emu_alloc(p, n);
+}
+inline cudaError_t cudaHostGetDevicePointer(void **d, void *h, int) {
+    *d = h;
+    return cudaSuccess;
+}
+inline cudaError_t cudaFree(void *p) {
+    free(p);
+    return cudaSuccess;
+}
+inline cudaError_t cudaFreeHost(void *p) {
+    free(p);
+    return cudaSuccess;
+}
+inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) {
+    memmove(d, s, n);
+    return cudaSuccess;
+}
+inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) {
+    memset(p, v, n);
+    return cudaSuccess;
+}
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, int) {
+    *s = reinterpret_cast<cudaStream_t>(1);
+    return cudaSuccess;
+}
+inline cudaError_t cudaStreamDestroy(cudaStream_t) {
+    return cudaSuccess;
+}
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) {
+    return cudaSuccess;
+}
+inline cudaError_t cudaSetDevice(int d) {
+    return d == 0 ? cudaSuccess : cudaErrorInvalidDevice;
+}
+inline cudaError_t cudaGetDeviceCount(int *n) {
+    *n = 1;
+    return cudaSuccess;
+}
+inline cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
+    *free_b = XDT_EMU_MEMORY;
+    *total_b = XDT_EMU_MEMORY;
+    return cudaSuccess;
+}
+inline cudaError_t cudaGetLastError() {
+    int e = ::xdt_emu::st().last_error;
+    ::xdt_emu::st().last_error = 0;
+    return e;
+}
+inline const char *cudaGetErrorString(cudaError_t e) {
+    return e == cudaErrorMemoryAllocation ? "out of memory" : "emulated error";
+}
+inline const char *cudaGetErrorName(cudaError_t e) {
+    return e == cudaErrorMemoryAllocation ? "cudaErrorMemoryAllocation" : "cudaError";
+}
+
+#endif

@@ -1,0 +1,185 @@
+/* gpu_gemm.cu: GEMMs of the GPU backend. Callers are row-major (c = alpha op(a) op(b) + beta c);
+ * the vendor BLAS is column-major, so a row-major product is computed as its transpose:
+ * c^T = op(b)^T op(a)^T, i.e. the BLAS call takes (b, a) and (n, m) with the same leading
+ * dimensions. cuBLAS runs in full fp32 unless TF32 was allowed (gpu_device.cu).
+ *
+ * Without a vendor BLAS (HIP builds without hipBLAS), or when the device was opened with
+ * tiled_gemm, GEMMs run in the tiled kernel below: 64 x 64 output tiles, 16-deep slices of a and
+ * b staged through shared memory (loaded along whichever side is contiguous, so every transpose
+ * reads coalesced), 4 x 4 outputs per thread, fp32 accumulation; batches on grid z. As with BLAS,
+ * c is not read when beta == 0. */
+#include "devices/cuda/gpu_common.cuh"
+
+namespace XDT_GPU_NS {
+
+constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kGemmThreads = 256;
+
+__global__ void __launch_bounds__(kGemmThreads)
+    tiled_gemm_kernel(bool ta, bool tb, int m, int n, int k, float alpha,
+                      const float *__restrict__ a, int lda, long sa, const float *__restrict__ b,
+                      int ldb, long sb, float beta, float *__restrict__ c, int ldc, long sc) {
+    __shared__ float as[kTileK][kTileM + 4];
+    __shared__ float bs[kTileK][kTileN + 4];
+    const long z = blockIdx.z;
+    a += z * sa;
+    b += z * sb;
+    c += z * sc;
+    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    const int row0 = blockIdx.y * kTileM, col0 = blockIdx.x * kTileN;
+    float acc[4][4] = {};
+    for (int k0 = 0; k0 < k; k0 += kTileK) {
+        /* a tile: (kTileM rows) x (kTileK k), 4 elements per thread */
+        for (int l = 0; l < 4; l++) {
+            const int e = tid + kGemmThreads * l;
+            const int r = ta ? e % kTileM : e / kTileK, kk = ta ? e / kTileM : e % kTileK;
+            const int i = row0 + r, kq = k0 + kk;
+            float v = 0.0f;
+            if (i < m && kq < k) v = ta ? a[(size_t)kq * lda + i] : a[(size_t)i * lda + kq];
+            as[kk][r] = v;
+        }
+        /* b tile: (kTileK k) x (kTileN columns) */
+        for (int l = 0; l < 4; l++) {
+            const int e = tid + kGemmThreads * l;
+            const int cc = tb ? e / kTileK : e % kTileN, kk = tb ? e % kTileK : e / kTileN;
+            const int j = col0 + cc, kq = k0 + kk;
+            float v = 0.0f;
+            if (j < n && kq < k) v = tb ? b[(size_t)j * ldb + kq] : b[(size_t)kq * ldb + j];
+            bs[kk][cc] = v;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < kTileK; kk++) {
+            float ar[4], br[4];
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                ar[q] = as[kk][ty + 16 * q];
+                br[q] = bs[kk][tx + 16 * q];
+            }
+#pragma unroll
+            for (int p = 0; p < 4; p++)
+#pragma unroll
+                for (int q = 0; q < 4; q++)
+                    acc[p][q] = fmaf(ar[p], br[q], acc[p][q]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int p = 0; p < 4; p++) {
+        const int i = row0 + ty + 16 * p;
+        if (i >= m) continue;
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const int j = col0 + tx + 16 * q;
+            if (j >= n) continue;
+            float *out = c + (size_t)i * ldc + j;
+            *out = beta == 0.0f ? alpha * acc[p][q] : alpha * acc[p][q] + beta * *out;
+        }
+    }
+}
+
+static void tiled_gemm(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha,
+                       const float *a, int lda, long sa, const float *b, int ldb, long sb,
+                       float beta, float *cm, int ldc, long sc, int batch, const char *op) {
+    const int gx = (n + kTileN - 1) / kTileN, gy = (m + kTileM - 1) / kTileM;
+    if (gy > 65535) {
+        record(c, XDT_ERR_INVALID_ARG, op, "tiled GEMM: too many rows", NULL);
+        return;
+    }
+    for (int z0 = 0; z0 < batch; z0 += 65535) {
+        const int nz = batch - z0 < 65535 ? batch - z0 : 65535;
+        XDT_LAUNCH(dim3(gx, gy, nz), kGemmThreads, c->stream, tiled_gemm_kernel)
+        (ta, tb, m, n, k, alpha, a + (size_t)z0 * sa, lda, sa, b + (size_t)z0 * sb, ldb, sb, beta,
+         cm + (size_t)z0 * sc, ldc, sc);
+        if (!check_launch(c, op)) return;
+    }
+}
+
+#if XDT_GPU_HAVE_BLAS
+static const char *blas_status_name(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS:
+        return "success";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+        return "not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+        return "allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE:
+        return "invalid value";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+        return "architecture mismatch";
+    case CUBLAS_STATUS_MAPPING_ERROR:
+        return "mapping error";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+        return "execution failed";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+        return "internal error";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+        return "not supported";
+    default:
+        return "unknown status";
+    }
+}
+
+static xdt_status blas_status_of(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS:
+        return XDT_OK;
+    case CUBLAS_STATUS_ALLOC_FAILED:
+        return XDT_ERR_NO_MEMORY;
+    case CUBLAS_STATUS_INVALID_VALUE:
+        return XDT_ERR_INVALID_ARG;
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+        return XDT_ERR_UNSUPPORTED;
+    default:
+        return XDT_ERR_DEVICE;
+    }
+}
+#endif
+
+void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
+                  int lda, long sa, const float *b, int ldb, long sb, float beta, float *cm,
+                  int ldc, long sc, int batch, const char *op) {
+    if (m < 0 || n < 0 || k < 0 || batch < 0) {
+        record(c, XDT_ERR_INVALID_ARG, op, "GEMM with a negative size", NULL);
+        return;
+    }
+    if (m == 0 || n == 0 || batch == 0) return;
+#if XDT_GPU_HAVE_BLAS
+    if (c->blas_ok) {
+        const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+        const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+        cublasStatus_t s;
+        const char *what;
+        if (batch == 1) {
+            what = XDT_GPU_BLAS_NAME " Sgemm";
+            s = cublasSgemm(c->blas, opb, opa, n, m, k, &alpha, b, ldb, a, lda, &beta, cm, ldc);
+        } else {
+            what = XDT_GPU_BLAS_NAME " SgemmStridedBatched";
+            s = cublasSgemmStridedBatched(c->blas, opb, opa, n, m, k, &alpha, b, ldb, sb, a, lda,
+                                          sa, &beta, cm, ldc, sc, batch);
+        }
+        if (s != CUBLAS_STATUS_SUCCESS) record(c, blas_status_of(s), op, what, blas_status_name(s));
+        return;
+    }
+#endif
+    tiled_gemm(c, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, cm, ldc, sc, batch, op);
+}
+
+void op_gemm(void *ctx, bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
+             const float *b, int ldb, float beta, float *c, int ldc) {
+    gpu_ctx *g = as_ctx(ctx);
+    enter(g, "gemm");
+    gemm_batched(g, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1, "gemm");
+}
+
+void op_gemm_strided_batched(void *ctx, bool ta, bool tb, int m, int n, int k, float alpha,
+                             const float *a, int lda, long sa, const float *b, int ldb, long sb,
+                             float beta, float *c, int ldc, long sc, int batch) {
+    gpu_ctx *g = as_ctx(ctx);
+    enter(g, "gemm_strided_batched");
+    gemm_batched(g, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch,
+                 "gemm_strided_batched");
+}
+
+} // namespace XDT_GPU_NS

@@ -1,0 +1,337 @@
+/* gpu_kernels.cu: the GPU backend's row, column and element-wise kernels: bias add and gradient,
+ * layernorm forward and backward, GELU, add, scale, AdamW, and the sum reductions. Contracts are
+ * those of devices/cpu/cpu_kernels_decl.inc.
+ *
+ * Column reductions (bias and layernorm weight gradients) are deterministic: each block sums a
+ * 32-column tile over a fixed chunk of rows, and a second kernel adds the chunks' partial sums in
+ * chunk order into the accumulated gradient. sum and sum_squares accumulate in double in the
+ * same two fixed stages and return their result through mapped host memory. */
+#include "devices/cuda/gpu_common.cuh"
+
+namespace XDT_GPU_NS {
+
+/* ---- element-wise ---- */
+
+__global__ void bias_add_kernel(float *out, const float *bias, size_t total, int c) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x)
+        out[i] += bias[i % (size_t)c];
+}
+
+void op_bias_add(void *ctx, float *out, const float *bias, int n, int c) {
+    gpu_ctx *g = as_ctx(ctx);
+    const size_t total = (size_t)n * c;
+    if (!total) return;
+    enter(g, "bias_add");
+    XDT_LAUNCH(grid_for(total, kBlock), kBlock, g->stream, bias_add_kernel)(out, bias, total, c);
+    check_launch(g, "bias_add");
+}
+
+#define XDT_GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
+
+__global__ void gelu_forward_kernel(float *out, const float *inp, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(XDT_GELU_K * (x + 0.044715f * x * x * x)));
+    }
+}
+
+__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const float x = inp[i];
+        const float u = XDT_GELU_K * (x + 0.044715f * x * x * x);
+        const float th = tanhf(u);
+        const float sech2 = 1.0f - th * th;
+        const float du = XDT_GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] = (0.5f * (1.0f + th) + 0.5f * x * sech2 * du) * dout[i];
+    }
+}
+
+void op_gelu_forward(void *ctx, float *out, const float *inp, size_t n) {
+    gpu_ctx *g = as_ctx(ctx);
+    if (!n) return;
+    enter(g, "gelu_forward");
+    XDT_LAUNCH(grid_for(n, kBlock), kBlock, g->stream, gelu_forward_kernel)(out, inp, n);
+    check_launch(g, "gelu_forward");
+}
+
+void op_gelu_backward(void *ctx, float *dinp, const float *inp, const float *dout, size_t n) {
+    gpu_ctx *g = as_ctx(ctx);
+    if (!n) return;
+    enter(g, "gelu_backward");
+    XDT_LAUNCH(grid_for(n, kBlock), kBlock, g->stream, gelu_backward_kernel)(dinp, inp, dout, n);
+    check_launch(g, "gelu_backward");
+}
+
+__global__ void add_kernel(float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        out[i] = a[i] + b[i];
+}
+
+__global__ void scale_kernel(float *x, float s, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        x[i] *= s;
+}
+
+void op_add(void *ctx, float *out, const float *a, const float *b, size_t n) {
+    gpu_ctx *g = as_ctx(ctx);
+    if (!n) return;
+    enter(g, "add");
+    XDT_LAUNCH(grid_for(n, kBlock), kBlock, g->stream, add_kernel)(out, a, b, n);
+    check_launch(g, "add");
+}
+
+void op_scale(void *ctx, float *x, float s, size_t n) {
+    gpu_ctx *g = as_ctx(ctx);
+    if (!n) return;
+    enter(g, "scale");
+    XDT_LAUNCH(grid_for(n, kBlock), kBlock, g->stream, scale_kernel)(x, s, n);
+    check_launch(g, "scale");
+}
+
+__global__ void adamw_kernel(float *param, const float *grad, float *m, float *v, size_t n,
+                             xdt_adamw_args a) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const float g = grad[i] * a.grad_scale;
+        const float mi = a.beta1 * m[i] + (1.0f - a.beta1) * g;
+        const float vi = a.beta2 * v[i] + (1.0f - a.beta2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        param[i] -= a.lr * ((mi / a.bias_correction1) / (sqrtf(vi / a.bias_correction2) + a.eps) +
+                            a.weight_decay * param[i]);
+    }
+}
+
+void op_adamw(void *ctx, float *param, const float *grad, float *m, float *v, size_t n,
+              const xdt_adamw_args *args) {
+    gpu_ctx *g = as_ctx(ctx);
+    if (!n) return;
+    enter(g, "adamw");
+    XDT_LAUNCH(grid_for(n, kBlock), kBlock, g->stream, adamw_kernel)(param, grad, m, v, n, *args);
+    check_launch(g, "adamw");
+}
+
+/* ---- column reductions ---- */
+
+constexpr int kColTile = 32, kColRows = 8; /* blocks of 32 x 8 threads */
+
+/* The value each (row i, column j) contributes to the NOUT column sums. */
+struct bias_grad_terms {
+    const float *dout;
+    int c;
+    __device__ void operator()(int i, int j, float *acc) const {
+        acc[0] += dout[(size_t)i * c + j];
+    }
+};
+
+struct ln_grad_terms {
+    const float *dout, *inp, *mean, *rstd;
+    int c;
+    __device__ void operator()(int i, int j, float *acc) const {
+        const size_t k = (size_t)i * c + j;
+        const float d = dout[k];
+        acc[0] += (inp[k] - mean[i]) * rstd[i] * d; /* dw */
+        acc[1] += d;                                /* db */
+    }
+};
+
+/* partial[(chunk * NOUT + o) * c + j] = sum over the chunk's rows. */
+template <int NOUT, typename F>
+__global__ void col_partials_kernel(F f, int n, int c, int rows_per_chunk, float *partial) {
+    __shared__ float sh[NOUT][kColRows][kColTile + 1];
+    const int j = blockIdx.x * kColTile + threadIdx.x;
+    const int r0 = blockIdx.y * rows_per_chunk;
+    const int r1 = r0 + rows_per_chunk < n ? r0 + rows_per_chunk : n;
+    float acc[NOUT];
+    for (int o = 0; o < NOUT; o++)
+        acc[o] = 0.0f;
+    if (j < c)
+        for (int i = r0 + threadIdx.y; i < r1; i += kColRows)
+            f(i, j, acc);
+    for (int o = 0; o < NOUT; o++)
+        sh[o][threadIdx.y][threadIdx.x] = acc[o];
+    __syncthreads();
+    if (threadIdx.y == 0 && j < c)
+        for (int o = 0; o < NOUT; o++) {
+            float s = 0.0f;
+            for (int y = 0; y < kColRows; y++)
+                s += sh[o][y][threadIdx.x];
+            partial[((size_t)blockIdx.y * NOUT + o) * c + j] = s;
+        }
+}
+
+template <int NOUT>
+__global__ void col_finish_kernel(const float *partial, int chunks, int c, float *out0,
+                                  float *out1) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= c) return;
+    for (int o = 0; o < NOUT; o++) {
+        float s = 0.0f;
+        for (int ch = 0; ch < chunks; ch++)
+            s += partial[((size_t)ch * NOUT + o) * c + j];
+        float *out = o == 0 ? out0 : out1;
+        out[j] += s;
+    }
+}
+
+/* out0[j] (and out1[j]) += sum over rows of f's terms, deterministically. */
+template <int NOUT, typename F>
+static void column_sums(gpu_ctx *g, F f, int n, int c, float *out0, float *out1, const char *op) {
+    if (n <= 0 || c <= 0) return;
+    int chunks = (n + 63) / 64;
+    if (chunks > 256) chunks = 256;
+    const int rows_per_chunk = (n + chunks - 1) / chunks;
+    chunks = (n + rows_per_chunk - 1) / rows_per_chunk;
+    float *partial =
+        static_cast<float *>(workspace(g, (size_t)chunks * NOUT * c * sizeof(float), op));
+    if (!partial) return;
+    dim3 grid((c + kColTile - 1) / kColTile, chunks), block(kColTile, kColRows);
+    XDT_LAUNCH(grid, block, g->stream, col_partials_kernel<NOUT, F>)
+    (f, n, c, rows_per_chunk, partial);
+    if (!check_launch(g, op)) return;
+    XDT_LAUNCH((c + kBlock - 1) / kBlock, kBlock, g->stream, col_finish_kernel<NOUT>)
+    (partial, chunks, c, out0, out1);
+    check_launch(g, op);
+}
+
+void op_bias_grad(void *ctx, float *dbias, const float *dout, int n, int c) {
+    gpu_ctx *g = as_ctx(ctx);
+    enter(g, "bias_grad");
+    column_sums<1>(g, bias_grad_terms{dout, c}, n, c, dbias, nullptr, "bias_grad");
+}
+
+/* ---- layernorm: one block per row ---- */
+
+__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp,
+                                         const float *w, const float *b, int c) {
+    __shared__ float sh[32];
+    const size_t i = blockIdx.x;
+    const float *x = inp + i * c;
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < c; j += blockDim.x)
+        s += x[j];
+    const float m = block_sum(s, sh) / c;
+    float v = 0.0f;
+    for (int j = threadIdx.x; j < c; j += blockDim.x) {
+        const float d = x[j] - m;
+        v += d * d;
+    }
+    const float var = block_sum(v, sh) / c;
+    const float r = 1.0f / sqrtf(var + 1e-5f);
+    float *o = out + i * c;
+    for (int j = threadIdx.x; j < c; j += blockDim.x)
+        o[j] = (x[j] - m) * r * w[j] + b[j];
+    if (threadIdx.x == 0) {
+        mean[i] = m;
+        rstd[i] = r;
+    }
+}
+
+__global__ void layernorm_backward_kernel(float *dinp, const float *dout, const float *inp,
+                                          const float *w, const float *mean, const float *rstd,
+                                          int c, bool accumulate) {
+    __shared__ float sh[32];
+    const size_t i = blockIdx.x;
+    const float *x = inp + i * c, *d = dout + i * c;
+    const float m = mean[i], s = rstd[i];
+    float a = 0.0f, bsum = 0.0f;
+    for (int j = threadIdx.x; j < c; j += blockDim.x) {
+        const float dnorm = w[j] * d[j];
+        a += dnorm;
+        bsum += dnorm * (x[j] - m) * s;
+    }
+    const float dnorm_mean = block_sum(a, sh) / c;
+    const float dnorm_norm_mean = block_sum(bsum, sh) / c;
+    float *di = dinp + i * c;
+    for (int j = threadIdx.x; j < c; j += blockDim.x) {
+        const float norm = (x[j] - m) * s;
+        const float gr = (w[j] * d[j] - dnorm_mean - norm * dnorm_norm_mean) * s;
+        di[j] = accumulate ? di[j] + gr : gr;
+    }
+}
+
+void op_layernorm_forward(void *ctx, float *out, float *mean, float *rstd, const float *inp,
+                          const float *w, const float *b, int n, int c) {
+    gpu_ctx *g = as_ctx(ctx);
+    if (n <= 0 || c <= 0) return;
+    enter(g, "layernorm_forward");
+    XDT_LAUNCH(n, kBlock, g->stream, layernorm_forward_kernel)(out, mean, rstd, inp, w, b, c);
+    check_launch(g, "layernorm_forward");
+}
+
+void op_layernorm_backward(void *ctx, float *dinp, float *dw, float *db, const float *dout,
+                           const float *inp, const float *w, const float *mean, const float *rstd,
+                           int n, int c, bool accumulate) {
+    gpu_ctx *g = as_ctx(ctx);
+    if (n <= 0 || c <= 0) return;
+    enter(g, "layernorm_backward");
+    XDT_LAUNCH(n, kBlock, g->stream, layernorm_backward_kernel)
+    (dinp, dout, inp, w, mean, rstd, c, accumulate);
+    if (!check_launch(g, "layernorm_backward")) return;
+    column_sums<2>(g, ln_grad_terms{dout, inp, mean, rstd, c}, n, c, dw, db, "layernorm_backward");
+}
+
+/* ---- sum and sum of squares, in double ---- */
+
+constexpr int kReduceBlocks = 1024;
+
+template <bool SQUARE>
+__global__ void reduce_partials_kernel(const float *x, size_t n, double *partial) {
+    __shared__ double sh[32];
+    double s = 0.0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const double v = x[i];
+        s += SQUARE ? v * v : v;
+    }
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+__global__ void reduce_finish_kernel(const double *partial, int blocks, host_area *host) {
+    __shared__ double sh[32];
+    double s = 0.0;
+    for (int i = threadIdx.x; i < blocks; i += blockDim.x)
+        s += partial[i];
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) host->result = s;
+}
+
+template <bool SQUARE>
+static xdt_status reduce(gpu_ctx *g, const float *x, size_t n, double *out, const char *op) {
+    enter(g, op);
+    if (n == 0) {
+        xdt_status st = sync_ctx(g);
+        if (st == XDT_OK) *out = 0.0;
+        return st;
+    }
+    unsigned blocks = grid_for(n, kBlock);
+    if (blocks > (unsigned)kReduceBlocks) blocks = kReduceBlocks;
+    double *partial = static_cast<double *>(workspace(g, blocks * sizeof(double), op));
+    if (partial) {
+        XDT_LAUNCH(blocks, kBlock, g->stream, reduce_partials_kernel<SQUARE>)(x, n, partial);
+        if (check_launch(g, op)) {
+            XDT_LAUNCH(1, kBlock, g->stream, reduce_finish_kernel)
+            (partial, (int)blocks, g->host_dev);
+            check_launch(g, op);
+        }
+    }
+    xdt_status st = sync_ctx(g);
+    if (st == XDT_OK) *out = g->host->result;
+    return st;
+}
+
+xdt_status op_sum(void *ctx, const float *x, size_t n, double *out) {
+    return reduce<false>(as_ctx(ctx), x, n, out, "sum");
+}
+
+xdt_status op_sum_squares(void *ctx, const float *x, size_t n, double *out) {
+    return reduce<true>(as_ctx(ctx), x, n, out, "sum_squares");
+}
+
+} // namespace XDT_GPU_NS
