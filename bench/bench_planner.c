@@ -16,6 +16,7 @@
 
 #include "core/rng.h"
 #include "planner/solver.h"
+#include "tests/planner/random_cluster.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -64,7 +65,6 @@ static int solve_time(const char *root, const xdt_device_catalog *cat, int reps)
 }
 
 static int pruned_gap(const xdt_device_catalog *cat) {
-    const char *types[] = {"H100-SXM", "A100-40GB", "V100", "T4"};
     xdt_rng rng;
     xdt_rng_seed(&rng, 4242, 0);
     int compared = 0, exact_hits = 0;
@@ -72,31 +72,7 @@ static int pruned_gap(const xdt_device_catalog *cat) {
     xdt_solution *a = malloc(sizeof *a), *b = malloc(sizeof *b);
     for (int inst = 0; inst < 24; inst++) {
         char text[4096];
-        int len = 0, total = 0, first = -1;
-        const int sites = 1 + (int)xdt_rng_below(&rng, 2);
-        len += snprintf(text + len, sizeof text - len, "name: b%d\nsites:\n", inst);
-        for (int s = 0; s < sites; s++) {
-            len += snprintf(text + len, sizeof text - len,
-                            "  - name: s%d\n    network: {gbps: 100, latency_us: 5}\n"
-                            "    nodes:\n",
-                            s);
-            const int nodes = 1 + (int)xdt_rng_below(&rng, 2);
-            for (int n = 0; n < nodes && total < 6; n++) {
-                int ty = (int)xdt_rng_below(&rng, 4), devs = 1 + (int)xdt_rng_below(&rng, 2);
-                if (total + devs > 6) devs = 6 - total;
-                if (first < 0) first = ty;
-                if (s == sites - 1 && n == nodes - 1 && ty == first) ty = (first + 1) % 4;
-                total += devs;
-                len += snprintf(text + len, sizeof text - len,
-                                "      - {name: n%d%d, type: %s, devices: %d}\n", s, n, types[ty],
-                                devs);
-            }
-        }
-        if (sites == 2)
-            len += snprintf(text + len, sizeof text - len,
-                            "links:\n  - {from: s0, to: s1, gbps: %g, latency_ms: %g}\n",
-                            (double[]){1, 10, 100}[xdt_rng_below(&rng, 3)],
-                            (double[]){5, 25}[xdt_rng_below(&rng, 2)]);
+        xdt_random_cluster_text(&rng, inst, text, sizeof text);
         char file[] = "/tmp/xdt-bench-planner-XXXXXX";
         const int fd = mkstemp(file);
         if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) return 1;
@@ -105,8 +81,8 @@ static int pruned_gap(const xdt_device_catalog *cat) {
         const xdt_status st = xdt_topology_load(file, cat, &topo);
         unlink(file);
         if (st) return 1;
-        xdt_model_config cfg = {"rand", 50257, 50304, 1024, 2 + (int)xdt_rng_below(&rng, 9), 12,
-                                768};
+        xdt_model_config cfg = {"rand", 50257, 50304, 1024, 2 + (int)xdt_rng_below(&rng, 9),
+                                12,     768};
         xdt_solver_input in = {.topo = &topo,
                                .cfg = &cfg,
                                .global_batch = 8,

@@ -8,27 +8,7 @@
 #include <string.h>
 
 #include "core/log.h"
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long n = ftell(f);
-        if (n >= 0 && n < (1L << 30) && fseek(f, 0, SEEK_SET) == 0) {
-            buf = malloc((size_t)n + 1);
-            if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-                buf[n] = 0;
-                *len = (size_t)n;
-            } else {
-                free(buf);
-                buf = NULL;
-            }
-        }
-    }
-    fclose(f);
-    return buf;
-}
+#include "planner/json_file.h"
 
 /* A number field of obj, or an error naming it. */
 static xdt_status num(const char *path, const cJSON *obj, const char *where, const char *key,
@@ -315,15 +295,11 @@ static xdt_status load_ops(const char *path, const cJSON *ops, xdt_loaded_plan *
 }
 
 xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
-    size_t len = 0;
-    char *text = read_all(path, &len);
-    if (!text) return xdt_fail(XDT_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!root) return xdt_fail(XDT_ERR_FORMAT, "%s: not valid JSON", path);
+    cJSON *root = NULL;
+    xdt_status st = xdt_json_load(path, &root);
+    if (st) return st;
     xdt_loaded_plan p;
     memset(&p, 0, sizeof p);
-    xdt_status st = XDT_OK;
     double version = 0;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *sched = cJSON_GetObjectItemCaseSensitive(root, "schedule");

@@ -10,30 +10,9 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "planner/json_file.h"
 
 #define MAX_DIM (1 << 24)
-
-static char *read_text(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long n = ftell(f);
-        if (n >= 0 && n < (1L << 30) && fseek(f, 0, SEEK_SET) == 0) {
-            buf = malloc((size_t)n + 1);
-            if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-                buf[n] = 0;
-                *len = (size_t)n;
-            } else {
-                free(buf);
-                buf = NULL;
-            }
-        }
-    }
-    fclose(f);
-    if (!buf && !errno) errno = EIO;
-    return buf;
-}
 
 /* The number field `key` of obj (named where.key in messages), finite and >= min. */
 static xdt_status get_num(const char *path, const cJSON *obj, const char *where, const char *key,
@@ -139,13 +118,9 @@ static xdt_status sort_rows(const char *path, xdt_profile *p) {
 }
 
 xdt_status xdt_profile_load(const char *path, xdt_profile *out) {
-    size_t len = 0;
-    errno = 0;
-    char *text = read_text(path, &len);
-    if (!text) return xdt_fail(XDT_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!root) return xdt_fail(XDT_ERR_FORMAT, "%s: not valid JSON", path);
+    cJSON *root = NULL;
+    xdt_status st0 = xdt_json_load(path, &root);
+    if (st0) return st0;
     xdt_profile p;
     memset(&p, 0, sizeof p);
     xdt_status st = XDT_OK;

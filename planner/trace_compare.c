@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "planner/json_file.h"
 
 #define N_COMPUTE 4 /* FWD, BWD, BWD_INPUT, BWD_WEIGHT: the op kinds 0..3 */
 #define IS_WAIT   (-2)
@@ -18,27 +19,6 @@ typedef struct mevent {
     int rank, step, kind, chunk; /* kind: an xdt_op_kind 0..3, IS_WAIT or IS_OTHER */
     double start, end;
 } mevent;
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long n = ftell(f);
-        if (n >= 0 && n < (1L << 30) && fseek(f, 0, SEEK_SET) == 0) {
-            buf = malloc((size_t)n + 1);
-            if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-                buf[n] = 0;
-                *len = (size_t)n;
-            } else {
-                free(buf);
-                buf = NULL;
-            }
-        }
-    }
-    fclose(f);
-    return buf;
-}
 
 /* An integer member of obj, or false. */
 static bool int_item(const cJSON *obj, const char *key, int *out) {
@@ -166,12 +146,9 @@ static double pct(double predicted, double measured) {
 /* Parses the trace into events; *n_out of them. */
 static xdt_status load_events(const char *path, const xdt_loaded_plan *plan, mevent **out,
                               int *n_out) {
-    size_t len = 0;
-    char *text = read_all(path, &len);
-    if (!text) return xdt_fail(XDT_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!root) return xdt_fail(XDT_ERR_FORMAT, "%s: not valid JSON", path);
+    cJSON *root = NULL;
+    xdt_status st0 = xdt_json_load(path, &root);
+    if (st0) return st0;
     const cJSON *evs = cJSON_GetObjectItemCaseSensitive(root, "traceEvents");
     xdt_status st = XDT_OK;
     if (!cJSON_IsArray(evs)) {

@@ -21,6 +21,7 @@
 
 #include "core/rng.h"
 #include "planner/solver.h"
+#include "tests/planner/random_cluster.h"
 #include "tests/unit/test_util.h"
 
 static xdt_device_catalog cat;
@@ -87,7 +88,6 @@ static bool pipeline_crosses(const xdt_topology *t, const xdt_solution *s) {
 }
 
 static void random_instances(void) {
-    const char *types[] = {"H100-SXM", "A100-40GB", "V100", "T4"};
     xdt_rng rng;
     xdt_rng_seed(&rng, 77, 0);
     int compared = 0, devices_seen[7] = {0};
@@ -95,34 +95,7 @@ static void random_instances(void) {
     long evaluated = 0;
     for (int inst = 0; inst < 24; inst++) {
         char text[4096];
-        int len = 0, total = 0;
-        const int sites = 1 + (int)xdt_rng_below(&rng, 2);
-        const double gbps[] = {1, 10, 100}, lat[] = {5, 25};
-        int first_type = -1;
-        bool two_types = false;
-        len += snprintf(text + len, sizeof text - len, "name: r%d\nsites:\n", inst);
-        for (int s = 0; s < sites; s++) {
-            len += snprintf(text + len, sizeof text - len,
-                            "  - name: s%d\n    network: {gbps: 100, latency_us: 5}\n"
-                            "    nodes:\n",
-                            s);
-            int nodes = 1 + (int)xdt_rng_below(&rng, 2);
-            for (int n = 0; n < nodes && total < 6; n++) {
-                int ty = (int)xdt_rng_below(&rng, 4), devs = 1 + (int)xdt_rng_below(&rng, 2);
-                if (total + devs > 6) devs = 6 - total;
-                if (first_type < 0) first_type = ty;
-                if (ty != first_type) two_types = true;
-                if (!two_types && s == sites - 1 && n == nodes - 1) ty = (first_type + 1) % 4;
-                total += devs;
-                len += snprintf(text + len, sizeof text - len,
-                                "      - {name: n%d%d, type: %s, devices: %d}\n", s, n, types[ty],
-                                devs);
-            }
-        }
-        if (sites == 2)
-            len += snprintf(text + len, sizeof text - len,
-                            "links:\n  - {from: s0, to: s1, gbps: %g, latency_ms: %g}\n",
-                            gbps[xdt_rng_below(&rng, 3)], lat[xdt_rng_below(&rng, 2)]);
+        xdt_random_cluster_text(&rng, inst, text, sizeof text);
         xdt_topology topo;
         const bool loaded = load_text(text, &topo);
         CHECK_MSG(loaded, "instance %d: cluster did not load:\n%s", inst, text);
