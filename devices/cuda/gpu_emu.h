@@ -8,8 +8,9 @@
  * ucontext fibers switched only at __syncthreads() and shuffles, so each block runs as the
  * hardware would let it (every thread reaches a barrier before any passes it). Shuffles exchange
  * through a per-thread slot between two barriers. Shared memory is `static`: one block at a
- * time. Memory is host memory, streams are placeholders, copies are memcpy. Not fast: tests keep
- * their sizes small. Not thread-safe: one launch at a time per process. */
+ * time. Memory is host memory, stream handles are accepted and ignored (work runs at once, in
+ * order), copies are memcpy. Not fast: tests keep their sizes small. Not thread-safe: one launch at
+ * a time per process. */
 #ifndef XDT_GPU_EMU_H
 #define XDT_GPU_EMU_H
 
