@@ -87,17 +87,11 @@ xdt_status xdt_executor_dp_choice(const xdt_rank_plan *rp, bool nccl_built, xdt_
     const int P = rp->stages, p = rp->pipeline_rank, me = rp->replica * P + p;
     char no[160] = "";
     char codec[32];
+    /* The group's own reasons come first (they hold in every build), then this build's. */
     if (rp->replicas < 2)
         snprintf(no, sizeof no, "one replica");
     else if (rp->dp_comm == XDT_DP_RING)
         snprintf(no, sizeof no, "the ring was asked for");
-    else if (!nccl_built)
-        snprintf(no, sizeof no, "this build has no NCCL");
-    else if (!rp->store)
-        snprintf(no, sizeof no, "no bootstrap store to share the NCCL id");
-    else if (rp->dp_codec.kind != XDT_CODEC_NONE)
-        snprintf(no, sizeof no, "codec %s runs in the ring",
-                 xdt_codec_name(&rp->dp_codec, codec, sizeof codec));
     for (int d = 0; !no[0] && d < rp->replicas; d++) {
         const int g = d * P + p;
         const xdt_rank_device dg = device_of(rp, g);
@@ -118,6 +112,15 @@ xdt_status xdt_executor_dp_choice(const xdt_rank_plan *rp, bool nccl_built, xdt_
                 break;
             }
         }
+    }
+    if (!no[0]) {
+        if (rp->dp_codec.kind != XDT_CODEC_NONE)
+            snprintf(no, sizeof no, "codec %s runs in the ring",
+                     xdt_codec_name(&rp->dp_codec, codec, sizeof codec));
+        else if (!nccl_built)
+            snprintf(no, sizeof no, "this build has no NCCL");
+        else if (!rp->store)
+            snprintf(no, sizeof no, "no bootstrap store to share the NCCL id");
     }
     if (!no[0]) {
         *out = XDT_DP_NCCL;

@@ -8,6 +8,7 @@
  * NCCL and the ring (xdt_executor_dp_choice) for each kind of group. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "core/pipeline_executor.h"
 #include "devices/device.h"
@@ -201,9 +202,11 @@ static void test_staging(void) {
 
 /* --- the choice between NCCL and the ring --- */
 
+static char why[160]; /* the reason of the last choice */
+
 static xdt_dp_comm choose(const xdt_rank_plan *rp, bool built, xdt_status *st) {
     xdt_dp_comm via = XDT_DP_AUTO;
-    char why[160];
+    why[0] = 0;
     *st = xdt_executor_dp_choice(rp, built, &via, why, sizeof why);
     return via;
 }
@@ -236,6 +239,8 @@ static void test_choice(void) {
     /* one member a CPU rank, or a HIP rank */
     devs[3].mem = XDT_MEM_HOST;
     CHECK(choose(&rp, true, &st) == XDT_DP_RING && st == XDT_OK);
+    /* the group's own reason is named whether or not this build has NCCL */
+    CHECK(choose(&rp, false, &st) == XDT_DP_RING && strstr(why, "rank 3 computes in host"));
     devs[3].mem = XDT_MEM_HIP;
     CHECK(choose(&rp, true, &st) == XDT_DP_RING && st == XDT_OK);
     devs[3].mem = XDT_MEM_CUDA;
