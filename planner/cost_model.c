@@ -7,6 +7,21 @@
 
 #include "planner/profile.h"
 
+static const char *const dtype_names[] = {"fp32", "tf32", "bf16"};
+
+const char *xdt_math_dtype_name(xdt_math_dtype d) {
+    return (unsigned)d < 3 ? dtype_names[d] : "?";
+}
+
+bool xdt_math_dtype_parse(const char *name, xdt_math_dtype *out) {
+    for (int i = 0; i < 3; i++)
+        if (name && !strcmp(name, dtype_names[i])) {
+            *out = (xdt_math_dtype)i;
+            return true;
+        }
+    return false;
+}
+
 double xdt_device_peak_tflops(const xdt_device_type *d, xdt_math_dtype dtype) {
     switch (dtype) {
     case XDT_MATH_TF32:

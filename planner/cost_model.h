@@ -23,6 +23,11 @@ typedef enum xdt_math_dtype {
     XDT_MATH_BF16 = 2,
 } xdt_math_dtype;
 
+/* "fp32", "tf32", "bf16": the names plan.json and the device layer's GEMM precision use. */
+const char *xdt_math_dtype_name(xdt_math_dtype d);
+/* Parses one of those names; returns false (nothing reported) for anything else. */
+bool xdt_math_dtype_parse(const char *name, xdt_math_dtype *out);
+
 struct xdt_profile;
 
 typedef struct xdt_cost_params {

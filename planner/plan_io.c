@@ -340,6 +340,15 @@ xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
         (st = num(path, pred, "predicted", "wan_bytes", &p.predicted_wan_bytes)))
         goto out;
     p.kind = kind_named(kind);
+    const cJSON *precision = cJSON_GetObjectItemCaseSensitive(root, "precision");
+    if (precision && (!cJSON_IsString(precision) ||
+                      !xdt_math_dtype_parse(precision->valuestring, &p.precision))) {
+        st = xdt_fail(XDT_ERR_FORMAT,
+                      "%s: field 'precision' must be \"fp32\", \"tf32\" or "
+                      "\"bf16\"",
+                      path);
+        goto out;
+    }
     p.replicas = cJSON_GetArraySize(reps);
     p.ranks = cJSON_GetArraySize(stages);
     p.stages = p.replicas > 0 ? p.ranks / p.replicas : 0;

@@ -5,6 +5,8 @@
  *    "model": {"name", "vocab_size", "padded_vocab_size", "max_seq_len", "n_layer", "n_head",
  *              "n_embd"},
  *    "global_batch": N, "seq": T, "microbatch": b,
+ *    "precision": "fp32"|"tf32"|"bf16": the GEMM precision the costs assume and the workers
+ *                 open their devices with (optional; absent means fp32),
  *    "schedule": {"kind": "gpipe"|"1f1b"|"interleaved"|"xdc"|"custom", "microbatches": M (all
  *                 replicas), "chunks": V, "extra": [xdc extra warm-up per pipeline rank]},
  *    "replicas": [{"microbatches": M_d, "ranks": [global ranks d*P .. d*P+P-1]}],
@@ -64,6 +66,7 @@ typedef struct xdt_loaded_plan {
     int n_site_links;
     xdt_model_config model;
     int global_batch, seq, microbatch;
+    xdt_math_dtype precision; /* GEMM precision */
     int stages, chunks, replicas, ranks; /* P, V, D, R = D x P */
     xdt_schedule_kind kind;
     int *replica_microbatches; /* D */

@@ -16,17 +16,18 @@
 #include "tools/commands.h"
 
 typedef struct plan_args {
-    const char *cluster, *model, *out, *catalog, *codec, *profile, *search;
+    const char *cluster, *model, *out, *catalog, *codec, *profile, *search, *precision;
     int global_batch, microbatch, seq, schedule, max_replicas, stages, replicas, split;
 } plan_args;
 
 static void print_plan(const xdt_topology *t, const xdt_model_config *cfg,
                        const xdt_solver_input *in, const xdt_solution *s) {
     const int P = s->stages, V = s->chunks;
-    printf("plan for %s on %s: %d replica%s x %d stages%s, microbatch %d, %d microbatches, %s\n",
+    printf("plan for %s on %s: %d replica%s x %d stages%s, microbatch %d, %d microbatches, %s, "
+           "%s GEMMs\n",
            cfg->name, t->name, s->replicas, s->replicas == 1 ? "" : "s", P,
            V > 1 ? " (2 chunks each)" : "", s->microbatch, s->microbatches,
-           xdt_schedule_kind_name(s->kind));
+           xdt_schedule_kind_name(s->kind), xdt_math_dtype_name(in->cost.dtype));
     printf("%-5s %-5s %-10s %-12s %-10s %-9s %-16s %-16s %s\n", "rank", "repl", "site", "node",
            "device", "units", "memory GiB", "compute ms", "link codec");
     int skipped = 0;
@@ -87,7 +88,8 @@ static void print_plan(const xdt_topology *t, const xdt_model_config *cfg,
 }
 
 int xdt_cmd_plan(int argc, char **argv) {
-    plan_args a = {.catalog = "configs/devices.yaml", .codec = "auto", .search = "auto"};
+    plan_args a = {
+        .catalog = "configs/devices.yaml", .codec = "auto", .search = "auto", .precision = "auto"};
     xdt_cli_opt opts[] = {
         XDT_OPT_REQUIRED("cluster", &a.cluster, "C.yaml", "cluster file"),
         XDT_OPT_REQUIRED("model", &a.model, "M.yaml", "model config"),
@@ -113,6 +115,9 @@ int xdt_cmd_plan(int argc, char **argv) {
                        "measured unit times (xdt profile) used for their device type"),
         XDT_OPT_STRING("search", &a.search, "auto|exact|pruned",
                        "search: exact up to 8 devices, pruned beyond [auto]"),
+        XDT_OPT_STRING("precision", &a.precision, "auto|fp32|tf32|bf16",
+                       "GEMM precision the devices compute in; auto: bf16 when every rank is a "
+                       "GPU, fp32 when CPU ranks take part [auto]"),
         XDT_OPT_STRING("o", &a.out, "plan.json", "write the plan"),
     };
     opts[2].required = true;
@@ -139,6 +144,12 @@ int xdt_cmd_plan(int argc, char **argv) {
                                                                  : XDT_SEARCH_AUTO;
     if (search == XDT_SEARCH_AUTO && strcmp(a.search, "auto")) {
         xdt_log_error("xdt plan: --search %s: expected auto, exact or pruned", a.search);
+        return 2;
+    }
+    xdt_math_dtype precision = XDT_MATH_FP32;
+    const bool auto_precision = !strcmp(a.precision, "auto");
+    if (!auto_precision && !xdt_math_dtype_parse(a.precision, &precision)) {
+        xdt_log_error("xdt plan: --precision %s: expected auto, fp32, tf32 or bf16", a.precision);
         return 2;
     }
     xdt_device_catalog cat;
@@ -181,8 +192,11 @@ int xdt_cmd_plan(int argc, char **argv) {
         }
         in.cost.profile = &prof;
     }
-    for (int n = 0; n < topo.n_nodes; n++)
-        if (topo.nodes[n].type->backend == XDT_BACKEND_CPU) in.cost.dtype = XDT_MATH_FP32;
+    if (!auto_precision)
+        in.cost.dtype = precision;
+    else
+        for (int n = 0; n < topo.n_nodes; n++)
+            if (topo.nodes[n].type->backend == XDT_BACKEND_CPU) in.cost.dtype = XDT_MATH_FP32;
     xdt_solution *s = malloc(sizeof *s);
     if (s && xdt_solve(&in, s) == XDT_OK) {
         print_plan(&topo, &cfg, &in, s);

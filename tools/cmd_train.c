@@ -22,7 +22,7 @@
 #include "tools/train_options.h"
 
 typedef struct train_args {
-    const char *model, *data, *device, *ckpt_dir, *init, *export_llmc, *metrics;
+    const char *model, *data, *device, *ckpt_dir, *init, *export_llmc, *metrics, *precision;
     int batch, seq, threads, ckpt_every;
     xdt_train_hparams h;
     bool resume;
@@ -109,6 +109,9 @@ static xdt_status setup(train_run *r) {
                                     (xdt_data_order)a->h.data_order, (uint64_t)a->h.seed)))
         return st;
     xdt_device_options dopts = {.threads = a->threads};
+    if (xdt_gemm_precision_parse(a->precision, &dopts.gemm_precision))
+        return xdt_fail(XDT_ERR_CONFIG, "xdt train: --precision %s: expected fp32, tf32 or bf16",
+                        a->precision);
     if ((st = xdt_device_create(a->device, &dopts, &r->dev)) ||
         (st = xdt_check_device_memory_fits(r->dev, &r->cfg, a->batch, a->seq, true)) ||
         (st = xdt_stage_create(&r->cfg, r->dev, 0, r->cfg.n_layer + 1, a->batch, a->seq, 1,
@@ -205,15 +208,18 @@ static void cleanup(train_run *r) {
 int xdt_cmd_train(int argc, char **argv) {
     train_run r = {0};
     train_args *a = &r.a;
-    *a = (train_args){.device = "cpu", .batch = 8, .seq = 0};
+    *a = (train_args){.device = "cpu", .batch = 8, .seq = 0, .precision = "fp32"};
     xdt_train_hparams_defaults(&a->h);
-    xdt_cli_opt opts[12 + XDT_TRAIN_OPTION_COUNT] = {
+    xdt_cli_opt opts[13 + XDT_TRAIN_OPTION_COUNT] = {
         XDT_OPT_REQUIRED("model", &a->model, "FILE.yaml", "model config"),
         XDT_OPT_REQUIRED("data", &a->data, "PATH", "text file (byte tokens) or llm.c .bin shard"),
         XDT_OPT_INT("batch", &a->batch, "B", "sequences per step [8]", 1, 1e9),
         XDT_OPT_INT("seq", &a->seq, "T", "tokens per sequence [min(max_seq_len, 256)]", 1, 1e9),
         XDT_OPT_INT("threads", &a->threads, "N", "CPU threads, 0 = all cores [0]", 0, 1024),
         XDT_OPT_STRING("device", &a->device, "DEV", "device: cpu, cuda:N, hip:N [cpu]"),
+        XDT_OPT_STRING("precision", &a->precision, "fp32|tf32|bf16",
+                       "GEMM precision; storage and the optimizer stay fp32 (bf16 on the CPU "
+                       "computes the GPU's numbers, more slowly) [fp32]"),
         XDT_OPT_STRING("ckpt-dir", &a->ckpt_dir, "DIR", "checkpoint directory"),
         XDT_OPT_INT("ckpt-every", &a->ckpt_every, "N",
                     "checkpoint every N steps (and at the end) [0 = end only]", 0, 1e9),
@@ -223,9 +229,9 @@ int xdt_cmd_train(int argc, char **argv) {
                        "write the trained model in llm.c's format"),
         XDT_OPT_STRING("metrics", &a->metrics, "FILE.jsonl", "one JSON object per step"),
     };
-    xdt_train_hparams_options(&a->h, &opts[12]);
-    opts[12].help = "total training steps; 0 only converts --init to --export-llmc [200]";
-    const int n_opts = 12 + XDT_TRAIN_OPTION_COUNT;
+    xdt_train_hparams_options(&a->h, &opts[13]);
+    opts[13].help = "total training steps; 0 only converts --init to --export-llmc [200]";
+    const int n_opts = 13 + XDT_TRAIN_OPTION_COUNT;
     bool help = false;
     if (xdt_cli_parse("train", argc, argv, opts, n_opts, &help) != XDT_OK) return 2;
     if (help) {

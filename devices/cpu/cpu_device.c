@@ -1,23 +1,35 @@
 /* cpu_device.c: the CPU backend. Memory is host memory (64-byte aligned), GEMM is OpenBLAS
  * (cblas_sgemm, one thread per call), the other kernels the OpenMP loops of cpu_kernels.inc. Work
- * runs synchronously, so sync only reports. */
+ * runs synchronously, so sync only reports.
+ *
+ * GEMM precision bf16 computes what a GPU's bf16 tensor cores compute: both operands rounded to
+ * bf16 (copies in a scratch buffer that grows to the largest product and stays), then an fp32
+ * GEMM, in which the products of bf16 values are exact. It is the reference for GPU runs and
+ * mixed-device pipelines, not a speed-up (Debian's OpenBLAS has no cblas_sbgemm). The fused
+ * attention kernel computes its products in fp32 in every mode. tf32 is fp32 here. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "core/float_bits.h"
 #include "core/log.h"
 #include "devices/cpu/cpu_kernels.h"
 #include "devices/device.h"
 
 typedef struct cpu_ctx {
     int threads;
+    bool bf16;        /* GEMM precision bf16 */
+    float *round_buf; /* bf16-rounded GEMM operands */
+    size_t round_cap; /* floats */
+    xdt_status err;   /* first failure since the last sync */
 } cpu_ctx;
 
 #define NT(ctx) (((cpu_ctx *)(ctx))->threads)
 
 static void cpu_destroy(void *ctx) {
+    if (ctx) free(((cpu_ctx *)ctx)->round_buf);
     free(ctx);
 }
 
@@ -47,13 +59,47 @@ static void cpu_memset(void *ctx, void *ptr, int value, size_t bytes) {
 }
 
 static xdt_status cpu_sync(void *ctx) {
-    (void)ctx;
-    return XDT_OK;
+    cpu_ctx *c = ctx;
+    xdt_status st = c->err;
+    c->err = XDT_OK;
+    return st;
+}
+
+/* rows x cols of src (leading dimension ld) rounded to bf16 into dst, packed (ld = cols). */
+static void round_bf16_packed(int nt, float *dst, const float *src, int rows, int cols, int ld) {
+#pragma omp parallel for num_threads(nt) schedule(static) if ((long)rows * cols > 65536)
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++)
+            dst[(size_t)r * cols + j] = xdt_bf16_round(src[(size_t)r * ld + j]);
 }
 
 static void cpu_gemm(void *ctx, bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
                      int lda, const float *b, int ldb, float beta, float *c, int ldc) {
-    xdt_cpu_gemm_f32(NT(ctx), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    cpu_ctx *x = ctx;
+    if (!x->bf16 || m <= 0 || n <= 0 || k <= 0) {
+        xdt_cpu_gemm_f32(x->threads, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    /* as stored: a is k x m when transposed, else m x k; b is n x k when transposed, else k x n */
+    const size_t na = (size_t)m * k, need = na + (size_t)k * n;
+    if (need > x->round_cap) {
+        float *grown = realloc(x->round_buf, need * sizeof(float));
+        if (!grown) {
+            if (!x->err)
+                x->err = xdt_fail(XDT_ERR_NO_MEMORY,
+                                  "device cpu: gemm: no memory for %zu MiB of "
+                                  "bf16-rounded operands",
+                                  need * sizeof(float) >> 20);
+            return;
+        }
+        x->round_buf = grown;
+        x->round_cap = need;
+    }
+    float *ra = x->round_buf, *rb = x->round_buf + na;
+    round_bf16_packed(x->threads, ra, a, ta ? k : m, ta ? m : k, lda);
+    round_bf16_packed(x->threads, rb, b, tb ? n : k, tb ? k : n, ldb);
+    xdt_cpu_gemm_f32(x->threads, ta, tb, m, n, k, alpha, ra, ta ? m : k, rb, tb ? k : n, beta, c,
+                     ldc);
 }
 
 static void cpu_bias_add(void *ctx, float *out, const float *bias, int n, int c) {
@@ -174,6 +220,7 @@ xdt_status xdt_cpu_device_create(const xdt_device_options *opts, xdt_device **ou
         return xdt_fail(XDT_ERR_NO_MEMORY, "device cpu: out of memory");
     }
     ctx->threads = threads;
+    ctx->bf16 = opts->gemm_precision == XDT_GEMM_BF16;
     /* All parallelism comes from OpenMP (see gemm in cpu_kernels.inc); OpenBLAS's own pool would
      * compete with it for the same cores. */
     openblas_set_num_threads(1);

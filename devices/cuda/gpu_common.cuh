@@ -37,6 +37,7 @@ struct gpu_ctx {
 #endif
     bool blas_ok;        /* GEMMs go to the vendor BLAS (else the tiled kernel) */
     bool tf32;           /* TF32 tensor-core GEMMs allowed (cuBLAS only) */
+    bool bf16;           /* GEMM inputs rounded to bf16, fp32 sums (xdt_gemm_precision) */
     host_area *host;     /* mapped pinned: host view */
     host_area *host_dev; /* the same memory: device view */
     void *ws;            /* device workspace for reduction partials and index tables */
@@ -84,6 +85,14 @@ static inline unsigned grid_for(size_t n, int block) {
 void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
                   int lda, long sa, const float *b, int ldb, long sb, float beta, float *cm,
                   int ldc, long sc, int batch, const char *op);
+
+/* x rounded to the nearest bf16 value (even on ties) as an fp32, NaN kept NaN: the rounding of
+ * core/float_bits.h, so the tiled kernel's bf16 GEMMs equal the CPU backend's. */
+__device__ inline float bf16_round(float x) {
+    const unsigned u = __float_as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return __uint_as_float((u | 0x00400000u) & 0xffff0000u);
+    return __uint_as_float((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
+}
 
 /* ---- reductions inside a block (every thread gets the total) ---- */
 

@@ -259,10 +259,11 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
         goto fail;
     memset(c->host, 0, sizeof *c->host);
     if ((e = cudaHostGetDevicePointer((void **)&c->host_dev, c->host, 0)) != cudaSuccess) goto fail;
-    c->tf32 = opts->allow_tf32;
+    c->tf32 = opts->gemm_precision == XDT_GEMM_TF32;
+    c->bf16 = opts->gemm_precision == XDT_GEMM_BF16;
     {
         const char *env = getenv("XDT_CUDA_TF32");
-        if (env && !strcmp(env, "1")) c->tf32 = true;
+        if (env && !strcmp(env, "1") && !c->bf16) c->tf32 = true;
     }
 #if XDT_GPU_HAVE_BLAS
     if (!opts->tiled_gemm) {
@@ -312,8 +313,12 @@ extern "C" xdt_status XDT_GPU_CREATE(int index, const xdt_device_options *opts, 
     dev->ops = &gpu_ops;
     dev->ctx = c;
     snprintf(dev->name, sizeof dev->name, "%s", c->name);
-    xdt_log_debug("device %s: %s GEMM%s", c->name, c->blas_ok ? XDT_GPU_BLAS_NAME : "tiled-kernel",
-                  c->tf32 && c->blas_ok ? ", TF32 allowed" : "");
+    xdt_log_debug("device %s: %s GEMM%s", c->name,
+                  c->blas_ok && (!c->bf16 || XDT_GPU_BLAS_BF16) ? XDT_GPU_BLAS_NAME
+                                                                : "tiled-kernel",
+                  c->bf16                 ? ", bf16 products"
+                  : c->tf32 && c->blas_ok ? ", TF32 allowed"
+                                          : "");
     *out = dev;
     return XDT_OK;
 }

@@ -41,6 +41,17 @@ struct uint3 {
     unsigned x, y, z;
 };
 
+inline unsigned __float_as_uint(float f) {
+    unsigned u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+inline float __uint_as_float(unsigned u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 namespace xdt_emu {
 
 constexpr int kMaxThreads = 1024;

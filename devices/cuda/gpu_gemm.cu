@@ -1,13 +1,17 @@
 /* gpu_gemm.cu: GEMMs of the GPU backend. Callers are row-major (c = alpha op(a) op(b) + beta c);
  * the vendor BLAS is column-major, so a row-major product is computed as its transpose:
  * c^T = op(b)^T op(a)^T, i.e. the BLAS call takes (b, a) and (n, m) with the same leading
- * dimensions. cuBLAS runs in full fp32 unless TF32 was allowed (gpu_device.cu).
+ * dimensions. cuBLAS runs in full fp32 unless TF32 was allowed (gpu_device.cu); in bf16 mode
+ * (xdt_gemm_precision) it multiplies on bf16 tensor cores with fp32 sums
+ * (CUBLAS_COMPUTE_32F_FAST_16BF: fp32 arrays in and out, rounded to bf16 inside).
  *
  * Without a vendor BLAS (HIP builds without hipBLAS), or when the device was opened with
  * tiled_gemm, GEMMs run in the tiled kernel below: 64 x 64 output tiles, 16-deep slices of a and
  * b staged through shared memory (loaded along whichever side is contiguous, so every transpose
  * reads coalesced), 4 x 4 outputs per thread, fp32 accumulation; batches on grid z. As with BLAS,
- * c is not read when beta == 0. */
+ * c is not read when beta == 0. In bf16 mode the kernel rounds each staged value to bf16 (what
+ * HIP builds do for bf16, hipBLAS or not), which makes its products the CPU backend's bf16
+ * products exactly. */
 #include "devices/cuda/gpu_common.cuh"
 
 namespace XDT_GPU_NS {
@@ -15,7 +19,7 @@ namespace XDT_GPU_NS {
 constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kGemmThreads = 256;
 
 __global__ void __launch_bounds__(kGemmThreads)
-    tiled_gemm_kernel(bool ta, bool tb, int m, int n, int k, float alpha,
+    tiled_gemm_kernel(bool ta, bool tb, bool bf16, int m, int n, int k, float alpha,
                       const float *__restrict__ a, int lda, long sa, const float *__restrict__ b,
                       int ldb, long sb, float beta, float *__restrict__ c, int ldc, long sc) {
     __shared__ float as[kTileK][kTileM + 4];
@@ -35,7 +39,7 @@ __global__ void __launch_bounds__(kGemmThreads)
             const int i = row0 + r, kq = k0 + kk;
             float v = 0.0f;
             if (i < m && kq < k) v = ta ? a[(size_t)kq * lda + i] : a[(size_t)i * lda + kq];
-            as[kk][r] = v;
+            as[kk][r] = bf16 ? bf16_round(v) : v;
         }
         /* b tile: (kTileK k) x (kTileN columns) */
         for (int l = 0; l < 4; l++) {
@@ -44,7 +48,7 @@ __global__ void __launch_bounds__(kGemmThreads)
             const int j = col0 + cc, kq = k0 + kk;
             float v = 0.0f;
             if (j < n && kq < k) v = tb ? b[(size_t)j * ldb + kq] : b[(size_t)kq * ldb + j];
-            bs[kk][cc] = v;
+            bs[kk][cc] = bf16 ? bf16_round(v) : v;
         }
         __syncthreads();
 #pragma unroll
@@ -88,8 +92,8 @@ static void tiled_gemm(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float 
     for (int z0 = 0; z0 < batch; z0 += 65535) {
         const int nz = batch - z0 < 65535 ? batch - z0 : 65535;
         XDT_LAUNCH(dim3(gx, gy, nz), kGemmThreads, c->stream, tiled_gemm_kernel)
-        (ta, tb, m, n, k, alpha, a + (size_t)z0 * sa, lda, sa, b + (size_t)z0 * sb, ldb, sb, beta,
-         cm + (size_t)z0 * sc, ldc, sc);
+        (ta, tb, c->bf16, m, n, k, alpha, a + (size_t)z0 * sa, lda, sa, b + (size_t)z0 * sb, ldb,
+         sb, beta, cm + (size_t)z0 * sc, ldc, sc);
         if (!check_launch(c, op)) return;
     }
 }
@@ -146,12 +150,26 @@ void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha
     }
     if (m == 0 || n == 0 || batch == 0) return;
 #if XDT_GPU_HAVE_BLAS
-    if (c->blas_ok) {
+    if (c->blas_ok && (!c->bf16 || XDT_GPU_BLAS_BF16)) {
         const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
         const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
         cublasStatus_t s;
         const char *what;
-        if (batch == 1) {
+#if XDT_GPU_BLAS_BF16
+        if (c->bf16 && batch == 1) {
+            what = XDT_GPU_BLAS_NAME " GemmEx (fp32, bf16 compute)";
+            s = cublasGemmEx(c->blas, opb, opa, n, m, k, &alpha, b, CUDA_R_32F, ldb, a, CUDA_R_32F,
+                             lda, &beta, cm, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF,
+                             CUBLAS_GEMM_DEFAULT);
+        } else if (c->bf16) {
+            what = XDT_GPU_BLAS_NAME " GemmStridedBatchedEx (fp32, bf16 compute)";
+            s = cublasGemmStridedBatchedEx(c->blas, opb, opa, n, m, k, &alpha, b, CUDA_R_32F, ldb,
+                                           sb, a, CUDA_R_32F, lda, sa, &beta, cm, CUDA_R_32F, ldc,
+                                           sc, batch, CUBLAS_COMPUTE_32F_FAST_16BF,
+                                           CUBLAS_GEMM_DEFAULT);
+        } else
+#endif
+            if (batch == 1) {
             what = XDT_GPU_BLAS_NAME " Sgemm";
             s = cublasSgemm(c->blas, opb, opa, n, m, k, &alpha, b, ldb, a, lda, &beta, cm, ldc);
         } else {

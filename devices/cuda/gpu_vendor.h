@@ -10,6 +10,9 @@
  *
  * XDT_GPU_HAVE_BLAS: GEMMs go to cuBLAS (always under CUDA) or hipBLAS (when the build found it,
  * -DXDT_GPU_HIPBLAS); without it the backend uses its own tiled GEMM kernel (gpu_gemm.cu).
+ * XDT_GPU_BLAS_BF16: the BLAS also runs the bf16 GEMM mode on fp32 arrays (cuBLAS's
+ * CUBLAS_COMPUTE_32F_FAST_16BF); where it cannot (hipBLAS of ROCm 5 has no such compute type),
+ * bf16 GEMMs run in the tiled kernel.
  *
  * WARP_SIZE: 32 on NVIDIA; on AMD the wavefront of the architecture being compiled (64 on CDNA
  * such as gfx908/gfx90a, 32 on RDNA such as gfx1030). Kernels use it only inside warp-level
@@ -127,6 +130,7 @@
 #define XDT_GPU_RT        "CUDA"
 #define XDT_GPU_HAVE_BLAS 1
 #define XDT_GPU_BLAS_NAME "cuBLAS"
+#define XDT_GPU_BLAS_BF16 1
 
 #define WARP_SIZE             32
 #define XDT_SHFL_XOR(v, lane)    __shfl_xor_sync(0xffffffffu, (v), (lane))
@@ -136,6 +140,9 @@
 #ifndef XDT_GPU_HAVE_BLAS
 #define XDT_GPU_HAVE_BLAS 0
 #define XDT_GPU_BLAS_NAME "none"
+#endif
+#ifndef XDT_GPU_BLAS_BF16
+#define XDT_GPU_BLAS_BF16 0
 #endif
 
 #endif

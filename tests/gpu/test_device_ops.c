@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/float_bits.h"
 #include "core/rng.h"
 #include "devices/device.h"
 #include "tests/unit/test_util.h"
@@ -31,6 +32,7 @@ xdt_status xdt_gpuemu_device_create(int index, const xdt_device_options *opts, x
 typedef struct env {
     xdt_device *cpu, *gpu;
     xdt_rng rng;
+    double gemm_tol, attn_tol; /* TOL, except in the bf16 pass */
 } env;
 
 static float *host_rand(env *e, size_t n, float scale) {
@@ -158,7 +160,7 @@ static void test_gemm_case(env *e, bool ta, bool tb, int m, int n, int k, float 
             }
     double err = nerr(got, want, w);
     printf("  %-46s normalised error %.2e\n", what, err);
-    CHECK_MSG(err <= TOL, "%s: normalised error %.3e > %.1e", what, err, TOL);
+    CHECK_MSG(err <= e->gemm_tol, "%s: normalised error %.3e > %.1e", what, err, e->gemm_tol);
     HFREE(all, got, want);
     DFREE(e, da, db, dc);
     HFREE(a, b, c);
@@ -241,14 +243,14 @@ static void test_attention_case(env *e, int b, int t, int c, int nh) {
     GPU(e, attention_forward, d_out, d_att, d_qkv, b, t, c, nh);
     char what[96];
     snprintf(what, sizeof what, "attention_forward b%d t%d c%d nh%d: out", b, t, c, nh);
-    expect_close(e, what, d_out, out, nc, TOL);
-    expect_close(e, "attention_forward: att (probabilities)", d_att, att, na, TOL);
+    expect_close(e, what, d_out, out, nc, e->attn_tol);
+    expect_close(e, "attention_forward: att (probabilities)", d_att, att, na, e->attn_tol);
     float *dout = host_rand(e, nc, 1), *dqkv = malloc(n3 * 4), *ws = malloc(na * 4);
     float *d_dout = up(e, dout, nc * 4), *d_dqkv = up_fill(e, n3, NAN), *d_ws = up_fill(e, na, NAN);
     e->gpu->ops->copy(e->gpu->ctx, d_att, att, na * 4, XDT_COPY_HOST_TO_DEVICE);
     CPU(e, attention_backward, dqkv, ws, dout, qkv, att, b, t, c, nh);
     GPU(e, attention_backward, d_dqkv, d_ws, d_dout, d_qkv, d_att, b, t, c, nh);
-    expect_close(e, "attention_backward: dqkv", d_dqkv, dqkv, n3, TOL);
+    expect_close(e, "attention_backward: dqkv", d_dqkv, dqkv, n3, e->attn_tol);
     DFREE(e, d_qkv, d_out, d_att, d_dout, d_dqkv, d_ws);
     HFREE(qkv, out, att, dout, dqkv, ws);
 }
@@ -420,7 +422,7 @@ static void test_memory_and_errors(env *e) {
 
 /* TF32 when allowed: faster and about 1e-3 relative; only a sanity bound. */
 static void test_tf32(env *e, const char *name) {
-    xdt_device_options o = {.allow_tf32 = true};
+    xdt_device_options o = {.gemm_precision = XDT_GEMM_TF32};
     xdt_device *tf = NULL;
     if (OPEN_DEVICE(name, &o, &tf) != XDT_OK) {
         CHECK_MSG(0, "cannot open %s with TF32", name);
@@ -449,6 +451,64 @@ static void test_tf32(env *e, const char *name) {
     HFREE(a, b, c, got);
 }
 
+/* GEMM precision bf16 on the CPU (the reference) against fp32: rounded inputs, so about 1e-3
+ * normalised error; the mode must be live (not fp32 in disguise) and within bf16's precision. */
+static void test_cpu_bf16_gemm(env *e, xdt_device *cpu16) {
+    const int m = 96, n = 80, k = 200;
+    float *a = host_rand(e, (size_t)m * k, 1), *b = host_rand(e, (size_t)n * k, 1);
+    float *c32 = calloc((size_t)m * n, 4), *c16 = calloc((size_t)m * n, 4);
+    CPU(e, gemm, false, true, m, n, k, 1.0f, a, k, b, k, 0.0f, c32, n);
+    cpu16->ops->gemm(cpu16->ctx, false, true, m, n, k, 1.0f, a, k, b, k, 0.0f, c16, n);
+    CHECK(xdt_device_sync(cpu16) == XDT_OK);
+    const double err = nerr(c16, c32, (size_t)m * n);
+    printf("  cpu gemm bf16 against fp32: normalised error %.2e (between 1e-4 and 1e-2)\n", err);
+    CHECK_MSG(err >= 1e-4 && err <= 1e-2, "cpu bf16 gemm: normalised error %.3e vs fp32", err);
+    /* an operand already in bf16 loses nothing: then the two modes agree to fp32 summation */
+    for (size_t i = 0; i < (size_t)m * k; i++)
+        a[i] = xdt_bf16_round(a[i]);
+    for (size_t i = 0; i < (size_t)n * k; i++)
+        b[i] = xdt_bf16_round(b[i]);
+    CPU(e, gemm, false, true, m, n, k, 1.0f, a, k, b, k, 0.0f, c32, n);
+    cpu16->ops->gemm(cpu16->ctx, false, true, m, n, k, 1.0f, a, k, b, k, 0.0f, c16, n);
+    CHECK(xdt_device_sync(cpu16) == XDT_OK);
+    CHECK_MSG(nerr(c16, c32, (size_t)m * n) <= 1e-6, "bf16-exact inputs: %.3e",
+              nerr(c16, c32, (size_t)m * n));
+    HFREE(a, b, c32, c16);
+}
+
+/* The bf16 GEMM mode on both devices: the GPU's GEMMs against the CPU's bf16 GEMMs (the same
+ * rounded products, summed in another order: 1e-5 in the tiled kernel, whose rounding is the
+ * CPU's; 1e-4 for cuBLAS, whose rounding inside is its own), and attention, whose products the GPU
+ * rounds and the CPU's fused kernel does not, within bf16's precision. */
+static void test_bf16(env *e, const char *name, bool tiled) {
+    xdt_device_options o16 = {.threads = 2, .gemm_precision = XDT_GEMM_BF16, .tiled_gemm = tiled};
+    xdt_device *cpu16 = NULL, *gpu16 = NULL;
+    if (xdt_device_create("cpu", &o16, &cpu16) != XDT_OK ||
+        OPEN_DEVICE(name, &o16, &gpu16) != XDT_OK) {
+        CHECK_MSG(0, "cannot open cpu and %s with GEMM precision bf16", name);
+        xdt_device_destroy(cpu16);
+        return;
+    }
+    printf("device %s, GEMM precision bf16%s, against cpu in bf16\n", name,
+           tiled ? " (tiled kernel)" : "");
+    test_cpu_bf16_gemm(e, cpu16);
+    env e16 = *e;
+    e16.gpu = gpu16;
+    e16.cpu = cpu16;
+#ifdef XDT_TEST_EMU
+    e16.gemm_tol = 1e-5;
+#else
+    e16.gemm_tol = tiled ? 1e-5 : 1e-4;
+#endif
+    test_gemm(&e16);
+    e16.cpu = e->cpu; /* the CPU's attention is fp32 in every mode */
+    e16.attn_tol = 2e-2;
+    test_attention(&e16);
+    e->rng = e16.rng;
+    xdt_device_destroy(gpu16);
+    xdt_device_destroy(cpu16);
+}
+
 static int open_gpu(char *name, size_t cap, const xdt_device_options *o, xdt_device **out) {
 #ifdef XDT_TEST_EMU
     snprintf(name, cap, "emu:0");
@@ -468,7 +528,7 @@ static int open_gpu(char *name, size_t cap, const xdt_device_options *o, xdt_dev
 }
 
 int main(void) {
-    env e = {0};
+    env e = {.gemm_tol = TOL, .attn_tol = TOL};
     xdt_rng_seed(&e.rng, 2024, 6);
     xdt_device_options cpu_o = {.threads = 2};
     if (xdt_device_create("cpu", &cpu_o, &e.cpu) != XDT_OK) return 1;
@@ -496,6 +556,7 @@ int main(void) {
     test_memory_and_errors(&e);
     test_tf32(&e, name);
     xdt_device_destroy(e.gpu);
+    test_bf16(&e, name, false);
 
     /* the tiled GEMM kernel (HIP without hipBLAS) on the same products and on attention (the
      * emulation has no BLAS: there the runs above already used it) */
@@ -506,6 +567,7 @@ int main(void) {
         test_gemm(&e);
         test_attention(&e);
         xdt_device_destroy(e.gpu);
+        test_bf16(&e, name, true);
     } else {
         CHECK_MSG(0, "cannot open %s with tiled_gemm", name);
     }
