@@ -3,7 +3,8 @@
  * tokens/s, achieved GFLOP/s, the machine's cblas_sgemm rate at the same thread count, and peak
  * RSS against the memory the step needs.
  *
- * usage: bench_train_step MODEL.yaml B T THREADS [STEPS] [WARMUP] [DEVICE] */
+ * usage: bench_train_step MODEL.yaml B T THREADS [STEPS] [WARMUP] [DEVICE] [PRECISION]
+ * (PRECISION: the GEMM precision, fp32 | tf32 | bf16, as xdt train --precision; fp32 default) */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -51,7 +52,8 @@ static double sgemm_gflops(int n, int reps, int threads) {
 
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s MODEL.yaml B T THREADS [STEPS] [WARMUP] [DEVICE]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.yaml B T THREADS [STEPS] [WARMUP] [DEVICE] [PRECISION]\n",
+                argv[0]);
         return 2;
     }
     xdt_model_config cfg;
@@ -59,10 +61,14 @@ int main(int argc, char **argv) {
     const int b = atoi(argv[2]), t = atoi(argv[3]), threads = atoi(argv[4]);
     const int steps = argc > 5 ? atoi(argv[5]) : 10, warmup = argc > 6 ? atoi(argv[6]) : 3;
     const char *device = argc > 7 ? argv[7] : "cpu";
-    if (steps < 1 || steps > 1000 || warmup < 0) return 2;
+    xdt_device_options o = {.threads = threads};
+    if (steps < 1 || steps > 1000 || warmup < 0 ||
+        (argc > 8 && xdt_gemm_precision_parse(argv[8], &o.gemm_precision) != XDT_OK)) {
+        fprintf(stderr, "%s: bad STEPS, WARMUP or PRECISION (fp32, tf32, bf16)\n", argv[0]);
+        return 2;
+    }
     double gemm_rate = sgemm_gflops(2048, 5, threads);
     xdt_device *dev;
-    xdt_device_options o = {.threads = threads};
     if (xdt_device_create(device, &o, &dev) != XDT_OK) return 1;
     xdt_stage *st;
     if (xdt_stage_create(&cfg, dev, 0, cfg.n_layer + 1, b, t, 1, &st) != XDT_OK) return 1;
@@ -125,12 +131,12 @@ int main(int argc, char **argv) {
     double need = (double)(m.params_bytes + m.grads_bytes + m.optimizer_bytes + m.activation_bytes +
                            m.scratch_bytes);
     double rss = (double)xdt_peak_rss_bytes();
-    printf("{\"impl\":\"xdt\",\"device\":\"%s\",\"model\":\"%s\",\"B\":%d,\"T\":%d,\"threads\":%d,"
+    printf("{\"impl\":\"xdt\",\"device\":\"%s\",\"precision\":\"%s\",\"model\":\"%s\",\"B\":%d,\"T\":%d,\"threads\":%d,"
            "\"steps\":%d,"
            "\"ms_per_step\":%.3f,\"forward_ms\":%.3f,\"backward_ms\":%.3f,\"tokens_per_s\":%.1f,"
            "\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
            "\"peak_rss_mib\":%.1f,\"model_state_mib\":%.1f,\"rss_ratio\":%.3f,\"loss\":%.4f}\n",
-           dev->name, cfg.name, b, t, threads, steps, med, fwd, bwd, b * t / (med / 1e3),
+           dev->name, xdt_gemm_precision_name(o.gemm_precision), cfg.name, b, t, threads, steps, med, fwd, bwd, b * t / (med / 1e3),
            flops / (med / 1e3) / 1e9, gemm_rate, rss / 1048576.0, need / 1048576.0, rss / need,
            loss);
     free(ms);

@@ -1,8 +1,15 @@
 #!/usr/bin/python3
 """The peer for bench_train_step: the same GPT-2 model, batch and optimizer in PyTorch (Debian's
-python3-torch, CPU), timed the same way (median ms of a training step after warm-up).
+python3-torch on the CPU; any PyTorch with CUDA on a GPU machine), timed the same way (median ms
+of a training step after warm-up).
 
-usage: /usr/bin/python3 bench/torch_gpt.py MODEL.yaml B T THREADS [STEPS] [WARMUP]"""
+usage: python3 bench/torch_gpt.py MODEL.yaml B T THREADS [STEPS] [WARMUP] [DEVICE] [PRECISION]
+
+DEVICE is cpu (default) or cuda (cuda:N). PRECISION is what xdt's --precision means, done the
+way a PyTorch user does it: fp32 (TF32 off, as xdt's default), tf32 (TF32 matmuls allowed), bf16
+(autocast to bfloat16 around the forward; fp32 parameters, gradients and optimizer). On CUDA the
+attention is torch's scaled_dot_product_attention (fused, as nanoGPT uses it) where the PyTorch
+version has it: the peer a user would actually run, not a copy of xdt's kernels."""
 import json
 import math
 import os
@@ -40,20 +47,25 @@ class Block(nn.Module):
         self.qkv, self.proj = nn.Linear(c, 3 * c), nn.Linear(c, c)
         self.fc, self.fcproj = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
 
-    def forward(self, x, mask):
+    def forward(self, x, mask, fused):
         b, t, c = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
         q, k, v = (z.view(b, t, self.nh, c // self.nh).transpose(1, 2) for z in (q, k, v))
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-        att = F.softmax(att.masked_fill(mask[:, :, :t, :t] == 0, float("-inf")), dim=-1)
-        y = (att @ v).transpose(1, 2).contiguous().view(b, t, c)
+        if fused:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = F.softmax(att.masked_fill(mask[:, :, :t, :t] == 0, float("-inf")), dim=-1)
+            y = att @ v
+        y = y.transpose(1, 2).contiguous().view(b, t, c)
         x = x + self.proj(y)
         return x + self.fcproj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
 
 
 class GPT(nn.Module):
-    def __init__(self, vp, max_t, n_layer, nh, c):
+    def __init__(self, vp, max_t, n_layer, nh, c, fused):
         super().__init__()
+        self.fused = fused
         self.wte, self.wpe = nn.Embedding(vp, c), nn.Embedding(max_t, c)
         self.blocks = nn.ModuleList(Block(c, nh) for _ in range(n_layer))
         self.lnf = nn.LayerNorm(c)
@@ -61,9 +73,9 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets):
         t = idx.size(1)
-        x = self.wte(idx) + self.wpe(torch.arange(t))
+        x = self.wte(idx) + self.wpe(torch.arange(t, device=idx.device))
         for blk in self.blocks:
-            x = blk(x, self.mask)
+            x = blk(x, self.mask, self.fused)
         logits = F.linear(self.lnf(x), self.wte.weight)  # tied LM head
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
 
@@ -73,12 +85,21 @@ def main():
     b, t, threads = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     steps = int(sys.argv[5]) if len(sys.argv) > 5 else 10
     warmup = int(sys.argv[6]) if len(sys.argv) > 6 else 3
+    device = torch.device(sys.argv[7] if len(sys.argv) > 7 else "cpu")
+    precision = sys.argv[8] if len(sys.argv) > 8 else "fp32"
+    if precision not in ("fp32", "tf32", "bf16"):
+        sys.exit(f"torch_gpt.py: precision {precision}: expected fp32, tf32 or bf16")
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    fused = cuda and hasattr(F, "scaled_dot_product_attention")
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     v = int(cfg["vocab_size"])
     vp = int(cfg.get("padded_vocab_size", v))
     model = GPT(vp, int(cfg["max_seq_len"]), int(cfg["n_layer"]), int(cfg["n_head"]),
-                int(cfg["n_embd"]))
+                int(cfg["n_embd"]), fused)
     for m in model.modules():  # GPT-2 initialisation, as xdt does
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, 0.0, 0.02)
@@ -89,21 +110,28 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
-    x = torch.randint(0, v, (b, t))
-    y = torch.randint(0, v, (b, t))
+    model.to(device)
+    x = torch.randint(0, v, (b, t), device=device)
+    y = torch.randint(0, v, (b, t), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     times = []
     for s in range(warmup + steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = model(x, y)
+        with autocast:
+            loss = model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if cuda:
+            torch.cuda.synchronize(device)
         if s >= warmup:
             times.append((time.perf_counter() - t0) * 1e3)
     ms = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "model": cfg["name"], "B": b,
+    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "device": str(device),
+                      "precision": precision, "attention": "sdpa" if fused else "explicit",
+                      "model": cfg["name"], "B": b,
                       "T": t, "threads": threads, "steps": steps, "ms_per_step": round(ms, 3),
                       "tokens_per_s": round(b * t / (ms / 1e3), 1), "peak_rss_mib": round(rss, 1),
                       "loss": round(loss.item(), 4)}))
