@@ -181,13 +181,13 @@ static xdt_status load_stages(const char *path, const cJSON *stages, xdt_loaded_
             const size_t i = (size_t)r->replica * S + (size_t)v * P + r->pipeline_rank;
             if ((st = unit_range(path, cJSON_GetObjectItemCaseSensitive(c, "units"), cw, U,
                                  r->units[v])) ||
-                (st = num(path, c, cw, "fwd_ms", &p->fwd_ms[i])) ||
-                (st = num(path, c, cw, "bwd_ms", &p->bwd_ms[i])) ||
-                (st = num(path, c, cw, "static_bytes", &p->static_bytes[i])) ||
-                (st = num(path, c, cw, "activation_bytes", &p->activation_bytes[i])))
+                (st = num(path, c, cw, "fwd_ms", &p->costs.fwd_ms[i])) ||
+                (st = num(path, c, cw, "bwd_ms", &p->costs.bwd_ms[i])) ||
+                (st = num(path, c, cw, "static_bytes", &p->costs.static_bytes[i])) ||
+                (st = num(path, c, cw, "activation_bytes", &p->costs.activation_bytes[i])))
                 return st;
-            if (p->fwd_ms[i] < 0 || p->bwd_ms[i] < 0 || p->static_bytes[i] < 0 ||
-                p->activation_bytes[i] < 0)
+            if (p->costs.fwd_ms[i] < 0 || p->costs.bwd_ms[i] < 0 || p->costs.static_bytes[i] < 0 ||
+                p->costs.activation_bytes[i] < 0)
                 return xdt_fail(XDT_ERR_FORMAT, "%s: %s has a negative time or size", path, cw);
         }
     }
@@ -208,7 +208,7 @@ static xdt_status load_stages(const char *path, const cJSON *stages, xdt_loaded_
     }
     const double act = (double)p->microbatch * p->seq * p->model.n_embd * 4;
     for (size_t i = 0; i < (size_t)p->replicas * S; i++)
-        p->boundary_bytes[i] = (int)(i % S) + 1 < S ? act : 0;
+        p->costs.boundary_bytes[i] = (int)(i % S) + 1 < S ? act : 0;
     return XDT_OK;
 }
 
@@ -244,7 +244,7 @@ static xdt_status load_links(const char *path, const cJSON *links, xdt_loaded_pl
         xdt_sim_link sl = xdt_sim_link_from_gbps(gbps, lat);
         sl.wire_ratio = ratio;
         sl.codec_ms_per_byte = codec_ms / 1e6;
-        p->links[(size_t)a * R + b] = p->links[(size_t)b * R + a] = sl;
+        p->costs.links[(size_t)a * R + b] = p->costs.links[(size_t)b * R + a] = sl;
         snprintf(p->rank[a].link_codec, sizeof p->rank[a].link_codec, "%s", codec);
     }
     return XDT_OK;
@@ -255,7 +255,7 @@ static xdt_status load_ops(const char *path, const cJSON *ops, xdt_loaded_plan *
     xdt_status st = XDT_OK;
     for (int d = 0; d < p->replicas && !st; d++) {
         st = xdt_schedule_create(p->kind, P, p->replica_microbatches[d], p->chunks,
-                                 &p->schedules[d]);
+                                 &p->costs.schedules[d]);
         for (int q = 0; q < P && !st; q++) {
             const int g = d * P + q;
             const cJSON *list = cJSON_GetArrayItem(ops, g);
@@ -283,11 +283,11 @@ static xdt_status load_ops(const char *path, const cJSON *ops, xdt_loaded_plan *
                 xdt_op op = {(xdt_op_kind)kind, cJSON_GetArrayItem(o, 1)->valueint,
                              cJSON_GetArrayItem(o, 2)->valueint, peer,
                              kind == XDT_OP_ALLREDUCE ? 0 : -1};
-                st = xdt_schedule_append(p->schedules[d], q, op);
+                st = xdt_schedule_append(p->costs.schedules[d], q, op);
             }
         }
         char why[256];
-        if (!st && xdt_schedule_validate(p->schedules[d], why, sizeof why) != XDT_OK)
+        if (!st && xdt_schedule_validate(p->costs.schedules[d], why, sizeof why) != XDT_OK)
             return xdt_fail(XDT_ERR_FORMAT, "%s: replica %d's schedule fails validation: %s", path,
                             d, why);
     }
@@ -333,7 +333,7 @@ xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
         (st = integer(path, root, "", "microbatch", 1, p.global_batch, &p.microbatch)) ||
         (st = str(path, sched, "schedule", "kind", kind, sizeof kind)) ||
         (st = integer(path, sched, "schedule", "chunks", 1, XDT_PLAN_MAX_CHUNKS, &p.chunks)) ||
-        (st = num(path, root, "", "opt_step_ms", &p.opt_step_ms)) ||
+        (st = num(path, root, "", "opt_step_ms", &p.costs.opt_step_ms)) ||
         (st = str(path, tied, "tied_embedding", "codec", p.tied_codec, sizeof p.tied_codec)) ||
         (st = num(path, pred, "predicted", "step_ms", &p.predicted_step_ms)) ||
         (st = num(path, pred, "predicted", "tokens_per_s", &p.predicted_tokens_per_s)) ||
@@ -365,21 +365,26 @@ xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
     const size_t R = (size_t)p.ranks, DS = (size_t)p.ranks * p.chunks;
     p.replica_microbatches = calloc((size_t)p.replicas, sizeof(int));
     p.rank = calloc(R, sizeof *p.rank);
-    p.schedules = calloc((size_t)p.replicas, sizeof *p.schedules);
+    p.costs.replicas = p.replicas; /* every replica is simulated */
+    p.costs.schedules = calloc((size_t)p.replicas, sizeof *p.costs.schedules);
+    p.costs.replica_of = malloc(sizeof(int) * (size_t)p.replicas);
     p.dp_codec = calloc((size_t)p.stages, sizeof *p.dp_codec);
-    p.fwd_ms = calloc(DS, sizeof(double));
-    p.bwd_ms = calloc(DS, sizeof(double));
-    p.boundary_bytes = calloc(DS, sizeof(double));
-    p.static_bytes = calloc(DS, sizeof(double));
-    p.activation_bytes = calloc(DS, sizeof(double));
-    p.links = calloc(R * R, sizeof *p.links);
-    p.allreduce_ms = calloc((size_t)p.stages, sizeof(double));
-    if (!p.replica_microbatches || !p.rank || !p.schedules || !p.dp_codec || !p.fwd_ms ||
-        !p.bwd_ms || !p.boundary_bytes || !p.static_bytes || !p.activation_bytes || !p.links ||
-        !p.allreduce_ms) {
+    p.costs.fwd_ms = calloc(DS, sizeof(double));
+    p.costs.bwd_ms = calloc(DS, sizeof(double));
+    p.costs.boundary_bytes = calloc(DS, sizeof(double));
+    p.costs.static_bytes = calloc(DS, sizeof(double));
+    p.costs.activation_bytes = calloc(DS, sizeof(double));
+    p.costs.links = calloc(R * R, sizeof *p.costs.links);
+    p.costs.allreduce_ms = calloc((size_t)p.stages, sizeof(double));
+    if (!p.replica_microbatches || !p.rank || !p.costs.schedules || !p.costs.replica_of ||
+        !p.dp_codec || !p.costs.fwd_ms || !p.costs.bwd_ms || !p.costs.boundary_bytes ||
+        !p.costs.static_bytes || !p.costs.activation_bytes || !p.costs.links ||
+        !p.costs.allreduce_ms) {
         st = xdt_fail(XDT_ERR_NO_MEMORY, "%s: out of memory", path);
         goto out;
     }
+    for (int d = 0; d < p.replicas; d++)
+        p.costs.replica_of[d] = d;
     char where[48];
     int total = 0;
     for (int d = 0; d < p.replicas && !st; d++) {
@@ -395,7 +400,7 @@ xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
     for (int q = 0; q < p.stages && !st; q++) {
         const cJSON *o = cJSON_GetArrayItem(ar, q);
         snprintf(where, sizeof where, "allreduce[%d]", q);
-        if (!(st = num(path, o, where, "ms", &p.allreduce_ms[q])))
+        if (!(st = num(path, o, where, "ms", &p.costs.allreduce_ms[q])))
             st = str(path, o, where, "codec", p.dp_codec[q], sizeof p.dp_codec[q]);
     }
     if (!st) st = load_sites(path, root, &p);
@@ -412,35 +417,11 @@ out:
     return XDT_OK;
 }
 
-void xdt_plan_sim_input(const xdt_loaded_plan *p, xdt_sim_input *out) {
-    memset(out, 0, sizeof *out);
-    out->schedule = p->schedules[0];
-    out->schedules = (const xdt_schedule *const *)p->schedules;
-    out->replicas = p->replicas;
-    out->fwd_ms = p->fwd_ms;
-    out->bwd_ms = p->bwd_ms;
-    out->boundary_bytes = p->boundary_bytes;
-    out->static_bytes = p->static_bytes;
-    out->activation_bytes = p->activation_bytes;
-    out->links = p->links;
-    out->allreduce_ms = p->allreduce_ms;
-    out->opt_step_ms = p->opt_step_ms;
-}
-
 void xdt_plan_free(xdt_loaded_plan *p) {
     if (!p) return;
-    for (int d = 0; p->schedules && d < p->replicas; d++)
-        xdt_schedule_destroy(p->schedules[d]);
-    free(p->schedules);
+    xdt_job_costs_free(&p->costs);
     free(p->replica_microbatches);
     free(p->rank);
     free(p->dp_codec);
-    free(p->fwd_ms);
-    free(p->bwd_ms);
-    free(p->boundary_bytes);
-    free(p->static_bytes);
-    free(p->activation_bytes);
-    free(p->links);
-    free(p->allreduce_ms);
     memset(p, 0, sizeof *p);
 }

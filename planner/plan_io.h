@@ -66,19 +66,17 @@ typedef struct xdt_loaded_plan {
     int n_site_links;
     xdt_model_config model;
     int global_batch, seq, microbatch;
-    xdt_math_dtype precision; /* GEMM precision */
+    xdt_math_dtype precision;            /* GEMM precision */
     int stages, chunks, replicas, ranks; /* P, V, D, R = D x P */
     xdt_schedule_kind kind;
     int *replica_microbatches; /* D */
     xdt_plan_rank *rank;       /* R */
-    xdt_schedule **schedules;  /* D, validated */
     char (*dp_codec)[16];      /* P */
     char tied_codec[16];
-    /* the simulator's input: [d * S + s], links R x R, all-reduce per pipeline rank */
-    double *fwd_ms, *bwd_ms, *boundary_bytes, *static_bytes, *activation_bytes;
-    xdt_sim_link *links;
-    double *allreduce_ms;
-    double opt_step_ms;
+    /* the simulator's input, every replica simulated: the validated schedules (one per
+     * replica), costs [d * S + s], links R x R, all-reduce per pipeline rank
+     * (xdt_job_costs_sim_input) */
+    xdt_job_costs costs;
     double predicted_step_ms, predicted_tokens_per_s, predicted_wan_bytes;
 } xdt_loaded_plan;
 
@@ -90,7 +88,6 @@ xdt_status xdt_plan_write(const char *path, const xdt_solver_input *in, const xd
  * returns XDT_ERR_FORMAT, as does a schedule the validator refuses. */
 xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out);
 void xdt_plan_free(xdt_loaded_plan *p);
-void xdt_plan_sim_input(const xdt_loaded_plan *p, xdt_sim_input *out);
 /* The link between two sites of the plan, or NULL (the same site, or none listed). */
 const xdt_plan_site_link *xdt_plan_site_link_between(const xdt_loaded_plan *p, int a, int b);
 

@@ -66,14 +66,14 @@ int xdt_cmd_simulate(int argc, char **argv) {
     xdt_loaded_plan p;
     if (xdt_plan_load(plan_path, &p) != XDT_OK) return 1;
     xdt_sim_input in;
-    xdt_plan_sim_input(&p, &in);
+    xdt_job_costs_sim_input(&p.costs, &in);
     xdt_sim_result r;
     int rc = 1;
     if (xdt_simulate(&in, &r) == XDT_OK) {
         report(&p, &r);
         rc = 0;
-        if (trace && xdt_trace_write_sim(trace, plan_path, p.schedules[0], &r)) rc = 1;
-        if (svg && xdt_timeline_write_svg(svg, plan_path, p.schedules[0], &r)) rc = 1;
+        if (trace && xdt_trace_write_sim(trace, plan_path, p.costs.schedules[0], &r)) rc = 1;
+        if (svg && xdt_timeline_write_svg(svg, plan_path, p.costs.schedules[0], &r)) rc = 1;
         xdt_trace_compare cmp;
         if (compare) {
             if (xdt_trace_compare_load(compare, &p, &r, &cmp) == XDT_OK) {

@@ -165,7 +165,7 @@ xdt_status xdt_worker_rank_plan(const xdt_loaded_plan *plan, int rank, uint64_t 
         .seq = plan->seq,
         .microbatch = plan->microbatch,
         .replica_microbatches = plan->replica_microbatches[d],
-        .schedule = plan->schedules[d],
+        .schedule = plan->costs.schedules[d],
         .slowdown = r->slowdown,
         .site_of = site_of,
         .job_id = job_id,
