@@ -1,74 +1,137 @@
 #!/bin/bash
-# tests/gpu/run.sh: every GPU check in one script, for a machine with an NVIDIA GPU, the CUDA
-# toolkit (nvcc, cuBLAS) and the build dependencies of scripts/deps.sh. About 3-5 minutes on one
-# H100 (most of it compiling); it stops any step that runs past its limit, so the whole script
-# ends within 8 minutes. Steps:
+# tests/gpu/run.sh: every GPU check in one script, for a machine with an NVIDIA GPU. It ends
+# within XDT_GPU_BUDGET_S seconds (default 480): each step runs under a limit cut to the time
+# left, and a step that no longer fits is reported as not run, so the summary always prints.
+#
+#   bash tests/gpu/run.sh                       builds here: needs the CUDA toolkit and the build
+#                                               dependencies of scripts/deps.sh
+#   bash tests/gpu/run.sh --bundle FILE.tar.xz  runs a build made elsewhere by
+#                                               scripts/gpu_bundle.sh (binaries and the libraries
+#                                               they need; the machine needs only the CUDA
+#                                               runtime, cuBLAS and a driver for CUDA 13)
+# Steps:
 #   1. build: meson setup $XDT_GPU_BUILD (default build-gpu) -Dcuda=enabled -Dhip=disabled, ninja
-#   2. meson test --suite gpu: tests/gpu/test_device_ops (every device op on the GPU against the
-#      CPU backend, normalised error <= 1e-5 with TF32 off; the tiled GEMM kernel too) must pass;
-#      other GPU tests run too (those needing more GPUs than the machine has may skip)
+#      (or unpack the bundle)
+#   2. test_device_ops: every device op on the GPU against the CPU backend (normalised error
+#      <= 1e-5 with TF32 off; the tiled GEMM kernel; the bf16 GEMM mode) must pass; then
+#      test_nccl_group (native builds with NCCL) and tests/integration/pipeline_gpu.sh (mixed
+#      CPU + CUDA pipelines against the CPU); those needing more GPUs than the machine has skip
 #   3. xdt train gpt-tiny for 20 steps with --device cpu and --device cuda:0 from the same seed;
 #      the per-step losses must agree to 1e-4 relative in fp32, 1e-3 in bf16 (--precision)
 #   4. time a gpt2-124M training step, B=8 T=1024, on the GPU with bench_train_step (median of 10
 #      steps after 3 warm-up steps) in fp32 (TF32 off, the default), tf32 and bf16, each beside
 #      the same model in PyTorch on the same GPU (bench/torch_gpt.py: TF32 off, TF32 on, bf16
 #      autocast), when a python3 with CUDA-enabled torch is found; prints xdt/PyTorch tokens/s
-# Environment: XDT_GPU_DEVICE (default cuda:0), XDT_GPU_BUILD, XDT_NVCC_ARCHS (default 80,90).
-# Prints a summary; exit status 0 only when steps 1-3 passed and step 4 measured.
+# Environment: XDT_GPU_DEVICE (default cuda:0), XDT_GPU_BUILD, XDT_NVCC_ARCHS (default 80,90),
+# XDT_GPU_BUDGET_S. Exit status 0 only when steps 1-3 passed and step 4 measured.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${XDT_GPU_BUILD:-build-gpu}
 DEVICE=${XDT_GPU_DEVICE:-cuda:0}
 ARCHS=${XDT_NVCC_ARCHS:-80,90}
+BUNDLE=""
+if [ "${1:-}" = "--bundle" ]; then
+    BUNDLE=${2:?--bundle needs a file}
+elif [ $# -gt 0 ]; then
+    echo "usage: bash tests/gpu/run.sh [--bundle FILE.tar.xz]" >&2
+    exit 2
+fi
 WORK=$(mktemp -d /tmp/xdt-gpu-run.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 START=$(date +%s)
+DEADLINE=$((START + ${XDT_GPU_BUDGET_S:-480}))
 summary=()
 failed=0
 note() { summary+=("$1"); echo "== $1"; }
 fail() { note "FAIL: $1"; failed=1; }
 elapsed() { echo "$(($(date +%s) - START)) s"; }
+# limit WANT NEED: seconds a step may take (WANT, cut to the time left less 15 s for the
+# summary); prints nothing and fails when fewer than NEED are left
+limit() {
+    local left=$((DEADLINE - $(date +%s) - 15))
+    [ "$left" -ge "$2" ] || return 1
+    echo $(($1 < left ? $1 : left))
+}
+out_of_time() { fail "$1: not run, out of time ($(elapsed) used)"; }
 
 echo "== xdt GPU checks on $(hostname), device $DEVICE"
 command -v nvidia-smi >/dev/null &&
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-for tool in meson ninja pkg-config; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool (see scripts/deps.sh)" >&2; exit 1; }
-done
 
-# 1. build
-echo "== 1. build ($BUILD, -Dcuda=enabled, sm ${ARCHS})"
-setup_args=(-Dcuda=enabled -Dhip=disabled "-Dnvcc_archs=$ARCHS" -Dbuildtype=release)
-if [ -f "$BUILD/build.ninja" ]; then
-    meson configure "$BUILD" "${setup_args[@]}" >"$WORK/setup.log" 2>&1
+# 1. build (or unpack)
+if [ -n "$BUNDLE" ]; then
+    echo "== 1. unpack $BUNDLE"
+    mkdir -p "$WORK/bundle"
+    tar -xJf "$BUNDLE" -C "$WORK/bundle" || { echo "cannot unpack $BUNDLE" >&2; exit 1; }
+    BIN=$WORK/bundle/bin
+    export LD_LIBRARY_PATH=$WORK/bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    for b in xdt bench_train_step test_device_ops; do
+        [ -x "$BIN/$b" ] || { echo "the bundle has no bin/$b" >&2; exit 1; }
+    done
+    if ldd "$BIN/xdt" | grep -q "not found"; then
+        ldd "$BIN/xdt" | grep "not found" >&2
+        echo "libraries missing on this machine (see above)" >&2
+        exit 1
+    fi
+    note "bundle: $(cat "$WORK/bundle/BUILD_INFO" 2>/dev/null || echo unpacked)"
+    XDT=$BIN/xdt BENCH=$BIN/bench_train_step DEVICE_OPS=$BIN/test_device_ops NCCL_TEST=""
 else
-    meson setup "$BUILD" "${setup_args[@]}" >"$WORK/setup.log" 2>&1
-fi || { cat "$WORK/setup.log" >&2; echo "meson setup failed" >&2; exit 1; }
-if ! timeout 300 ninja -C "$BUILD" >"$WORK/build.log" 2>&1; then
-    tail -40 "$WORK/build.log" >&2
-    echo "build failed (or took over 300 s)" >&2
-    exit 1
+    echo "== 1. build ($BUILD, -Dcuda=enabled, sm ${ARCHS})"
+    for tool in meson ninja pkg-config; do
+        command -v "$tool" >/dev/null || { echo "missing: $tool (see scripts/deps.sh)" >&2; exit 1; }
+    done
+    setup_args=(-Dcuda=enabled -Dhip=disabled "-Dnvcc_archs=$ARCHS" -Dbuildtype=release)
+    if [ -f "$BUILD/build.ninja" ]; then
+        meson configure "$BUILD" "${setup_args[@]}" >"$WORK/setup.log" 2>&1
+    else
+        meson setup "$BUILD" "${setup_args[@]}" >"$WORK/setup.log" 2>&1
+    fi || { cat "$WORK/setup.log" >&2; echo "meson setup failed" >&2; exit 1; }
+    if ! timeout "$(limit 300 60)" ninja -C "$BUILD" >"$WORK/build.log" 2>&1; then
+        tail -40 "$WORK/build.log" >&2
+        echo "build failed (or ran out of time)" >&2
+        exit 1
+    fi
+    note "build: ok ($(elapsed) so far)"
+    XDT=$BUILD/xdt BENCH=$BUILD/bench/bench_train_step
+    DEVICE_OPS=$BUILD/tests/gpu/test_device_ops NCCL_TEST=$BUILD/transports/nccl/test_nccl_group
 fi
-note "build: ok ($(elapsed) so far)"
-XDT=$BUILD/xdt
 
-# 2. the GPU test suite
-echo "== 2. meson test --suite gpu"
-XDT_TEST_GPU=$DEVICE timeout 240 meson test -C "$BUILD" --suite gpu --print-errorlogs -v \
-    >"$WORK/gpu_tests.log" 2>&1
-rc=$?
-grep -E "normalised error|differ in bits|sum n=|mem_info|^device |checks,|SKIP|FAIL|xdt: error" \
-    "$WORK/gpu_tests.log" | head -200
-log=$BUILD/meson-logs/testlog.json
-skipped_tests=$(grep '"result": "SKIP"' "$log" | grep -o '"name": "[^"]*"' | cut -d'"' -f4 |
-    tr '\n' ' ')
-if [ $rc -ne 0 ]; then
-    fail "meson test --suite gpu (exit $rc)"
-elif ! grep '"name": "device_ops"' "$log" | grep -q '"result": "OK"'; then
-    fail "device_ops did not pass on a GPU machine (skipped?)"
-else
-    note "gpu test suite: $(grep -c '"result": "OK"' "$log") passed${skipped_tests:+, skipped (they need more than this machine has): $skipped_tests}"
+# 2. the GPU tests, each run directly under its own limit
+echo "== 2. GPU tests"
+if t=$(limit 150 30); then
+    XDT_TEST_GPU=$DEVICE timeout "$t" "$DEVICE_OPS" >"$WORK/device_ops.log" 2>&1
+    rc=$?
+    grep -E "normalised error|differ in bits|sum n=|mem_info|^device |checks,|SKIP|FAIL|error" \
+        "$WORK/device_ops.log" | head -250
+    case $rc in
+    0) note "device_ops: passed ($(grep -o '[0-9]* checks' "$WORK/device_ops.log"))" ;;
+    77) fail "device_ops skipped on a GPU machine: $(grep -m1 SKIP "$WORK/device_ops.log")" ;;
+    *) fail "device_ops (exit $rc$([ $rc -eq 124 ] && echo ': out of time'))" ;;
+    esac
+else out_of_time device_ops; fi
+if [ -n "$NCCL_TEST" ] && [ -x "$NCCL_TEST" ]; then
+    if t=$(limit 90 30); then
+        timeout "$t" "$NCCL_TEST" >"$WORK/nccl.log" 2>&1
+        rc=$?
+        tail -5 "$WORK/nccl.log"
+        case $rc in
+        0) note "nccl_group: passed" ;;
+        77) note "nccl_group: skipped ($(tail -1 "$WORK/nccl.log"))" ;;
+        *) fail "nccl_group (exit $rc)" ;;
+        esac
+    else out_of_time nccl_group; fi
 fi
+if t=$(limit 150 60); then
+    XDT_BIN=$XDT XDT_SOURCE_ROOT=$PWD timeout "$t" bash tests/integration/pipeline_gpu.sh \
+        >"$WORK/pipeline_gpu.log" 2>&1
+    rc=$?
+    grep -E "worst|FAIL|checks|skip|GPU" "$WORK/pipeline_gpu.log" | head -40
+    case $rc in
+    0) note "pipeline_gpu: passed ($(tail -1 "$WORK/pipeline_gpu.log"))" ;;
+    77) note "pipeline_gpu: skipped ($(tail -1 "$WORK/pipeline_gpu.log"))" ;;
+    *) fail "pipeline_gpu (exit $rc$([ $rc -eq 124 ] && echo ': out of time'))" ;;
+    esac
+else out_of_time pipeline_gpu; fi
 
 # 3. gpt-tiny, 20 steps, CPU against GPU, in fp32 and in bf16
 TEXT=/usr/share/common-licenses/GPL-3
@@ -76,16 +139,17 @@ if [ ! -r "$TEXT" ]; then # any fixed English text will do: the repository's doc
     TEXT=$WORK/text.txt
     find docs README.md core devices -name '*.md' -o -name '*.c' | sort | xargs cat >"$TEXT"
 fi
-train() { # train DEVICE PRECISION METRICS
-    timeout 120 "$XDT" train --model configs/models/gpt-tiny.yaml --data "$TEXT" --steps 20 \
+train() { # train DEVICE PRECISION METRICS LIMIT
+    timeout "$4" "$XDT" train --model configs/models/gpt-tiny.yaml --data "$TEXT" --steps 20 \
         --batch 8 --seq 64 --seed 1337 --eval-every 0 --device "$1" --precision "$2" \
         --metrics "$3" >"$3.out" 2>&1
 }
 losses() { grep -o '"loss":[^,}]*' "$1" | cut -d: -f2; }
 compare_losses() { # compare_losses PRECISION TOLERANCE
-    local p=$1 tol=$2 cpu=$WORK/cpu-$1.jsonl gpu=$WORK/gpu-$1.jsonl
+    local p=$1 tol=$2 cpu=$WORK/cpu-$1.jsonl gpu=$WORK/gpu-$1.jsonl t
     echo "== 3. gpt-tiny, 20 steps, $p: --device cpu and --device $DEVICE"
-    if ! train cpu "$p" "$cpu" || ! train "$DEVICE" "$p" "$gpu"; then
+    t=$(limit 60 20) || { out_of_time "gpt-tiny $p"; return; }
+    if ! train cpu "$p" "$cpu" "$t" || ! train "$DEVICE" "$p" "$gpu" "$t"; then
         cat "$cpu.out" "$gpu.out" >&2
         fail "xdt train --precision $p on cpu or $DEVICE failed"
         return
@@ -118,22 +182,26 @@ for py in python3 /usr/bin/python3; do
 done
 [ -n "$PY" ] || note "no PyTorch with CUDA found: xdt is timed without its peer"
 field() { echo "$1" | grep -o "\"$2\":[^,}]*" | cut -d: -f2 | tr -d '" '; }
+measured=0
 bench() { # bench PRECISION: xdt, then PyTorch, on the same GPU
-    local p=$1 out peer ratio
-    out=$(timeout 150 "$BUILD/bench/bench_train_step" configs/models/gpt2-124M.yaml 8 1024 \
-        "$(nproc)" 10 3 "$DEVICE" "$p" 2>"$WORK/bench.err") || {
+    local p=$1 out peer ratio t
+    t=$(limit 90 40) || { out_of_time "xdt gpt2-124M step ($p)"; return; }
+    out=$(timeout "$t" "$BENCH" configs/models/gpt2-124M.yaml 8 1024 "$(nproc)" 10 3 "$DEVICE" \
+        "$p" 2>"$WORK/bench.err") || {
         cat "$WORK/bench.err" >&2
         fail "xdt gpt2-124M step ($p) failed"
         return
     }
+    measured=$((measured + 1))
     echo "  $out"
-    note "$(printf 'xdt     gpt2-124M B=8 T=1024 %s %s: %.1f ms/step, %.0f tokens/s, %.1f TFLOP/s' \
+    note "$(printf 'xdt gpt2-124M B=8 T=1024 %s %s: %.1f ms/step, %.0f tokens/s, %.1f TFLOP/s' \
         "$DEVICE" "$p" "$(field "$out" ms_per_step)" "$(field "$out" tokens_per_s)" \
         "$(awk -v g="$(field "$out" gflops)" 'BEGIN{print g/1000}')")"
     [ -n "$PY" ] || return
+    t=$(limit 90 40) || { out_of_time "PyTorch gpt2-124M step ($p)"; return; }
     local gpu_index=${DEVICE#cuda}
     gpu_index=${gpu_index#:}
-    peer=$(timeout 150 "$PY" bench/torch_gpt.py configs/models/gpt2-124M.yaml 8 1024 "$(nproc)" \
+    peer=$(timeout "$t" "$PY" bench/torch_gpt.py configs/models/gpt2-124M.yaml 8 1024 "$(nproc)" \
         10 3 "cuda:${gpu_index:-0}" "$p" 2>"$WORK/peer.err") || {
         tail -5 "$WORK/peer.err" >&2
         note "PyTorch gpt2-124M step ($p) failed: no peer figure"
@@ -147,6 +215,7 @@ bench() { # bench PRECISION: xdt, then PyTorch, on the same GPU
         "$(field "$peer" tokens_per_s)" "$(field "$peer" attention)" "$ratio")"
 }
 for p in fp32 tf32 bf16; do bench $p; done
+[ $measured -gt 0 ] || fail "no gpt2-124M step was measured"
 
 echo
 echo "== summary ($(elapsed))"
