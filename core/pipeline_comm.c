@@ -50,6 +50,7 @@ struct xdt_comm {
     xdt_status error;
     char error_text[256];
     message *send_queue, *send_tail; /* queued by compute, not yet taken by the thread */
+    message *reserved;               /* xdt_comm_send_reserve's, not yet committed */
     message *free_list[XDT_MSG_KIND_COUNT];
     message **recvs; /* the step's receives, in order */
     int n_recvs, cap_recvs, n_posted;
@@ -93,6 +94,13 @@ static void set_error(xdt_comm *c, xdt_status st, const char *text) {
     pthread_cond_broadcast(&c->changed);
 }
 
+static void free_data(xdt_comm *c, float *data) {
+    if (c->cfg.free_host)
+        c->cfg.free_host(c->cfg.alloc_arg, data);
+    else
+        free(data);
+}
+
 /* A pooled message sized for `kind`; under lock. */
 static message *take_message(xdt_comm *c, xdt_msg_kind kind) {
     message *m = c->free_list[kind];
@@ -105,10 +113,11 @@ static message *take_message(xdt_comm *c, xdt_msg_kind kind) {
     if (!m) return NULL;
     const size_t n = c->cfg.max_floats[kind] ? c->cfg.max_floats[kind] : 1;
     m->wire_cap = c->wire_cap[kind];
-    m->data = malloc(n * sizeof(float));
+    m->data = c->cfg.alloc_host ? c->cfg.alloc_host(c->cfg.alloc_arg, n * sizeof(float))
+                                : malloc(n * sizeof(float));
     m->wire = malloc(m->wire_cap);
     if (!m->data || !m->wire) {
-        free(m->data);
+        free_data(c, m->data);
         free(m->wire);
         free(m);
         return NULL;
@@ -331,10 +340,10 @@ err:
     return st;
 }
 
-static void free_list_all(message *m) {
+static void free_list_all(xdt_comm *c, message *m) {
     while (m) {
         message *next = m->next;
-        free(m->data);
+        if (m->data) free_data(c, m->data);
         free(m->wire);
         free(m);
         m = next;
@@ -355,15 +364,16 @@ void xdt_comm_destroy(xdt_comm *c) {
         if (m->req) xdt_cancel(c->t, m->req);
     for (int i = 0; i < c->n_recvs; i++)
         if (c->recvs[i]->req) xdt_cancel(c->t, c->recvs[i]->req);
-    free_list_all(c->in_flight);
-    free_list_all(c->send_queue);
+    free_list_all(c, c->in_flight);
+    free_list_all(c, c->send_queue);
+    free_list_all(c, c->reserved);
     for (int i = 0; i < c->n_recvs; i++) {
         c->recvs[i]->next = NULL;
-        free_list_all(c->recvs[i]);
+        free_list_all(c, c->recvs[i]);
     }
     free(c->recvs);
     for (int k = 0; k < XDT_MSG_KIND_COUNT; k++)
-        free_list_all(c->free_list[k]);
+        free_list_all(c, c->free_list[k]);
     for (int i = 0; c->peers && i < c->n_peers; i++) {
         xdt_channel_destroy(c->peers[i].act);
         xdt_channel_destroy(c->peers[i].grad);
@@ -442,10 +452,12 @@ out:
     return st;
 }
 
-xdt_status xdt_comm_send(xdt_comm *c, const xdt_msg_id *id, const float *x) {
+xdt_status xdt_comm_send_reserve(xdt_comm *c, const xdt_msg_id *id, float **buf) {
     peer_link *l;
     xdt_status st = check_id(c, id, &l);
     if (st) return st;
+    if (c->reserved)
+        return xdt_fail(XDT_ERR_INVALID_ARG, "pipeline comm: a reserved message is not committed");
     pthread_mutex_lock(&c->lock);
     if (c->error) {
         st = thread_error(c);
@@ -461,7 +473,15 @@ xdt_status xdt_comm_send(xdt_comm *c, const xdt_msg_id *id, const float *x) {
     m->tag = tag_of(c->step, id);
     m->seq = l->send_seq[id->kind]++;
     pthread_mutex_unlock(&c->lock);
-    memcpy(m->data, x, id->n * sizeof(float)); /* outside the lock: the thread cannot see m */
+    c->reserved = m; /* the compute thread's own until committed: the thread cannot see it */
+    *buf = m->data;
+    return XDT_OK;
+}
+
+xdt_status xdt_comm_send_commit(xdt_comm *c) {
+    message *m = c->reserved;
+    if (!m) return xdt_fail(XDT_ERR_INVALID_ARG, "pipeline comm: no reserved message to commit");
+    c->reserved = NULL;
     pthread_mutex_lock(&c->lock);
     if (c->send_tail)
         c->send_tail->next = m;
@@ -471,6 +491,14 @@ xdt_status xdt_comm_send(xdt_comm *c, const xdt_msg_id *id, const float *x) {
     pthread_mutex_unlock(&c->lock);
     xdt_transport_wake(c->t);
     return XDT_OK;
+}
+
+xdt_status xdt_comm_send(xdt_comm *c, const xdt_msg_id *id, const float *x) {
+    float *buf;
+    xdt_status st = xdt_comm_send_reserve(c, id, &buf);
+    if (st) return st;
+    memcpy(buf, x, id->n * sizeof(float));
+    return xdt_comm_send_commit(c);
 }
 
 static void deadline_after(struct timespec *ts, int ms) {
@@ -484,6 +512,13 @@ static void deadline_after(struct timespec *ts, int ms) {
 }
 
 xdt_status xdt_comm_recv(xdt_comm *c, int index, float *x) {
+    const float *data;
+    xdt_status st = xdt_comm_recv_view(c, index, &data);
+    if (!st) memcpy(x, data, c->recvs[index]->id.n * sizeof(float));
+    return st;
+}
+
+xdt_status xdt_comm_recv_view(xdt_comm *c, int index, const float **data) {
     struct timespec deadline;
     deadline_after(&deadline, c->cfg.timeout_ms);
     pthread_mutex_lock(&c->lock);
@@ -504,7 +539,7 @@ xdt_status xdt_comm_recv(xdt_comm *c, int index, float *x) {
         st = xdt_fail(XDT_ERR_TIMEOUT, "rank %d: no %s within %.0f s: is rank %d alive?",
                       c->t->rank, what, c->cfg.timeout_ms / 1000.0, m->id.peer);
     } else {
-        memcpy(x, m->data, m->id.n * sizeof(float));
+        *data = m->data; /* the thread is done with m until the next step begins */
     }
 out:
     pthread_mutex_unlock(&c->lock);

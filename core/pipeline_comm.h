@@ -51,6 +51,11 @@ typedef struct xdt_comm_config {
     size_t max_floats[XDT_MSG_KIND_COUNT]; /* largest tensor of each kind */
     const xdt_comm_peer *peers;            /* the ranks this rank exchanges tensors with */
     int n_peers;
+    /* optional: allocates the messages' tensor buffers, e.g. in page-locked memory, which a
+     * GPU's copies reach directly; NULL: malloc and free */
+    void *(*alloc_host)(void *arg, size_t bytes);
+    void (*free_host)(void *arg, void *p);
+    void *alloc_arg;
 } xdt_comm_config;
 
 typedef struct xdt_comm xdt_comm;
@@ -68,10 +73,18 @@ xdt_status xdt_comm_begin_step(xdt_comm *c, int step, const xdt_msg_id *recvs, i
 
 /* Queues x[0..id->n) for sending (copied now; encoded and sent by the thread). */
 xdt_status xdt_comm_send(xdt_comm *c, const xdt_msg_id *id, const float *x);
+/* The same without the copy: reserve the message and get its buffer of id->n floats, fill it
+ * (a device copies straight into it), then commit it, which queues it. One reservation at a
+ * time; one not committed is freed by xdt_comm_destroy. */
+xdt_status xdt_comm_send_reserve(xdt_comm *c, const xdt_msg_id *id, float **buf);
+xdt_status xdt_comm_send_commit(xdt_comm *c);
 
 /* Waits (at most the timeout) for receive `index` of the step and copies it into x. An error of
  * the thread (a lost peer, a damaged frame) is returned here, naming the peer. */
 xdt_status xdt_comm_recv(xdt_comm *c, int index, float *x);
+/* The same without the copy: *data points at the received floats, which stay valid and
+ * unchanged until the next xdt_comm_begin_step. */
+xdt_status xdt_comm_recv_view(xdt_comm *c, int index, const float **data);
 
 /* Waits until every queued send has left and every receive of the step is posted; the thread
  * then leaves the transport alone (the caller may run collectives on it) until

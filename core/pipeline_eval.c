@@ -51,9 +51,7 @@ xdt_status xdt_executor_eval(xdt_executor *ex, int step, const int32_t *inputs,
         for (int m = 0; m < M && !st; m++) {
             const int slot = 0; /* nothing is kept for a backward */
             if (s > 0) {
-                if ((st = xdt_comm_recv(ex->comm, r++, ex->host_buf)) ||
-                    (st = xdt_exec_to_device(ex, xdt_stage_input(stage, slot), ex->host_buf,
-                                             ex->act_floats)))
+                if ((st = xdt_exec_recv(ex, r++, xdt_stage_input(stage, slot), ex->act_floats)))
                     break;
             }
             if (has_embedding(ex, v))
@@ -69,15 +67,12 @@ xdt_status xdt_executor_eval(xdt_executor *ex, int step, const int32_t *inputs,
                 loss_sum += l * rp->microbatch / rp->global_batch;
             }
             if (s + 1 < S) {
-                if ((st = xdt_exec_to_host(ex, ex->host_buf, xdt_stage_output(stage, slot),
-                                           ex->act_floats)))
-                    break;
                 xdt_msg_id id = {.peer = peer_rank(ex, (s + 1) % P),
                                  .kind = XDT_MSG_EVAL,
                                  .microbatch = m,
                                  .chunk = s + 1,
                                  .n = ex->act_floats};
-                st = xdt_comm_send(ex->comm, &id, ex->host_buf);
+                st = xdt_exec_send(ex, &id, xdt_stage_output(stage, slot));
             }
         }
     }

@@ -174,10 +174,21 @@ static xdt_status build_groups(xdt_executor *ex) {
     return XDT_OK;
 }
 
-/* The staging buffer: an activation or the tied gradient, and on a device whose memory the
- * ring cannot read in place, the largest chunk's gradients. */
+/* The messages' buffers, page-locked on a GPU (the comm thread's allocator). */
+static void *alloc_pinned(void *dev, size_t bytes) {
+    void *p = NULL;
+    return xdt_device_alloc_pinned(dev, bytes, &p) == XDT_OK ? p : NULL;
+}
+
+static void free_pinned(void *dev, void *p) {
+    xdt_device_free_pinned(dev, p);
+}
+
+/* The staging buffer: the tied gradient on its way through a lossy codec, and on a device whose
+ * memory the ring cannot read in place, the largest chunk's gradients. (Activations and
+ * gradients between stages go straight between the device and the messages.) */
 static xdt_status build_host_buf(xdt_executor *ex) {
-    size_t floats = ex->act_floats > ex->tied_floats ? ex->act_floats : ex->tied_floats;
+    size_t floats = ex->tied_floats > 0 ? ex->tied_floats : 1;
     if (ex->dp && !ex->nccl && !ex->host_mem)
         for (int v = 0; v < ex->rp.chunks; v++) {
             const size_t n = xdt_stage_num_params(ex->stage[v]);
@@ -266,6 +277,11 @@ xdt_status xdt_executor_create(const xdt_rank_plan *rp, xdt_device *dev, xdt_tra
                                              NORM_FLOATS, ex->act_floats},
                               .peers = peers,
                               .n_peers = n_peers};
+        if (!ex->host_mem) { /* the device copies into and out of the messages directly */
+            cc.alloc_host = alloc_pinned;
+            cc.free_host = free_pinned;
+            cc.alloc_arg = dev;
+        }
         st = peers ? xdt_comm_create(t, &cc, &ex->comm)
                    : xdt_fail(XDT_ERR_NO_MEMORY, "executor: out of memory");
         free(peers);
@@ -390,25 +406,34 @@ xdt_status xdt_exec_to_device(xdt_executor *ex, float *dev_dst, const float *hos
     return ex->host_mem ? XDT_OK : xdt_device_sync(ex->dev);
 }
 
-static xdt_status receive(xdt_executor *ex, int op_index, float *dev_dst) {
+xdt_status xdt_exec_send(xdt_executor *ex, const xdt_msg_id *id, const float *dev_src) {
+    float *buf;
+    xdt_status st = xdt_comm_send_reserve(ex->comm, id, &buf);
+    if (st || (st = xdt_exec_to_host(ex, buf, dev_src, id->n))) return st;
+    return xdt_comm_send_commit(ex->comm);
+}
+
+xdt_status xdt_exec_recv(xdt_executor *ex, int r, float *dev_dst, size_t floats) {
     const double t0 = now_s();
-    const int r = ex->recv_of_op[op_index];
-    xdt_status st = xdt_comm_recv(ex->comm, r, ex->host_buf);
+    const float *data;
+    xdt_status st = xdt_comm_recv_view(ex->comm, r, &data);
     ex->wait_s += now_s() - t0;
-    if (st) return st;
-    return xdt_exec_to_device(ex, dev_dst, ex->host_buf, ex->recvs[r].n);
+    return st ? st : xdt_exec_to_device(ex, dev_dst, data, floats);
+}
+
+static xdt_status receive(xdt_executor *ex, int op_index, float *dev_dst) {
+    const int r = ex->recv_of_op[op_index];
+    return xdt_exec_recv(ex, r, dev_dst, ex->recvs[r].n);
 }
 
 static xdt_status send(xdt_executor *ex, const xdt_op *op, xdt_msg_kind kind, const float *dev_src,
                        int dest_stage) {
-    xdt_status st = xdt_exec_to_host(ex, ex->host_buf, dev_src, ex->act_floats);
-    if (st) return st;
     xdt_msg_id id = {.peer = peer_rank(ex, op->peer),
                      .kind = kind,
                      .microbatch = op->microbatch,
                      .chunk = dest_stage,
                      .n = ex->act_floats};
-    return xdt_comm_send(ex->comm, &id, ex->host_buf);
+    return xdt_exec_send(ex, &id, dev_src);
 }
 
 static xdt_status forward(xdt_executor *ex, step_ctx *sc, const xdt_op *op) {

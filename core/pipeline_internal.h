@@ -39,9 +39,9 @@ struct xdt_executor {
     int n_eval_recvs;
     int n_recvs, *recv_of_op, tied_recv, norm_recv;
     size_t act_floats, tied_floats;
-    /* staging between device and communication (pinned where the device has it): an
-     * activation, the tied gradient, or on a device whose memory is not host memory one
-     * chunk's gradients for the ring all-reduce */
+    /* staging between device and host (pinned where the device has it): the tied gradient
+     * through a lossy codec, or on a device whose memory is not host memory one chunk's
+     * gradients for the ring all-reduce */
     float *host_buf;
     bool host_mem;   /* the device's memory is host memory: collectives may read it in place */
     float *dev_tied; /* device scratch for the partner's tied gradient */
@@ -101,6 +101,12 @@ static inline size_t batch_offset(const xdt_executor *ex, int mb) {
 /* Copies between the device and a host staging buffer, waited for off host memory. */
 xdt_status xdt_exec_to_host(xdt_executor *ex, float *host, const float *dev_src, size_t floats);
 xdt_status xdt_exec_to_device(xdt_executor *ex, float *dev_dst, const float *host, size_t floats);
+/* Sends id->n floats of device memory, copied by the device straight into the message's buffer
+ * (page-locked off host memory), with no staging copy in between. */
+xdt_status xdt_exec_send(xdt_executor *ex, const xdt_msg_id *id, const float *dev_src);
+/* Waits for the step's receive r (the time counts as waiting) and copies it straight from the
+ * message's buffer to device memory. */
+xdt_status xdt_exec_recv(xdt_executor *ex, int r, float *dev_dst, size_t floats);
 
 /* Splits a double into two floats whose sum is it (to 2^-48 relative): sums travel exactly
  * enough through fp32 messages. */

@@ -41,10 +41,8 @@ static float *tied_grad(xdt_executor *ex) {
 static xdt_status send_tied(xdt_executor *ex) {
     float *g = tied_grad(ex);
     if (!g) return xdt_fail(XDT_ERR_INVALID_ARG, "rank %d: no tied embedding tensor", ex->rank);
-    xdt_status st = xdt_exec_to_host(ex, ex->host_buf, g, ex->tied_floats);
-    if (st) return st;
     xdt_msg_id id = {.peer = ex->tied_peer, .kind = XDT_MSG_TIED, .n = ex->tied_floats};
-    return xdt_comm_send(ex->comm, &id, ex->host_buf);
+    return xdt_exec_send(ex, &id, g);
 }
 
 /* Adds the partner's pre-reduction gradient to ours: a + b == b + a, so the two copies of the
@@ -64,10 +62,7 @@ static xdt_status add_tied(xdt_executor *ex) {
             (st = xdt_exec_to_device(ex, g, ex->host_buf, ex->tied_floats)))
             return st;
     }
-    const double t0 = now_s();
-    st = xdt_comm_recv(ex->comm, ex->tied_recv, ex->host_buf);
-    ex->wait_s += now_s() - t0;
-    if (st || (st = xdt_exec_to_device(ex, ex->dev_tied, ex->host_buf, ex->tied_floats))) return st;
+    if ((st = xdt_exec_recv(ex, ex->tied_recv, ex->dev_tied, ex->tied_floats))) return st;
     ex->dev->ops->add(ex->dev->ctx, g, g, ex->dev_tied, ex->tied_floats);
     return XDT_OK;
 }
