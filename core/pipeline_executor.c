@@ -157,7 +157,7 @@ static xdt_status build_groups(xdt_executor *ex) {
                                           .ranks = ranks,
                                           .size = rp->replicas,
                                           .rank = ex->rank,
-                                          .cuda_device = device_of(rp, ex->rank).index,
+                                          .cuda_device = rp->device_index,
                                           .timeout_ms = rp->timeout_ms};
         if ((st = xdt_nccl_group_create(rp->store, &nc, &ex->nccl))) return st;
         if (rp->replica == 0)

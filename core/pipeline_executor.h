@@ -66,8 +66,11 @@ typedef struct xdt_rank_plan {
     const int *site_of; /* site index of every transport rank (WAN accounting), or NULL */
     uint64_t job_id;
     int timeout_ms; /* longest wait for a peer; 0 = 30 s */
-    /* every transport rank's device, or NULL (all cpu ranks) */
+    /* every transport rank's device as the plan places it, or NULL (all cpu ranks) */
     const xdt_rank_device *device_of;
+    /* the GPU number this rank's device was opened with, which NCCL binds to: the plan's, or
+     * another the worker was told (`--device`, e.g. where CUDA_VISIBLE_DEVICES renumbers) */
+    int device_index;
     xdt_dp_comm dp_comm; /* the replicas' all-reduce: auto, ring or NCCL */
     xdt_store *store;    /* the bootstrap store (NCCL groups publish their ids), or NULL */
 } xdt_rank_plan;

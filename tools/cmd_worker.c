@@ -27,7 +27,7 @@
 #include "tools/worker_setup.h"
 
 typedef struct worker_args {
-    const char *plan, *data, *metrics, *trace, *tls, *ckpt_dir, *allreduce;
+    const char *plan, *data, *metrics, *trace, *tls, *ckpt_dir, *allreduce, *device;
     int threads, timeout_s, ckpt_every;
     bool no_emulate_wan, emulate_wan, resume;
     xdt_train_hparams h;
@@ -71,6 +71,15 @@ static xdt_status setup(worker_run *w) {
                                                  : XDT_DP_AUTO;
     char device[32];
     if ((st = xdt_worker_device_name(p, rank, device, sizeof device))) return st;
+    if (a->device) {
+        char planned[32];
+        snprintf(planned, sizeof planned, "%s", device);
+        if ((st = xdt_worker_device_choose(planned, a->device, rank, device, sizeof device,
+                                           &rp.device_index)))
+            return st;
+        if (strcmp(device, planned) != 0)
+            xdt_log_info("rank %d: on %s (--device) where the plan says %s", rank, device, planned);
+    }
     if (strcmp(device, "cpu") != 0)
         xdt_log_info("rank %d: stage on %s (%s on node %s of site %s)", rank, device,
                      p->rank[rank].device_type, p->rank[rank].node, p->rank[rank].site);
@@ -224,7 +233,7 @@ int xdt_cmd_worker(int argc, char **argv) {
     a->allreduce = "auto";
     a->timeout_s = 30;
     xdt_train_hparams_defaults(&a->h);
-    xdt_cli_opt opts[12 + XDT_TRAIN_OPTION_COUNT] = {
+    xdt_cli_opt opts[13 + XDT_TRAIN_OPTION_COUNT] = {
         XDT_OPT_REQUIRED("data", &a->data, "PATH", "text file (byte tokens) or llm.c .bin shard"),
         XDT_OPT_FLAG("emulate-wan", &a->emulate_wan,
                      "shape links between sites as the plan's cluster says [default]"),
@@ -243,9 +252,12 @@ int xdt_cmd_worker(int argc, char **argv) {
         XDT_OPT_STRING("allreduce", &a->allreduce, "auto|ring|nccl",
                        "replicas' gradient sum: NCCL where all are CUDA ranks of one site, else "
                        "the ring [auto]"),
+        XDT_OPT_STRING("device", &a->device, "DEV",
+                       "this rank's device instead of the plan's, of the same backend (e.g. "
+                       "cuda:0 where CUDA_VISIBLE_DEVICES shows each rank one GPU) [the plan's]"),
     };
-    xdt_train_hparams_options(&a->h, &opts[12]);
-    const int n_opts = 12 + XDT_TRAIN_OPTION_COUNT;
+    xdt_train_hparams_options(&a->h, &opts[13]);
+    const int n_opts = 13 + XDT_TRAIN_OPTION_COUNT;
     a->plan = argc >= 1 && argv[0][0] != '-' ? argv[0] : NULL;
     bool help = false;
     if (xdt_cli_parse("worker", argc - (a->plan ? 1 : 0), argv + (a->plan ? 1 : 0), opts, n_opts,

@@ -189,6 +189,34 @@ xdt_status xdt_worker_rank_plan(const xdt_loaded_plan *plan, int rank, uint64_t 
         (st = codec_spec(plan->dp_codec[p], true, &rp.dp_codec)) ||
         (st = codec_spec(plan->tied_codec, false, &rp.tied_codec)))
         return st;
+    rp.device_index = device_of[rank].index;
     *out = rp;
+    return XDT_OK;
+}
+
+xdt_status xdt_worker_device_choose(const char *planned, const char *asked, int rank, char *out,
+                                    size_t cap, int *index) {
+    const char *colon = strchr(planned, ':');
+    const size_t backend_len = colon ? (size_t)(colon - planned) : strlen(planned);
+    const char *num = asked + backend_len;
+    char *end = NULL;
+    long n = 0;
+    bool ok = strncmp(asked, planned, backend_len) == 0;
+    if (ok && !colon) /* a cpu rank: only "cpu" */
+        ok = *num == '\0';
+    else if (ok) {
+        ok = *num == '\0' || (num[0] == ':' && num[1] >= '0' && num[1] <= '9');
+        if (ok && *num) {
+            n = strtol(num + 1, &end, 10);
+            ok = *end == '\0' && n <= 1024;
+        }
+    }
+    if (!ok)
+        return xdt_fail(XDT_ERR_CONFIG,
+                        "rank %d: --device %s: the plan puts this rank on %s; expected %.*s%s",
+                        rank, asked, planned, (int)backend_len, planned,
+                        colon ? " or <backend>:N of that backend" : "");
+    snprintf(out, cap, "%s", asked);
+    if (colon) *index = (int)n;
     return XDT_OK;
 }

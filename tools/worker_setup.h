@@ -33,4 +33,12 @@ xdt_status xdt_worker_rank_plan(const xdt_loaded_plan *plan, int rank, uint64_t 
 /* The device `rank` opens: "cpu" for cpu ranks, else "<backend>:<device index on its node>". */
 xdt_status xdt_worker_device_name(const xdt_loaded_plan *plan, int rank, char *out, size_t cap);
 
+/* The worker's --device `asked` in place of the plan's device `planned` (from
+ * xdt_worker_device_name): the same backend ("cpu" for a cpu rank; "cuda", "cuda:N" for a cuda
+ * rank, ...), another GPU number allowed, as where CUDA_VISIBLE_DEVICES shows each process its
+ * own GPU as 0. Writes the name to open into out and, for a GPU, its number into *index. A
+ * different backend or a malformed name is a configuration error naming the rank. */
+xdt_status xdt_worker_device_choose(const char *planned, const char *asked, int rank, char *out,
+                                    size_t cap, int *index);
+
 #endif

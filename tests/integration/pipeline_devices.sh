@@ -4,6 +4,7 @@
 # backend and device; where cuda:0 cannot be opened (no GPU, or no CUDA backend in this build),
 # the worker of the CUDA rank fails with one error line naming its rank and device. NCCL
 # asked for a group of CPU ranks is refused, naming why; a bad --allreduce is a usage error.
+# A worker's --device replaces its planned device within the same backend only.
 # (tests/integration/pipeline_gpu.sh runs such plans on the GPU machine.)
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
@@ -64,7 +65,40 @@ check "--allreduce ring trains them" timeout 120 "$XDT" launch "$WORK/dp.json" "
     --allreduce ring --metrics "$WORK/ring.jsonl"
 check "two steps recorded" test "$(wc -l <"$WORK/ring.jsonl" 2>/dev/null)" = 2
 
-# 4. usage
+# 4. a worker's --device in place of the plan's: the same backend only
+check "plan one CPU rank" plan "$WORK/two-cpus.yaml" "$WORK/one.json" 1 1
+solo() { # solo ARGS...: rank 0 of a one-rank job, as a torchrun-style launcher would start it
+    local port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+        XDT_JOB_TOKEN=device-test-token-0123456789 timeout 120 "$XDT" worker "$WORK/one.json" \
+        "${RUN[@]}" "$@"
+}
+expect_error "rank 0: --device cuda:0: the plan puts this rank on cpu; expected cpu" \
+    solo --device cuda:0
+expect_error "rank 0: --device cpu:1: the plan puts this rank on cpu" solo --device cpu:1
+check "--device cpu on a cpu rank trains" solo --device cpu --metrics "$WORK/solo.jsonl"
+check "two steps recorded" test "$(wc -l <"$WORK/solo.jsonl" 2>/dev/null)" = 2
+# a CUDA rank (planned on cuda:0) told another GPU number opens that one: here cuda:7, which no
+# machine of this suite has, so the error names it; a CPU in its place is refused
+cat >"$WORK/one-gpu.yaml" <<'YAML'
+name: one-gpu
+sites:
+  - name: lab
+    network: {gbps: 40, latency_us: 10}
+    nodes:
+      - {name: gpu, type: H100-SXM, devices: 1}
+YAML
+if plan "$WORK/one-gpu.yaml" "$WORK/gpu1.json" 1 1; then
+    cp "$WORK/gpu1.json" "$WORK/one.json"
+    expect_error "rank 0: --device cpu: the plan puts this rank on cuda:0; expected cuda" \
+        solo --device cpu
+    expect_error "cuda:7" solo --device cuda:7
+else
+    fail "plan one GPU rank"; sed 's/^/    /' "$WORK/gpu1.json.txt" >&2
+fi
+
+# 5. usage
 expect_error "--allreduce bogus: expected auto, ring or nccl" \
     "$XDT" worker "$WORK/dp.json" --data "$TEXT" --allreduce bogus
 finish
