@@ -165,18 +165,30 @@ __global__ void col_partials_kernel(F f, int n, int c, int rows_per_chunk, float
         }
 }
 
+/* out[j] += the chunks' partials of column j: thread (x, y) of a 32 x 8 block adds chunks y,
+ * y + 8, ..., then row 0 adds the 8 sums in order, so the order is fixed and 8 threads share
+ * each column (one thread per column would leave most of a GPU idle: c/256 blocks). */
 template <int NOUT>
 __global__ void col_finish_kernel(const float *partial, int chunks, int c, float *out0,
                                   float *out1) {
-    const int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= c) return;
+    __shared__ float sh[NOUT][kColRows][kColTile + 1];
+    const int j = blockIdx.x * kColTile + threadIdx.x;
     for (int o = 0; o < NOUT; o++) {
         float s = 0.0f;
-        for (int ch = 0; ch < chunks; ch++)
-            s += partial[((size_t)ch * NOUT + o) * c + j];
-        float *out = o == 0 ? out0 : out1;
-        out[j] += s;
+        if (j < c)
+            for (int ch = threadIdx.y; ch < chunks; ch += kColRows)
+                s += partial[((size_t)ch * NOUT + o) * c + j];
+        sh[o][threadIdx.y][threadIdx.x] = s;
     }
+    __syncthreads();
+    if (threadIdx.y == 0 && j < c)
+        for (int o = 0; o < NOUT; o++) {
+            float s = 0.0f;
+            for (int y = 0; y < kColRows; y++)
+                s += sh[o][y][threadIdx.x];
+            float *out = o == 0 ? out0 : out1;
+            out[j] += s;
+        }
 }
 
 /* out0[j] (and out1[j]) += sum over rows of f's terms, deterministically. */
@@ -194,7 +206,7 @@ static void column_sums(gpu_ctx *g, F f, int n, int c, float *out0, float *out1,
     XDT_LAUNCH(grid, block, g->stream, col_partials_kernel<NOUT, F>)
     (f, n, c, rows_per_chunk, partial);
     if (!check_launch(g, op)) return;
-    XDT_LAUNCH((c + kBlock - 1) / kBlock, kBlock, g->stream, col_finish_kernel<NOUT>)
+    XDT_LAUNCH(dim3(grid.x), block, g->stream, col_finish_kernel<NOUT>)
     (partial, chunks, c, out0, out1);
     check_launch(g, op);
 }

@@ -202,7 +202,7 @@ static void test_gemm(env *e) {
 }
 
 static void test_bias(env *e) {
-    const int n = 300, c = 131;
+    const int n = 1100, c = 131; /* 18 chunks of rows: more than a column's 8 summing threads */
     float *out = host_rand(e, (size_t)n * c, 1), *bias = host_rand(e, c, 1);
     float *dout = host_rand(e, (size_t)n * c, 1), *dbias = host_rand(e, c, 1);
     float *d_out = up(e, out, sizeof(float) * n * c), *d_bias = up(e, bias, sizeof(float) * c);
