@@ -11,6 +11,7 @@
 #include "transports/ucx/ucx_transport.h"
 #endif
 
+#ifdef XDT_HAVE_UCX /* the two steps of connecting that need the transport */
 /* The job id every rank agrees on: rank 0 draws it and publishes it in the store. */
 static xdt_status agree_job_id(xdt_worker_link *w, int timeout_ms) {
     if (w->env.rank == 0) {
@@ -51,6 +52,7 @@ static xdt_status shape_links(const xdt_loaded_plan *plan, xdt_worker_link *w) {
     free(shapes);
     return st;
 }
+#endif
 
 xdt_status xdt_worker_connect(const xdt_loaded_plan *plan, const char *tls, bool emulate_wan,
                               int timeout_ms, xdt_worker_link *out) {
@@ -67,6 +69,7 @@ xdt_status xdt_worker_connect(const xdt_loaded_plan *plan, const char *tls, bool
     (void)tls;
     (void)emulate_wan;
     (void)timeout_ms;
+    (void)out;
     return xdt_fail(XDT_ERR_UNSUPPORTED, "worker: this build has no UCX transport");
 #else
     if ((st = xdt_store_open(&w.env, timeout_ms, &w.store))) return st;
