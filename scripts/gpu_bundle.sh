@@ -23,7 +23,7 @@ if [ -f "$BUILD/build.ninja" ]; then
 else
     meson setup "$BUILD" "${setup_args[@]}" >"$BUILD.setup.log" 2>&1
 fi || { cat "$BUILD.setup.log" >&2; exit 1; }
-bins=(xdt bench/bench_train_step tests/gpu/test_device_ops)
+bins=(xdt bench/bench_train_step tests/gpu/test_device_ops tests/gpu/test_train_gpu)
 ninja -C "$BUILD" "${bins[@]}" >"$BUILD.build.log" 2>&1 || { tail -40 "$BUILD.build.log" >&2; exit 1; }
 
 stage=$(mktemp -d /tmp/xdt-gpu-bundle.XXXXXX)

@@ -13,8 +13,9 @@
 #   1. build: meson setup $XDT_GPU_BUILD (default build-gpu) -Dcuda=enabled -Dhip=disabled, ninja
 #      (or unpack the bundle)
 #   2. test_device_ops: every device op on the GPU against the CPU backend (normalised error
-#      <= 1e-5 with TF32 off; the tiled GEMM kernel; the bf16 GEMM mode) must pass; then
-#      test_nccl_group (native builds with NCCL) and tests/integration/pipeline_gpu.sh (mixed
+#      <= 1e-5 with TF32 off; the tiled GEMM kernel; the bf16 GEMM mode) must pass, and
+#      test_train_gpu: 8 whole gpt-tiny steps on the GPU and the CPU in one process (losses to
+#      1e-4 in fp32, 1e-3 in bf16; parameters to 1e-4); then test_nccl_group (native builds with NCCL) and tests/integration/pipeline_gpu.sh (mixed
 #      CPU + CUDA pipelines against the CPU); those needing more GPUs than the machine has skip
 #   3. xdt train gpt-tiny for 20 steps with --device cpu and --device cuda:0 from the same seed;
 #      the per-step losses must agree to 1e-4 relative in fp32, 1e-3 in bf16 (--precision)
@@ -65,7 +66,7 @@ if [ -n "$BUNDLE" ]; then
     tar -xJf "$BUNDLE" -C "$WORK/bundle" || { echo "cannot unpack $BUNDLE" >&2; exit 1; }
     BIN=$WORK/bundle/bin
     export LD_LIBRARY_PATH=$WORK/bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    for b in xdt bench_train_step test_device_ops; do
+    for b in xdt bench_train_step test_device_ops test_train_gpu; do
         [ -x "$BIN/$b" ] || { echo "the bundle has no bin/$b" >&2; exit 1; }
     done
     if ldd "$BIN/xdt" | grep -q "not found"; then
@@ -74,7 +75,8 @@ if [ -n "$BUNDLE" ]; then
         exit 1
     fi
     note "bundle: $(cat "$WORK/bundle/BUILD_INFO" 2>/dev/null || echo unpacked)"
-    XDT=$BIN/xdt BENCH=$BIN/bench_train_step DEVICE_OPS=$BIN/test_device_ops NCCL_TEST=""
+    XDT=$BIN/xdt BENCH=$BIN/bench_train_step DEVICE_OPS=$BIN/test_device_ops
+    TRAIN_GPU=$BIN/test_train_gpu NCCL_TEST=""
 else
     echo "== 1. build ($BUILD, -Dcuda=enabled, sm ${ARCHS})"
     for tool in meson ninja pkg-config; do
@@ -93,7 +95,8 @@ else
     fi
     note "build: ok ($(elapsed) so far)"
     XDT=$BUILD/xdt BENCH=$BUILD/bench/bench_train_step
-    DEVICE_OPS=$BUILD/tests/gpu/test_device_ops NCCL_TEST=$BUILD/transports/nccl/test_nccl_group
+    DEVICE_OPS=$BUILD/tests/gpu/test_device_ops TRAIN_GPU=$BUILD/tests/gpu/test_train_gpu
+    NCCL_TEST=$BUILD/transports/nccl/test_nccl_group
 fi
 
 # 2. the GPU tests, each run directly under its own limit
@@ -109,6 +112,16 @@ if t=$(limit 150 30); then
     *) fail "device_ops (exit $rc$([ $rc -eq 124 ] && echo ': out of time'))" ;;
     esac
 else out_of_time device_ops; fi
+if t=$(limit 90 20); then
+    XDT_TEST_GPU=$DEVICE XDT_SOURCE_ROOT=$PWD timeout "$t" "$TRAIN_GPU" >"$WORK/train_gpu.log" 2>&1
+    rc=$?
+    grep -E "against|step|parameters|checks|SKIP|FAIL|error" "$WORK/train_gpu.log" | head -40
+    case $rc in
+    0) note "train_gpu: passed ($(grep -o '[0-9]* checks' "$WORK/train_gpu.log"))" ;;
+    77) fail "train_gpu skipped on a GPU machine: $(grep -m1 SKIP "$WORK/train_gpu.log")" ;;
+    *) fail "train_gpu (exit $rc$([ $rc -eq 124 ] && echo ': out of time'))" ;;
+    esac
+else out_of_time train_gpu; fi
 if [ -n "$NCCL_TEST" ] && [ -x "$NCCL_TEST" ]; then
     if t=$(limit 90 30); then
         timeout "$t" "$NCCL_TEST" >"$WORK/nccl.log" 2>&1
