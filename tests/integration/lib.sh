@@ -4,9 +4,15 @@ set -u
 XDT=${XDT_BIN:?XDT_BIN is not set}
 ROOT=${XDT_SOURCE_ROOT:?XDT_SOURCE_ROOT is not set}
 TINY=$ROOT/configs/models/gpt-tiny.yaml
-TEXT=/usr/share/common-licenses/GPL-3
 WORK=$(mktemp -d /tmp/xdt-it.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
+# The corpus: a text every Debian has; elsewhere (the GPU machines' images) the repository's
+# documentation, the same for every run of a test
+TEXT=/usr/share/common-licenses/GPL-3
+if [ ! -r "$TEXT" ]; then
+    TEXT=$WORK/corpus.txt
+    cat "$ROOT"/README.md "$ROOT"/docs/*.md >"$TEXT"
+fi
 FAILED=0
 CHECKS=0
 
