@@ -117,7 +117,7 @@ static message *take_message(xdt_comm *c, xdt_msg_kind kind) {
                                 : malloc(n * sizeof(float));
     m->wire = malloc(m->wire_cap);
     if (!m->data || !m->wire) {
-        free_data(c, m->data);
+        if (m->data) free_data(c, m->data);
         free(m->wire);
         free(m);
         return NULL;
@@ -491,6 +491,17 @@ xdt_status xdt_comm_send_commit(xdt_comm *c) {
     pthread_mutex_unlock(&c->lock);
     xdt_transport_wake(c->t);
     return XDT_OK;
+}
+
+void xdt_comm_send_abort(xdt_comm *c) {
+    message *m = c->reserved;
+    if (!m) return;
+    c->reserved = NULL;
+    pthread_mutex_lock(&c->lock);
+    peer_link *l = link_of(c, m->id.peer);
+    if (l) l->send_seq[m->id.kind]--; /* the next send takes its number */
+    give_back(c, m);
+    pthread_mutex_unlock(&c->lock);
 }
 
 xdt_status xdt_comm_send(xdt_comm *c, const xdt_msg_id *id, const float *x) {

@@ -78,6 +78,9 @@ xdt_status xdt_comm_send(xdt_comm *c, const xdt_msg_id *id, const float *x);
  * time; one not committed is freed by xdt_comm_destroy. */
 xdt_status xdt_comm_send_reserve(xdt_comm *c, const xdt_msg_id *id, float **buf);
 xdt_status xdt_comm_send_commit(xdt_comm *c);
+/* Gives the reservation back unsent (filling it failed); its place in the sequence is free
+ * again. No-op without one. */
+void xdt_comm_send_abort(xdt_comm *c);
 
 /* Waits (at most the timeout) for receive `index` of the step and copies it into x. An error of
  * the thread (a lost peer, a damaged frame) is returned here, naming the peer. */

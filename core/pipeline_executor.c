@@ -409,7 +409,11 @@ xdt_status xdt_exec_to_device(xdt_executor *ex, float *dev_dst, const float *hos
 xdt_status xdt_exec_send(xdt_executor *ex, const xdt_msg_id *id, const float *dev_src) {
     float *buf;
     xdt_status st = xdt_comm_send_reserve(ex->comm, id, &buf);
-    if (st || (st = xdt_exec_to_host(ex, buf, dev_src, id->n))) return st;
+    if (st) return st;
+    if ((st = xdt_exec_to_host(ex, buf, dev_src, id->n))) {
+        xdt_comm_send_abort(ex->comm);
+        return st;
+    }
     return xdt_comm_send_commit(ex->comm);
 }
 

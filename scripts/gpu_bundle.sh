@@ -2,9 +2,9 @@
 # gpu_bundle.sh [OUT.tar.xz]: builds xdt's CUDA backend on this machine (nvcc, no GPU needed) and
 # packs what `bash tests/gpu/run.sh --bundle OUT.tar.xz` needs on a GPU machine that has a CUDA
 # 13 runtime and driver but none of xdt's build dependencies (and no package registry to get
-# them from): bin/ (xdt, bench_train_step, test_device_ops) and lib/ (every shared library they
-# load that is neither glibc's, the C++ runtime's nor CUDA's, with UCX's shared-memory module
-# in lib/ucx/), plus BUILD_INFO. Default OUT: .gpu-bundle/xdt-gpu.tar.xz (.gpu-bundle/ is
+# them from): bin/ (xdt, bench_train_step, test_device_ops, test_train_gpu) and lib/ (every
+# shared library they load that is neither glibc's, the C++ runtime's nor CUDA's, with UCX's
+# shared-memory module in lib/ucx/), plus BUILD_INFO. Default OUT: .gpu-bundle/xdt-gpu.tar.xz (.gpu-bundle/ is
 # ignored by git; it is what a device run carries).
 #
 # The build has no NCCL (libnccl is 200 MB, too big to carry; a one-GPU machine cannot test
@@ -30,8 +30,10 @@ stage=$(mktemp -d /tmp/xdt-gpu-bundle.XXXXXX)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib/ucx"
 for b in "${bins[@]}"; do cp "$BUILD/$b" "$stage/bin/"; done
-ucx_dir=$(dirname "$(ldconfig -p | awk '/libucs\.so\.0 .*x86-64/ { print $NF; exit }')")/ucx
-cp -L "$ucx_dir/libuct_cma.so.0" "$stage/lib/ucx/"
+# UCX's transport modules sit in ucx/ beside libucs, which finds them there
+libucs=$(ldd "$BUILD/xdt" | awk '$1 == "libucs.so.0" { print $3 }')
+[ -n "$libucs" ] || { echo "$BUILD/xdt does not load UCX (libucs.so.0)" >&2; exit 1; }
+cp -L "$(dirname "$libucs")/ucx/libuct_cma.so.0" "$stage/lib/ucx/"
 
 # The libraries to carry: everything the binaries and the UCX module load, less what any Linux
 # with a CUDA runtime has. Debian 12's builds run on newer glibc (the GPU machines' is newer).

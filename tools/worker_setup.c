@@ -201,17 +201,17 @@ xdt_status xdt_worker_device_choose(const char *planned, const char *asked, int 
                                     size_t cap, int *index) {
     const char *colon = strchr(planned, ':');
     const size_t backend_len = colon ? (size_t)(colon - planned) : strlen(planned);
-    const char *num = asked + backend_len;
-    char *end = NULL;
+    bool ok = strlen(asked) >= backend_len && strncmp(asked, planned, backend_len) == 0;
     long n = 0;
-    bool ok = strncmp(asked, planned, backend_len) == 0;
-    if (ok && !colon) /* a cpu rank: only "cpu" */
-        ok = *num == '\0';
-    else if (ok) {
-        ok = *num == '\0' || (num[0] == ':' && num[1] >= '0' && num[1] <= '9');
-        if (ok && *num) {
-            n = strtol(num + 1, &end, 10);
-            ok = *end == '\0' && n <= 1024;
+    if (ok) {
+        const char *rest = asked + backend_len;
+        if (!colon) { /* a cpu rank: only "cpu" */
+            ok = *rest == '\0';
+        } else if (*rest) { /* ":N" (bare "cuda" is GPU 0) */
+            char *end = NULL;
+            ok = rest[0] == ':' && rest[1] >= '0' && rest[1] <= '9';
+            if (ok) n = strtol(rest + 1, &end, 10);
+            ok = ok && *end == '\0' && n <= 1024;
         }
     }
     if (!ok)
@@ -219,7 +219,11 @@ xdt_status xdt_worker_device_choose(const char *planned, const char *asked, int 
                         "rank %d: --device %s: the plan puts this rank on %s; expected %.*s%s",
                         rank, asked, planned, (int)backend_len, planned,
                         colon ? " or <backend>:N of that backend" : "");
-    snprintf(out, cap, "%s", asked);
-    if (colon) *index = (int)n;
+    if (colon) {
+        snprintf(out, cap, "%.*s:%ld", (int)backend_len, planned, n); /* canonical: cuda:N */
+        *index = (int)n;
+    } else {
+        snprintf(out, cap, "%s", planned);
+    }
     return XDT_OK;
 }

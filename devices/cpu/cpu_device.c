@@ -3,8 +3,8 @@
  * runs synchronously, so sync only reports.
  *
  * GEMM precision bf16 computes what a GPU's bf16 tensor cores compute: both operands rounded to
- * bf16 (copies in a scratch buffer that grows to the largest product and stays), then an fp32
- * GEMM, in which the products of bf16 values are exact. It is the reference for GPU runs and
+ * bf16 (copies of 256-deep panels in a scratch buffer that grows to the largest and stays), then
+ * fp32 GEMMs, in which the products of bf16 values are exact. It is the reference for GPU runs and
  * mixed-device pipelines, not a speed-up (Debian's OpenBLAS has no cblas_sbgemm). The fused
  * attention kernel computes its products in fp32 in every mode. tf32 is fp32 here. */
 #include <cblas.h>
@@ -73,6 +73,10 @@ static void round_bf16_packed(int nt, float *dst, const float *src, int rows, in
             dst[(size_t)r * cols + j] = xdt_bf16_round(src[(size_t)r * ld + j]);
 }
 
+/* bf16 GEMMs take k in panels of this depth: the rounded copies then need (m + n) x 256 floats
+ * whatever the product (a whole LM-head gradient would need gigabytes). */
+#define BF16_PANEL 256
+
 static void cpu_gemm(void *ctx, bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
                      int lda, const float *b, int ldb, float beta, float *c, int ldc) {
     cpu_ctx *x = ctx;
@@ -80,15 +84,15 @@ static void cpu_gemm(void *ctx, bool ta, bool tb, int m, int n, int k, float alp
         xdt_cpu_gemm_f32(x->threads, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    /* as stored: a is k x m when transposed, else m x k; b is n x k when transposed, else k x n */
-    const size_t na = (size_t)m * k, need = na + (size_t)k * n;
+    const int kp = k < BF16_PANEL ? k : BF16_PANEL;
+    const size_t na = (size_t)m * kp, need = na + (size_t)kp * n;
     if (need > x->round_cap) {
         float *grown = realloc(x->round_buf, need * sizeof(float));
         if (!grown) {
             if (!x->err)
                 x->err = xdt_fail(XDT_ERR_NO_MEMORY,
-                                  "device cpu: gemm: no memory for %zu MiB of "
-                                  "bf16-rounded operands",
+                                  "device cpu: gemm: no memory for %zu MiB of bf16-rounded "
+                                  "operands",
                                   need * sizeof(float) >> 20);
             return;
         }
@@ -96,10 +100,21 @@ static void cpu_gemm(void *ctx, bool ta, bool tb, int m, int n, int k, float alp
         x->round_cap = need;
     }
     float *ra = x->round_buf, *rb = x->round_buf + na;
-    round_bf16_packed(x->threads, ra, a, ta ? k : m, ta ? m : k, lda);
-    round_bf16_packed(x->threads, rb, b, tb ? n : k, tb ? k : n, ldb);
-    xdt_cpu_gemm_f32(x->threads, ta, tb, m, n, k, alpha, ra, ta ? m : k, rb, tb ? k : n, beta, c,
-                     ldc);
+    for (int k0 = 0; k0 < k; k0 += kp) {
+        const int kk = k - k0 < kp ? k - k0 : kp;
+        /* as stored: a is k x m when transposed, else m x k; b is n x k when transposed, else
+         * k x n; each panel packed with its own leading dimension */
+        if (ta)
+            round_bf16_packed(x->threads, ra, a + (size_t)k0 * lda, kk, m, lda);
+        else
+            round_bf16_packed(x->threads, ra, a + k0, m, kk, lda);
+        if (tb)
+            round_bf16_packed(x->threads, rb, b + k0, n, kk, ldb);
+        else
+            round_bf16_packed(x->threads, rb, b + (size_t)k0 * ldb, kk, n, ldb);
+        xdt_cpu_gemm_f32(x->threads, ta, tb, m, n, kk, alpha, ra, ta ? m : kk, rb, tb ? kk : n,
+                         k0 == 0 ? beta : 1.0f, c, ldc);
+    }
 }
 
 static void cpu_bias_add(void *ctx, float *out, const float *bias, int n, int c) {

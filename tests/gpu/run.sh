@@ -69,8 +69,9 @@ if [ -n "$BUNDLE" ]; then
     for b in xdt bench_train_step test_device_ops test_train_gpu; do
         [ -x "$BIN/$b" ] || { echo "the bundle has no bin/$b" >&2; exit 1; }
     done
-    if ldd "$BIN/xdt" | grep -q "not found"; then
-        ldd "$BIN/xdt" | grep "not found" >&2
+    missing=$(for b in "$BIN"/*; do ldd "$b" | grep "not found" | sed "s|^|$(basename "$b"): |"; done)
+    if [ -n "$missing" ]; then
+        echo "$missing" >&2
         echo "libraries missing on this machine (see above)" >&2
         exit 1
     fi
@@ -88,7 +89,8 @@ else
     else
         meson setup "$BUILD" "${setup_args[@]}" >"$WORK/setup.log" 2>&1
     fi || { cat "$WORK/setup.log" >&2; echo "meson setup failed" >&2; exit 1; }
-    if ! timeout "$(limit 300 60)" ninja -C "$BUILD" >"$WORK/build.log" 2>&1; then
+    t=$(limit 300 60) || { echo "out of time before the build" >&2; exit 1; }
+    if ! timeout "$t" ninja -C "$BUILD" >"$WORK/build.log" 2>&1; then
         tail -40 "$WORK/build.log" >&2
         echo "build failed (or ran out of time)" >&2
         exit 1
@@ -152,17 +154,19 @@ if [ ! -r "$TEXT" ]; then # any fixed English text will do: the repository's doc
     TEXT=$WORK/text.txt
     find docs README.md core devices -name '*.md' -o -name '*.c' | sort | xargs cat >"$TEXT"
 fi
-train() { # train DEVICE PRECISION METRICS LIMIT
-    timeout "$4" "$XDT" train --model configs/models/gpt-tiny.yaml --data "$TEXT" --steps 20 \
+train() { # train DEVICE PRECISION METRICS: under the time left, 60 s at most
+    local t
+    t=$(limit 60 20) || { echo "out of time" >"$3.out"; return 1; }
+    timeout "$t" "$XDT" train --model configs/models/gpt-tiny.yaml --data "$TEXT" --steps 20 \
         --batch 8 --seq 64 --seed 1337 --eval-every 0 --device "$1" --precision "$2" \
         --metrics "$3" >"$3.out" 2>&1
 }
 losses() { grep -o '"loss":[^,}]*' "$1" | cut -d: -f2; }
 compare_losses() { # compare_losses PRECISION TOLERANCE
-    local p=$1 tol=$2 cpu=$WORK/cpu-$1.jsonl gpu=$WORK/gpu-$1.jsonl t
+    local p=$1 tol=$2 cpu=$WORK/cpu-$1.jsonl gpu=$WORK/gpu-$1.jsonl
     echo "== 3. gpt-tiny, 20 steps, $p: --device cpu and --device $DEVICE"
-    t=$(limit 60 20) || { out_of_time "gpt-tiny $p"; return; }
-    if ! train cpu "$p" "$cpu" "$t" || ! train "$DEVICE" "$p" "$gpu" "$t"; then
+    limit 60 40 >/dev/null || { out_of_time "gpt-tiny $p"; return; }
+    if ! train cpu "$p" "$cpu" || ! train "$DEVICE" "$p" "$gpu"; then
         cat "$cpu.out" "$gpu.out" >&2
         fail "xdt train --precision $p on cpu or $DEVICE failed"
         return

@@ -94,6 +94,10 @@ if plan "$WORK/one-gpu.yaml" "$WORK/gpu1.json" 1 1; then
     expect_error "rank 0: --device cpu: the plan puts this rank on cuda:0; expected cuda" \
         solo --device cpu
     expect_error "cuda:7" solo --device cuda:7
+    for bad in cuda: cudax cuda:1x hip:0; do
+        expect_error "rank 0: --device $bad: the plan puts this rank on cuda:0; expected cuda" \
+            solo --device "$bad"
+    done
 else
     fail "plan one GPU rank"; sed 's/^/    /' "$WORK/gpu1.json.txt" >&2
 fi

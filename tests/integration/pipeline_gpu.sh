@@ -9,6 +9,8 @@
 #     (--allreduce nccl, which fails rather than fall back); with one GPU both on cuda:0 through
 #     the ring over the transport (NCCL refuses two members on one GPU), gradients staged
 #     through pinned host memory.
+#   - the mixed plan in bf16 against the CPU's bf16 run, to 1e-3.
+# Plans are fp32 unless a case says (xdt plan's auto precision is bf16 when all ranks are GPUs).
 # Exits 77 without an NVIDIA GPU, or when this build cannot train on cuda:0.
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
@@ -35,8 +37,6 @@ COMMON=(--data "$TEXT" --steps $STEPS --threads 1 --eval-every 10 --eval-batches
     --metrics "$WORK/ref.jsonl" >/dev/null 2>&1
 check "CPU reference writes $STEPS steps" test "$(wc -l <"$WORK/ref.jsonl")" -eq $STEPS
 
-close_losses() { losses_match "$1" "$2" 1e-4 2; }
-
 # backends PLAN: every rank's backend:device
 backends() { python3 -c "import json,sys; print(' '.join(f\"{s['backend']}:{s['device']}\" for s in json.load(open(sys.argv[1]))['stages']))" "$1"; }
 
@@ -51,20 +51,22 @@ PY
 }
 
 # run_plan TAG PLAN [worker options]: launches the plan and compares it with the reference
+# (REF and TOL in the environment: the fp32 reference and 1e-4 unless set)
 run_plan() {
-    local tag=$1 plan=$2; shift 2
+    local tag=$1 plan=$2 ref=${REF:-$WORK/ref.jsonl} tol=${TOL:-1e-4}; shift 2
     echo "$tag: ranks on $(backends "$plan")"
     if ! timeout 600 "$XDT" launch "$plan" "${COMMON[@]}" --no-emulate-wan "$@" \
         --metrics "$WORK/$tag.jsonl" >"$WORK/$tag.out" 2>"$WORK/$tag.err"; then
         fail "launch $tag"; tail -n 8 "$WORK/$tag.err" | sed 's/^/    /' >&2; return 1
     fi
-    check "$tag gives the CPU reference's losses to 1e-4" close_losses "$WORK/$tag.jsonl" "$WORK/ref.jsonl"
+    check "$tag gives the CPU reference's losses to $tol" \
+        losses_match "$WORK/$tag.jsonl" "$ref" "$tol" 2
 }
 
-plan() { # plan CLUSTER OUT STAGES REPLICAS
+plan() { # plan CLUSTER OUT STAGES REPLICAS [PRECISION]: fp32 unless told (auto is bf16 on GPUs)
     "$XDT" plan --cluster "$1" --catalog "$ROOT/configs/devices.yaml" --model "$WORK/model.yaml" \
         --global-batch 4 --seq 32 --microbatch 1 --stages "$3" --replicas "$4" --schedule 1f1b \
-        --codec none --split even -o "$2" >"$2.txt" 2>&1
+        --codec none --split even --precision "${5:-fp32}" -o "$2" >"$2.txt" 2>&1
 }
 
 # 1. mixed backends: one CUDA stage and one CPU stage, in both orders
@@ -108,5 +110,18 @@ if plan "$WORK/two-gpus.yaml" "$WORK/dp.json" 1 2; then
     fi
 else
     fail "plan on two-gpus"; sed 's/^/    /' "$WORK/dp.json.txt" >&2
+fi
+
+# 3. the precision `xdt plan` picks for GPU-only clusters, bf16: the mixed plan made bf16 (its
+# CUDA stage rounds attention products too, the CPU's fused attention does not) against
+# `xdt train --precision bf16` on the CPU, to bf16's 1e-3
+"$XDT" train --model "$WORK/model.yaml" --batch 4 --seq 32 "${COMMON[@]}" --precision bf16 \
+    --metrics "$WORK/ref-bf16.jsonl" >/dev/null 2>&1
+if plan "$ROOT/configs/clusters/local-cpu-cuda.yaml" "$WORK/mixed16.json" 2 1 bf16; then
+    check "the plan records bf16" grep -q '"precision":[[:space:]]*"bf16"' "$WORK/mixed16.json"
+    REF=$WORK/ref-bf16.jsonl TOL=1e-3 run_plan mixed-bf16 "$WORK/mixed16.json"
+    check "its workers compute in bf16" grep -q "GEMMs compute in bf16" "$WORK/mixed-bf16.err"
+else
+    fail "plan on local-cpu-cuda in bf16"; sed 's/^/    /' "$WORK/mixed16.json.txt" >&2
 fi
 finish
