@@ -4,8 +4,8 @@
 # 13 runtime and driver but none of xdt's build dependencies (and no package registry to get
 # them from): bin/ (xdt, bench_train_step, test_device_ops, test_train_gpu) and lib/ (every
 # shared library they load that is neither glibc's, the C++ runtime's nor CUDA's, with UCX's
-# shared-memory module in lib/ucx/), plus BUILD_INFO. Default OUT: .gpu-bundle/xdt-gpu.tar.xz (.gpu-bundle/ is
-# ignored by git; it is what a device run carries).
+# shared-memory module in lib/ucx/), plus BUILD_INFO. Default OUT: .gpu-bundle/xdt-gpu.tar.xz
+# (.gpu-bundle/ is ignored by git; it is what a device run carries).
 #
 # The build has no NCCL (libnccl is 200 MB, too big to carry; a one-GPU machine cannot test
 # data-parallel NCCL groups anyway) and no HIP. Code for sm_80 and sm_90 (XDT_NVCC_ARCHS).
