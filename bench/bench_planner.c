@@ -43,7 +43,7 @@ static int solve_time(const char *root, const xdt_device_catalog *cat, int reps)
                            .seq = 2048,
                            .schedule = -1,
                            .codec = XDT_LINK_CODEC_AUTO,
-                           .cost = {.dtype = XDT_MATH_BF16, .efficiency = 0.5}};
+                           .cost = {.dtype = XDT_PRECISION_BF16, .efficiency = 0.5}};
     xdt_solution *s = malloc(sizeof *s);
     double times[64];
     if (reps > 64) reps = 64;
@@ -90,7 +90,7 @@ static int pruned_gap(const xdt_device_catalog *cat) {
                                .schedule = -1,
                                .codec = XDT_LINK_CODEC_AUTO,
                                .search = XDT_SEARCH_EXACT,
-                               .cost = {.dtype = XDT_MATH_BF16, .efficiency = 0.5}};
+                               .cost = {.dtype = XDT_PRECISION_BF16, .efficiency = 0.5}};
         double t0 = now_s();
         const xdt_status sa = xdt_solve(&in, a);
         exact_s += now_s() - t0;

@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
     const char *device = argc > 7 ? argv[7] : "cpu";
     xdt_device_options o = {.threads = threads};
     if (steps < 1 || steps > 1000 || warmup < 0 ||
-        (argc > 8 && xdt_gemm_precision_parse(argv[8], &o.gemm_precision) != XDT_OK)) {
+        (argc > 8 && !xdt_precision_parse(argv[8], &o.gemm_precision))) {
         fprintf(stderr, "%s: bad STEPS, WARMUP or PRECISION (fp32, tf32, bf16)\n", argv[0]);
         return 2;
     }
@@ -131,14 +131,15 @@ int main(int argc, char **argv) {
     double need = (double)(m.params_bytes + m.grads_bytes + m.optimizer_bytes + m.activation_bytes +
                            m.scratch_bytes);
     double rss = (double)xdt_peak_rss_bytes();
-    printf("{\"impl\":\"xdt\",\"device\":\"%s\",\"precision\":\"%s\",\"model\":\"%s\",\"B\":%d,\"T\":%d,\"threads\":%d,"
+    printf("{\"impl\":\"xdt\",\"device\":\"%s\",\"precision\":\"%s\",\"model\":\"%s\",\"B\":%d,"
+           "\"T\":%d,\"threads\":%d,"
            "\"steps\":%d,"
            "\"ms_per_step\":%.3f,\"forward_ms\":%.3f,\"backward_ms\":%.3f,\"tokens_per_s\":%.1f,"
            "\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
            "\"peak_rss_mib\":%.1f,\"model_state_mib\":%.1f,\"rss_ratio\":%.3f,\"loss\":%.4f}\n",
-           dev->name, xdt_gemm_precision_name(o.gemm_precision), cfg.name, b, t, threads, steps, med, fwd, bwd, b * t / (med / 1e3),
-           flops / (med / 1e3) / 1e9, gemm_rate, rss / 1048576.0, need / 1048576.0, rss / need,
-           loss);
+           dev->name, xdt_precision_name(o.gemm_precision), cfg.name, b, t, threads, steps, med,
+           fwd, bwd, b * t / (med / 1e3), flops / (med / 1e3) / 1e9, gemm_rate, rss / 1048576.0,
+           need / 1048576.0, rss / need, loss);
     free(ms);
     free(fwd_ms);
     free(bwd_ms);

@@ -6,21 +6,6 @@
 
 #include "core/log.h"
 
-static const char *const precision_names[] = {"fp32", "tf32", "bf16"};
-
-const char *xdt_gemm_precision_name(xdt_gemm_precision p) {
-    return (unsigned)p < 3 ? precision_names[p] : "?";
-}
-
-xdt_status xdt_gemm_precision_parse(const char *name, xdt_gemm_precision *out) {
-    for (int i = 0; i < 3; i++)
-        if (name && !strcmp(name, precision_names[i])) {
-            *out = (xdt_gemm_precision)i;
-            return XDT_OK;
-        }
-    return XDT_ERR_INVALID_ARG;
-}
-
 /* Parses "<prefix>" (GPU 0) or "<prefix>:N"; returns false when name is neither. */
 static bool parse_gpu_name(const char *name, const char *prefix, int *index) {
     size_t len = strlen(prefix);

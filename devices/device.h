@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/precision.h"
 #include "core/status.h"
 #include "devices/mem_type.h"
 
@@ -87,30 +88,11 @@ typedef struct xdt_device {
     char name[32]; /* "cpu", "cuda:0", ... */
 } xdt_device;
 
-/* How a device multiplies in its GEMMs (gemm, gemm_strided_batched). Storage is fp32 in every
- * mode: parameters (the master weights), activations, gradients and optimizer state; only the
- * products change. */
-typedef enum xdt_gemm_precision {
-    XDT_GEMM_FP32 = 0, /* full fp32: the reference */
-    /* TF32 tensor cores where the backend has them (cuBLAS: about 3x faster on A100 and H100,
-     * about 1e-3 relative error); fp32 elsewhere */
-    XDT_GEMM_TF32 = 1,
-    /* inputs rounded to bf16 (to nearest even), products summed in fp32: bf16 tensor cores on
-     * GPUs; the CPU backend computes the same numbers (rounded copies, fp32 BLAS) without
-     * being faster, as the reference for the GPUs and for mixed-device pipelines */
-    XDT_GEMM_BF16 = 2,
-} xdt_gemm_precision;
-
-/* "fp32", "tf32", "bf16". */
-const char *xdt_gemm_precision_name(xdt_gemm_precision p);
-/* Parses one of those names; XDT_ERR_INVALID_ARG (nothing reported) for anything else. */
-xdt_status xdt_gemm_precision_parse(const char *name, xdt_gemm_precision *out);
-
 typedef struct xdt_device_options {
     int threads; /* CPU threads for kernels and BLAS; 0 = all cores */
     /* GEMM precision (fp32 by default). On the CUDA backend the environment variable
      * XDT_CUDA_TF32=1 turns fp32 into tf32 too. */
-    xdt_gemm_precision gemm_precision;
+    xdt_precision gemm_precision;
     /* GPU backends: run GEMMs in xdt's own tiled kernel instead of cuBLAS/hipBLAS (what a HIP
      * build without hipBLAS always does); for testing the kernel against the vendor BLAS. */
     bool tiled_gemm;

@@ -7,28 +7,13 @@
 
 #include "planner/profile.h"
 
-static const char *const dtype_names[] = {"fp32", "tf32", "bf16"};
-
-const char *xdt_math_dtype_name(xdt_math_dtype d) {
-    return (unsigned)d < 3 ? dtype_names[d] : "?";
-}
-
-bool xdt_math_dtype_parse(const char *name, xdt_math_dtype *out) {
-    for (int i = 0; i < 3; i++)
-        if (name && !strcmp(name, dtype_names[i])) {
-            *out = (xdt_math_dtype)i;
-            return true;
-        }
-    return false;
-}
-
-double xdt_device_peak_tflops(const xdt_device_type *d, xdt_math_dtype dtype) {
+double xdt_device_peak_tflops(const xdt_device_type *d, xdt_precision dtype) {
     switch (dtype) {
-    case XDT_MATH_TF32:
+    case XDT_PRECISION_TF32:
         return d->tflops_tf32;
-    case XDT_MATH_BF16:
+    case XDT_PRECISION_BF16:
         return d->tflops_bf16;
-    case XDT_MATH_FP32:
+    case XDT_PRECISION_FP32:
         break;
     }
     return d->tflops_fp32;
@@ -39,7 +24,7 @@ static double roofline_ms(double flops, double bytes, const xdt_device_type *d,
                           const xdt_cost_params *p, double slowdown) {
     const double eff = p && p->efficiency > 0 ? p->efficiency : 0.5;
     const double compute_s =
-        flops / (xdt_device_peak_tflops(d, p ? p->dtype : XDT_MATH_FP32) * 1e12 * eff);
+        flops / (xdt_device_peak_tflops(d, p ? p->dtype : XDT_PRECISION_FP32) * 1e12 * eff);
     const double memory_s = bytes / (d->memory_gbps * 1e9);
     return (compute_s > memory_s ? compute_s : memory_s) * 1e3 * slowdown;
 }

@@ -15,23 +15,13 @@
 #include <stddef.h>
 
 #include "core/gpt.h"
+#include "core/precision.h"
 #include "planner/device_catalog.h"
-
-typedef enum xdt_math_dtype {
-    XDT_MATH_FP32 = 0,
-    XDT_MATH_TF32 = 1,
-    XDT_MATH_BF16 = 2,
-} xdt_math_dtype;
-
-/* "fp32", "tf32", "bf16": the names plan.json and the device layer's GEMM precision use. */
-const char *xdt_math_dtype_name(xdt_math_dtype d);
-/* Parses one of those names; returns false (nothing reported) for anything else. */
-bool xdt_math_dtype_parse(const char *name, xdt_math_dtype *out);
 
 struct xdt_profile;
 
 typedef struct xdt_cost_params {
-    xdt_math_dtype dtype;
+    xdt_precision dtype;
     double efficiency; /* fraction of peak the roofline assumes reached; 0 = 0.5 */
     /* measured unit times used instead of the roofline where they apply (see above), or NULL;
      * not owned */
@@ -46,7 +36,7 @@ typedef struct xdt_stage_cost {
 } xdt_stage_cost;
 
 /* Peak TFLOP/s of a type for a dtype. */
-double xdt_device_peak_tflops(const xdt_device_type *d, xdt_math_dtype dtype);
+double xdt_device_peak_tflops(const xdt_device_type *d, xdt_precision dtype);
 
 /* Cost of units [first, last] of `cfg` for microbatches of b x t on device type d, holding
  * `inflight` microbatches of activations, on a node with the given slowdown (>= 1). With

@@ -342,7 +342,7 @@ xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
     p.kind = kind_named(kind);
     const cJSON *precision = cJSON_GetObjectItemCaseSensitive(root, "precision");
     if (precision && (!cJSON_IsString(precision) ||
-                      !xdt_math_dtype_parse(precision->valuestring, &p.precision))) {
+                      !xdt_precision_parse(precision->valuestring, &p.precision))) {
         st = xdt_fail(XDT_ERR_FORMAT,
                       "%s: field 'precision' must be \"fp32\", \"tf32\" or "
                       "\"bf16\"",

@@ -66,7 +66,7 @@ typedef struct xdt_loaded_plan {
     int n_site_links;
     xdt_model_config model;
     int global_batch, seq, microbatch;
-    xdt_math_dtype precision;            /* GEMM precision */
+    xdt_precision precision;             /* GEMM precision */
     int stages, chunks, replicas, ranks; /* P, V, D, R = D x P */
     xdt_schedule_kind kind;
     int *replica_microbatches; /* D */

@@ -35,7 +35,7 @@ static cJSON *build(const xdt_solver_input *in, const xdt_solution *s, const xdt
     cJSON_AddNumberToObject(root, "global_batch", in->global_batch);
     cJSON_AddNumberToObject(root, "seq", in->seq);
     cJSON_AddNumberToObject(root, "microbatch", s->microbatch);
-    cJSON_AddStringToObject(root, "precision", xdt_math_dtype_name(in->cost.dtype));
+    cJSON_AddStringToObject(root, "precision", xdt_precision_name(in->cost.dtype));
     cJSON *sc = cJSON_AddObjectToObject(root, "schedule");
     cJSON_AddStringToObject(sc, "kind", xdt_schedule_kind_name(s->kind));
     cJSON_AddNumberToObject(sc, "microbatches", s->microbatches);

@@ -27,7 +27,7 @@ static void print_plan(const xdt_topology *t, const xdt_model_config *cfg,
            "%s GEMMs\n",
            cfg->name, t->name, s->replicas, s->replicas == 1 ? "" : "s", P,
            V > 1 ? " (2 chunks each)" : "", s->microbatch, s->microbatches,
-           xdt_schedule_kind_name(s->kind), xdt_math_dtype_name(in->cost.dtype));
+           xdt_schedule_kind_name(s->kind), xdt_precision_name(in->cost.dtype));
     printf("%-5s %-5s %-10s %-12s %-10s %-9s %-16s %-16s %s\n", "rank", "repl", "site", "node",
            "device", "units", "memory GiB", "compute ms", "link codec");
     int skipped = 0;
@@ -146,9 +146,9 @@ int xdt_cmd_plan(int argc, char **argv) {
         xdt_log_error("xdt plan: --search %s: expected auto, exact or pruned", a.search);
         return 2;
     }
-    xdt_math_dtype precision = XDT_MATH_FP32;
+    xdt_precision precision = XDT_PRECISION_FP32;
     const bool auto_precision = !strcmp(a.precision, "auto");
-    if (!auto_precision && !xdt_math_dtype_parse(a.precision, &precision)) {
+    if (!auto_precision && !xdt_precision_parse(a.precision, &precision)) {
         xdt_log_error("xdt plan: --precision %s: expected auto, fp32, tf32 or bf16", a.precision);
         return 2;
     }
@@ -172,7 +172,7 @@ int xdt_cmd_plan(int argc, char **argv) {
                            .replicas = a.replicas,
                            .even_split = a.split == 1,
                            .search = search,
-                           .cost = {.dtype = XDT_MATH_BF16, .efficiency = 0.5}};
+                           .cost = {.dtype = XDT_PRECISION_BF16, .efficiency = 0.5}};
     int rc = 1;
     xdt_profile prof;
     bool have_profile = false;
@@ -196,7 +196,7 @@ int xdt_cmd_plan(int argc, char **argv) {
         in.cost.dtype = precision;
     else
         for (int n = 0; n < topo.n_nodes; n++)
-            if (topo.nodes[n].type->backend == XDT_BACKEND_CPU) in.cost.dtype = XDT_MATH_FP32;
+            if (topo.nodes[n].type->backend == XDT_BACKEND_CPU) in.cost.dtype = XDT_PRECISION_FP32;
     xdt_solution *s = malloc(sizeof *s);
     if (s && xdt_solve(&in, s) == XDT_OK) {
         print_plan(&topo, &cfg, &in, s);

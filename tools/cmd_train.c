@@ -109,7 +109,7 @@ static xdt_status setup(train_run *r) {
                                     (xdt_data_order)a->h.data_order, (uint64_t)a->h.seed)))
         return st;
     xdt_device_options dopts = {.threads = a->threads};
-    if (xdt_gemm_precision_parse(a->precision, &dopts.gemm_precision))
+    if (!xdt_precision_parse(a->precision, &dopts.gemm_precision))
         return xdt_fail(XDT_ERR_CONFIG, "xdt train: --precision %s: expected fp32, tf32 or bf16",
                         a->precision);
     if ((st = xdt_device_create(a->device, &dopts, &r->dev)) ||

@@ -90,12 +90,9 @@ static xdt_status setup(worker_run *w) {
         threads = cores > p->ranks ? (int)(cores / p->ranks) : 1;
     }
     xdt_device_options dopts = {.threads = threads};
-    /* the plan's GEMM precision; the two enums share their names */
-    if (xdt_gemm_precision_parse(xdt_math_dtype_name(p->precision), &dopts.gemm_precision))
-        return xdt_fail(XDT_ERR_CONFIG, "rank %d: unknown GEMM precision in the plan", rank);
-    if (dopts.gemm_precision != XDT_GEMM_FP32 && rank == 0)
-        xdt_log_info("the plan's GEMMs compute in %s",
-                     xdt_gemm_precision_name(dopts.gemm_precision));
+    dopts.gemm_precision = p->precision; /* the plan's */
+    if (dopts.gemm_precision != XDT_PRECISION_FP32 && rank == 0)
+        xdt_log_info("the plan's GEMMs compute in %s", xdt_precision_name(dopts.gemm_precision));
     w->oc = xdt_train_hparams_optim(&a->h);
     /* the device layer names the device; an error opening it names the rank too */
     char context[32];

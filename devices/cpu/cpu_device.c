@@ -235,7 +235,7 @@ xdt_status xdt_cpu_device_create(const xdt_device_options *opts, xdt_device **ou
         return xdt_fail(XDT_ERR_NO_MEMORY, "device cpu: out of memory");
     }
     ctx->threads = threads;
-    ctx->bf16 = opts->gemm_precision == XDT_GEMM_BF16;
+    ctx->bf16 = opts->gemm_precision == XDT_PRECISION_BF16;
     /* All parallelism comes from OpenMP (see gemm in cpu_kernels.inc); OpenBLAS's own pool would
      * compete with it for the same cores. */
     openblas_set_num_threads(1);

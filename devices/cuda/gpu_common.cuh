@@ -37,7 +37,7 @@ struct gpu_ctx {
 #endif
     bool blas_ok;        /* GEMMs go to the vendor BLAS (else the tiled kernel) */
     bool tf32;           /* TF32 tensor-core GEMMs allowed (cuBLAS only) */
-    bool bf16;           /* GEMM inputs rounded to bf16, fp32 sums (xdt_gemm_precision) */
+    bool bf16;           /* GEMM inputs rounded to bf16, fp32 sums (xdt_precision) */
     host_area *host;     /* mapped pinned: host view */
     host_area *host_dev; /* the same memory: device view */
     void *ws;            /* device workspace for reduction partials and index tables */

@@ -259,8 +259,8 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
         goto fail;
     memset(c->host, 0, sizeof *c->host);
     if ((e = cudaHostGetDevicePointer((void **)&c->host_dev, c->host, 0)) != cudaSuccess) goto fail;
-    c->tf32 = opts->gemm_precision == XDT_GEMM_TF32;
-    c->bf16 = opts->gemm_precision == XDT_GEMM_BF16;
+    c->tf32 = opts->gemm_precision == XDT_PRECISION_TF32;
+    c->bf16 = opts->gemm_precision == XDT_PRECISION_BF16;
     {
         const char *env = getenv("XDT_CUDA_TF32");
         if (env && !strcmp(env, "1") && !c->bf16) c->tf32 = true;

@@ -2,7 +2,7 @@
  * the vendor BLAS is column-major, so a row-major product is computed as its transpose:
  * c^T = op(b)^T op(a)^T, i.e. the BLAS call takes (b, a) and (n, m) with the same leading
  * dimensions. cuBLAS runs in full fp32 unless TF32 was allowed (gpu_device.cu); in bf16 mode
- * (xdt_gemm_precision) it multiplies on bf16 tensor cores with fp32 sums
+ * (xdt_precision) it multiplies on bf16 tensor cores with fp32 sums
  * (CUBLAS_COMPUTE_32F_FAST_16BF: fp32 arrays in and out, rounded to bf16 inside).
  *
  * Without a vendor BLAS (HIP builds without hipBLAS), or when the device was opened with

@@ -447,7 +447,7 @@ static void test_memory_and_errors(env *e) {
 
 /* TF32 when allowed: faster and about 1e-3 relative; only a sanity bound. */
 static void test_tf32(env *e, const char *name) {
-    xdt_device_options o = {.gemm_precision = XDT_GEMM_TF32};
+    xdt_device_options o = {.gemm_precision = XDT_PRECISION_TF32};
     xdt_device *tf = NULL;
     if (OPEN_DEVICE(name, &o, &tf) != XDT_OK) {
         CHECK_MSG(0, "cannot open %s with TF32", name);
@@ -540,7 +540,8 @@ static void test_bf16_live(env *e) {
  * must be bf16: test_bf16_live), and attention, whose products the GPU
  * rounds and the CPU's fused kernel does not, within bf16's precision. */
 static void test_bf16(env *e, const char *name, bool tiled) {
-    xdt_device_options o16 = {.threads = 2, .gemm_precision = XDT_GEMM_BF16, .tiled_gemm = tiled};
+    xdt_device_options o16 = {
+        .threads = 2, .gemm_precision = XDT_PRECISION_BF16, .tiled_gemm = tiled};
     xdt_device *cpu16 = NULL, *gpu16 = NULL;
     if (xdt_device_create("cpu", &o16, &cpu16) != XDT_OK ||
         OPEN_DEVICE(name, &o16, &gpu16) != XDT_OK) {

@@ -52,7 +52,7 @@ static xdt_status open_gpu(const xdt_device_options *o, xdt_device **out) {
 }
 
 static xdt_status trainer_open(trainer *tr, const xdt_model_config *cfg, bool gpu,
-                               xdt_gemm_precision precision) {
+                               xdt_precision precision) {
     const xdt_device_options o = {.threads = 2, .gemm_precision = precision};
     xdt_status st = gpu ? open_gpu(&o, &tr->dev) : xdt_device_create("cpu", &o, &tr->dev);
     if (st) return st;
@@ -108,19 +108,18 @@ static float *params_of(trainer *tr, size_t *n) {
 }
 
 /* Trains on both devices (the GPU known to open). */
-static void compare(const xdt_model_config *cfg, xdt_gemm_precision precision, double tol) {
+static void compare(const xdt_model_config *cfg, xdt_precision precision, double tol) {
     trainer cpu = {0}, gpu = {0};
     const bool opened = trainer_open(&gpu, cfg, true, precision) == XDT_OK &&
                         trainer_open(&cpu, cfg, false, precision) == XDT_OK;
     CHECK_MSG(opened, "cannot build the model and optimizer on both devices (%s)",
-              xdt_gemm_precision_name(precision));
+              xdt_precision_name(precision));
     if (!opened) {
         trainer_close(&cpu);
         trainer_close(&gpu);
         return;
     }
-    printf("%s against cpu, GEMM precision %s\n", gpu.dev->name,
-           xdt_gemm_precision_name(precision));
+    printf("%s against cpu, GEMM precision %s\n", gpu.dev->name, xdt_precision_name(precision));
     xdt_rng rng;
     xdt_rng_seed(&rng, 99, 0);
     int32_t tokens[B * T], targets[B * T];
@@ -140,9 +139,9 @@ static void compare(const xdt_model_config *cfg, xdt_gemm_precision precision, d
         last = lc;
     }
     CHECK_MSG(worst <= tol, "%s: losses differ by %.3e relative (> %.0e)",
-              xdt_gemm_precision_name(precision), worst, tol);
+              xdt_precision_name(precision), worst, tol);
     CHECK_MSG(last < first - 0.05, "the loss did not fall (%.4f -> %.4f)", first, last);
-    if (precision == XDT_GEMM_FP32) {
+    if (precision == XDT_PRECISION_FP32) {
         size_t n = 0, m = 0;
         float *pc = params_of(&cpu, &n), *pg = params_of(&gpu, &m);
         double num = 0, den = 0;
@@ -186,7 +185,7 @@ int main(void) {
         return 77;
     }
     xdt_device_destroy(probe);
-    compare(&cfg, XDT_GEMM_FP32, 1e-4);
-    compare(&cfg, XDT_GEMM_BF16, 1e-3);
+    compare(&cfg, XDT_PRECISION_FP32, 1e-4);
+    compare(&cfg, XDT_PRECISION_BF16, 1e-3);
     return test_exit_code("test_train_gpu");
 }

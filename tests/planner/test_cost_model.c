@@ -19,7 +19,7 @@ int main(void) {
     const xdt_device_type *h100 = xdt_device_catalog_find(&cat, "H100-SXM");
     const xdt_device_type *a100 = xdt_device_catalog_find(&cat, "A100-80GB");
     const xdt_device_type *t4 = xdt_device_catalog_find(&cat, "T4");
-    xdt_cost_params bf16 = {XDT_MATH_BF16, 0.5};
+    xdt_cost_params bf16 = {XDT_PRECISION_BF16, 0.5};
     const int L = cfg.n_layer;
 
     /* memory of the whole model, independently summed from the unit figures */

@@ -56,7 +56,7 @@ int main(void) {
     snprintf(path, sizeof path, "%s/configs/devices.yaml", root ? root : ".");
     CHECK(xdt_device_catalog_load(path, &cat) == XDT_OK);
     const char *types[] = {"H100-SXM", "A100-40GB", "V100", "T4", "L40S", "MI250X"};
-    xdt_cost_params cp = {XDT_MATH_BF16, 0.5};
+    xdt_cost_params cp = {XDT_PRECISION_BF16, 0.5};
     xdt_rng rng;
     xdt_rng_seed(&rng, 2024, 0);
     int agree = 0, infeasible = 0;

@@ -139,8 +139,8 @@ int main(void) {
     CHECK(xdt_profile_matches(&prof, &renamed, 32));
 
     /* the cost model: blocks 1..2 plus the head at b = 4 on the cpu, slowdown 1.5 */
-    xdt_cost_params roof = {.dtype = XDT_MATH_FP32, .efficiency = 0.5};
-    xdt_cost_params measured = {.dtype = XDT_MATH_FP32, .efficiency = 0.5, .profile = &prof};
+    xdt_cost_params roof = {.dtype = XDT_PRECISION_FP32, .efficiency = 0.5};
+    xdt_cost_params measured = {.dtype = XDT_PRECISION_FP32, .efficiency = 0.5, .profile = &prof};
     xdt_stage_cost pc, rc;
     xdt_stage_cost_estimate(&cfg, 1, 3, 4, 32, 2, cpu, 1.5, &measured, &pc);
     xdt_stage_cost_estimate(&cfg, 1, 3, 4, 32, 2, cpu, 1.5, &roof, &rc);

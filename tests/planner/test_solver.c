@@ -109,7 +109,7 @@ static void random_instances(void) {
                                .schedule = -1,
                                .codec = XDT_LINK_CODEC_AUTO,
                                .search = XDT_SEARCH_EXACT,
-                               .cost = {.dtype = XDT_MATH_BF16, .efficiency = 0.5}};
+                               .cost = {.dtype = XDT_PRECISION_BF16, .efficiency = 0.5}};
         xdt_solution *sol = malloc(sizeof *sol), *pruned = malloc(sizeof *pruned);
         xdt_status st = xdt_solve(&in, sol);
         const int n = xdt_solver_num_devices(&topo);
@@ -165,7 +165,7 @@ static void wan_bandwidth(void) {
                                .seq = 1024,
                                .schedule = -1,
                                .codec = XDT_LINK_CODEC_AUTO,
-                               .cost = {.dtype = XDT_MATH_BF16, .efficiency = 0.5}};
+                               .cost = {.dtype = XDT_PRECISION_BF16, .efficiency = 0.5}};
         xdt_solution *sol = malloc(sizeof *sol);
         CHECK(xdt_solve(&in, sol) == XDT_OK);
         printf("WAN %g Gbps: %d x %d, %s, %.1f MB over the WAN, step %.2f ms\n", bw[g],
@@ -202,7 +202,7 @@ static void dp_versus_pipeline(void) {
                                .seq = seq[regime],
                                .schedule = -1,
                                .codec = XDT_LINK_CODEC_AUTO,
-                               .cost = {.dtype = XDT_MATH_BF16, .efficiency = 0.5}};
+                               .cost = {.dtype = XDT_PRECISION_BF16, .efficiency = 0.5}};
         xdt_solution *sol = malloc(sizeof *sol), *t = malloc(sizeof *t);
         CHECK(xdt_solve(&in, sol) == XDT_OK);
         /* devices 0, 1 in site a; 2, 3 in site b. Pipelines across: stage 0 in a, stage 1 in
@@ -257,7 +257,7 @@ static void codecs_and_xdc(void) {
                            .schedule = -1,
                            .codec = XDT_LINK_CODEC_AUTO,
                            .max_replicas = 1,
-                           .cost = {.dtype = XDT_MATH_FP32, .efficiency = 0.5}};
+                           .cost = {.dtype = XDT_PRECISION_FP32, .efficiency = 0.5}};
     xdt_solution *s = malloc(sizeof *s), *x = malloc(sizeof *x), *f = malloc(sizeof *f);
     /* one pipeline a0 a1 b0 b1: the middle link crosses the WAN */
     const int chain[4] = {0, 1, 2, 3};
@@ -297,7 +297,7 @@ static void pruned_large(void) {
                            .seq = 1024,
                            .schedule = -1,
                            .codec = XDT_LINK_CODEC_AUTO,
-                           .cost = {.dtype = XDT_MATH_BF16, .efficiency = 0.5}};
+                           .cost = {.dtype = XDT_PRECISION_BF16, .efficiency = 0.5}};
     xdt_solution *a = malloc(sizeof *a), *b = malloc(sizeof *b);
     CHECK(xdt_solve(&in, a) == XDT_OK);
     CHECK(xdt_solve(&in, b) == XDT_OK);
