@@ -140,10 +140,27 @@ struct ln_grad_terms {
     }
 };
 
+/* The column totals of a 32 x 8 block: thread (x, y) holds its share acc[o] of column x.
+ * Returns true on row 0, whose acc[] then holds the 8 shares added in row order (a fixed order,
+ * so the sums are the same every run). Every thread of the block must call it. */
+template <int NOUT> __device__ inline bool block_column_totals(float *acc) {
+    __shared__ float sh[NOUT][kColRows][kColTile + 1];
+    for (int o = 0; o < NOUT; o++)
+        sh[o][threadIdx.y][threadIdx.x] = acc[o];
+    __syncthreads();
+    if (threadIdx.y != 0) return false;
+    for (int o = 0; o < NOUT; o++) {
+        float s = 0.0f;
+        for (int y = 0; y < kColRows; y++)
+            s += sh[o][y][threadIdx.x];
+        acc[o] = s;
+    }
+    return true;
+}
+
 /* partial[(chunk * NOUT + o) * c + j] = sum over the chunk's rows. */
 template <int NOUT, typename F>
 __global__ void col_partials_kernel(F f, int n, int c, int rows_per_chunk, float *partial) {
-    __shared__ float sh[NOUT][kColRows][kColTile + 1];
     const int j = blockIdx.x * kColTile + threadIdx.x;
     const int r0 = blockIdx.y * rows_per_chunk;
     const int r1 = r0 + rows_per_chunk < n ? r0 + rows_per_chunk : n;
@@ -153,16 +170,9 @@ __global__ void col_partials_kernel(F f, int n, int c, int rows_per_chunk, float
     if (j < c)
         for (int i = r0 + threadIdx.y; i < r1; i += kColRows)
             f(i, j, acc);
-    for (int o = 0; o < NOUT; o++)
-        sh[o][threadIdx.y][threadIdx.x] = acc[o];
-    __syncthreads();
-    if (threadIdx.y == 0 && j < c)
-        for (int o = 0; o < NOUT; o++) {
-            float s = 0.0f;
-            for (int y = 0; y < kColRows; y++)
-                s += sh[o][y][threadIdx.x];
-            partial[((size_t)blockIdx.y * NOUT + o) * c + j] = s;
-        }
+    if (block_column_totals<NOUT>(acc) && j < c)
+        for (int o = 0; o < NOUT; o++)
+            partial[((size_t)blockIdx.y * NOUT + o) * c + j] = acc[o];
 }
 
 /* out[j] += the chunks' partials of column j: thread (x, y) of a 32 x 8 block adds chunks y,
@@ -171,24 +181,17 @@ __global__ void col_partials_kernel(F f, int n, int c, int rows_per_chunk, float
 template <int NOUT>
 __global__ void col_finish_kernel(const float *partial, int chunks, int c, float *out0,
                                   float *out1) {
-    __shared__ float sh[NOUT][kColRows][kColTile + 1];
     const int j = blockIdx.x * kColTile + threadIdx.x;
+    float acc[NOUT];
     for (int o = 0; o < NOUT; o++) {
-        float s = 0.0f;
+        acc[o] = 0.0f;
         if (j < c)
             for (int ch = threadIdx.y; ch < chunks; ch += kColRows)
-                s += partial[((size_t)ch * NOUT + o) * c + j];
-        sh[o][threadIdx.y][threadIdx.x] = s;
+                acc[o] += partial[((size_t)ch * NOUT + o) * c + j];
     }
-    __syncthreads();
-    if (threadIdx.y == 0 && j < c)
-        for (int o = 0; o < NOUT; o++) {
-            float s = 0.0f;
-            for (int y = 0; y < kColRows; y++)
-                s += sh[o][y][threadIdx.x];
-            float *out = o == 0 ? out0 : out1;
-            out[j] += s;
-        }
+    if (block_column_totals<NOUT>(acc) && j < c)
+        for (int o = 0; o < NOUT; o++)
+            (o == 0 ? out0 : out1)[j] += acc[o];
 }
 
 /* out0[j] (and out1[j]) += sum over rows of f's terms, deterministically. */

@@ -102,51 +102,32 @@ else
 fi
 
 # 2. the GPU tests, each run directly under its own limit
+# gpu_test NAME WANT NEED ON_SKIP CMD...: runs a test under `limit WANT NEED`; exit 0 passes, 77
+# (skipped) is a failure or a note as ON_SKIP says (fail: a GPU machine must run it)
+gpu_test() {
+    local name=$1 want=$2 need=$3 on_skip=$4 t rc log=$WORK/$1.log
+    shift 4
+    t=$(limit "$want" "$need") || { out_of_time "$name"; return; }
+    timeout "$t" "$@" >"$log" 2>&1
+    rc=$?
+    grep -E "normalised error|differ in bits|sum n=|mem_info|^device |against|step |parameters|worst|checks|SKIP|skip|FAIL|error" \
+        "$log" | head -250
+    case $rc in
+    0) note "$name: passed ($(tail -1 "$log"))" ;;
+    77) if [ "$on_skip" = fail ]; then fail "$name skipped on a GPU machine: $(tail -1 "$log")"
+        else note "$name: skipped ($(tail -1 "$log"))"; fi ;;
+    124) fail "$name: out of time" ;;
+    *) fail "$name (exit $rc)" ;;
+    esac
+}
 echo "== 2. GPU tests"
-if t=$(limit 150 30); then
-    XDT_TEST_GPU=$DEVICE timeout "$t" "$DEVICE_OPS" >"$WORK/device_ops.log" 2>&1
-    rc=$?
-    grep -E "normalised error|differ in bits|sum n=|mem_info|^device |checks,|SKIP|FAIL|error" \
-        "$WORK/device_ops.log" | head -250
-    case $rc in
-    0) note "device_ops: passed ($(grep -o '[0-9]* checks' "$WORK/device_ops.log"))" ;;
-    77) fail "device_ops skipped on a GPU machine: $(grep -m1 SKIP "$WORK/device_ops.log")" ;;
-    *) fail "device_ops (exit $rc$([ $rc -eq 124 ] && echo ': out of time'))" ;;
-    esac
-else out_of_time device_ops; fi
-if t=$(limit 90 20); then
-    XDT_TEST_GPU=$DEVICE XDT_SOURCE_ROOT=$PWD timeout "$t" "$TRAIN_GPU" >"$WORK/train_gpu.log" 2>&1
-    rc=$?
-    grep -E "against|step|parameters|checks|SKIP|FAIL|error" "$WORK/train_gpu.log" | head -40
-    case $rc in
-    0) note "train_gpu: passed ($(grep -o '[0-9]* checks' "$WORK/train_gpu.log"))" ;;
-    77) fail "train_gpu skipped on a GPU machine: $(grep -m1 SKIP "$WORK/train_gpu.log")" ;;
-    *) fail "train_gpu (exit $rc$([ $rc -eq 124 ] && echo ': out of time'))" ;;
-    esac
-else out_of_time train_gpu; fi
+gpu_test device_ops 150 30 fail env XDT_TEST_GPU="$DEVICE" "$DEVICE_OPS"
+gpu_test train_gpu 90 20 fail env XDT_TEST_GPU="$DEVICE" XDT_SOURCE_ROOT="$PWD" "$TRAIN_GPU"
 if [ -n "$NCCL_TEST" ] && [ -x "$NCCL_TEST" ]; then
-    if t=$(limit 90 30); then
-        timeout "$t" "$NCCL_TEST" >"$WORK/nccl.log" 2>&1
-        rc=$?
-        tail -5 "$WORK/nccl.log"
-        case $rc in
-        0) note "nccl_group: passed" ;;
-        77) note "nccl_group: skipped ($(tail -1 "$WORK/nccl.log"))" ;;
-        *) fail "nccl_group (exit $rc)" ;;
-        esac
-    else out_of_time nccl_group; fi
+    gpu_test nccl_group 90 30 note "$NCCL_TEST"
 fi
-if t=$(limit 150 60); then
-    XDT_BIN=$XDT XDT_SOURCE_ROOT=$PWD timeout "$t" bash tests/integration/pipeline_gpu.sh \
-        >"$WORK/pipeline_gpu.log" 2>&1
-    rc=$?
-    grep -E "worst|FAIL|checks|skip|GPU" "$WORK/pipeline_gpu.log" | head -40
-    case $rc in
-    0) note "pipeline_gpu: passed ($(tail -1 "$WORK/pipeline_gpu.log"))" ;;
-    77) note "pipeline_gpu: skipped ($(tail -1 "$WORK/pipeline_gpu.log"))" ;;
-    *) fail "pipeline_gpu (exit $rc$([ $rc -eq 124 ] && echo ': out of time'))" ;;
-    esac
-else out_of_time pipeline_gpu; fi
+gpu_test pipeline_gpu 150 60 note env XDT_BIN="$XDT" XDT_SOURCE_ROOT="$PWD" \
+    bash tests/integration/pipeline_gpu.sh
 
 # 3. gpt-tiny, 20 steps, CPU against GPU, in fp32 and in bf16
 TEXT=/usr/share/common-licenses/GPL-3

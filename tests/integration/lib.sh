@@ -29,6 +29,13 @@ finish() {
     exit $?
 }
 
+# tiny_model FILE LAYERS: the pipeline tests' model, gpt-tiny's width at 32 tokens with LAYERS
+# blocks (named gpt-tinyLAYERS)
+tiny_model() {
+    printf 'name: gpt-tiny%s\nvocab_size: 256\nmax_seq_len: 32\nn_layer: %s\nn_head: 4\nn_embd: 64\n' \
+        "$2" "$2" >"$1"
+}
+
 # Field values of a metrics JSONL file, one per line: jsonl_field FILE FIELD
 jsonl_field() {
     grep -o "\"$2\":[^,}]*" "$1" | cut -d: -f2

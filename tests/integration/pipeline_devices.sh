@@ -9,14 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
 "$XDT" worker --help 2>/dev/null | grep -q -- --allreduce || { echo "skip: no worker --allreduce"; exit 77; }
-cat >"$WORK/model.yaml" <<'YAML'
-name: gpt-tiny4
-vocab_size: 256
-max_seq_len: 32
-n_layer: 4
-n_head: 4
-n_embd: 64
-YAML
+tiny_model "$WORK/model.yaml" 4
 plan() { # plan CLUSTER OUT STAGES REPLICAS
     "$XDT" plan --cluster "$1" --catalog "$ROOT/configs/devices.yaml" --model "$WORK/model.yaml" \
         --global-batch 4 --seq 32 --microbatch 1 --stages "$3" --replicas "$4" --schedule 1f1b \

@@ -8,14 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
 "$XDT" worker --help >/dev/null 2>&1 || { echo "skip: xdt has no worker"; exit 77; }
-cat >"$WORK/model.yaml" <<'YAML'
-name: gpt-tiny6
-vocab_size: 256
-max_seq_len: 32
-n_layer: 6
-n_head: 4
-n_embd: 64
-YAML
+tiny_model "$WORK/model.yaml" 6
 # two sites of two CPU ranks on this host
 cat >"$WORK/cluster.yaml" <<'YAML'
 name: four-cpus

@@ -23,14 +23,7 @@ if ! "$XDT" train --model "$TINY" --device cuda:0 --data "$TEXT" --steps 1 --bat
 fi
 echo "$GPUS NVIDIA GPU(s): $(nvidia-smi --query-gpu=name --format=csv,noheader | sort -u | paste -sd,)"
 
-cat >"$WORK/model.yaml" <<'YAML'
-name: gpt-tiny6
-vocab_size: 256
-max_seq_len: 32
-n_layer: 6
-n_head: 4
-n_embd: 64
-YAML
+tiny_model "$WORK/model.yaml" 6
 STEPS=20
 COMMON=(--data "$TEXT" --steps $STEPS --threads 1 --eval-every 10 --eval-batches 2 --seed 7)
 "$XDT" train --model "$WORK/model.yaml" --batch 4 --seq 32 "${COMMON[@]}" \

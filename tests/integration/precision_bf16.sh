@@ -10,14 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
 "$XDT" train --help 2>/dev/null | grep -q -- --precision || { echo "skip: no --precision"; exit 77; }
-cat >"$WORK/model.yaml" <<'YAML'
-name: gpt-tiny4
-vocab_size: 256
-max_seq_len: 32
-n_layer: 4
-n_head: 4
-n_embd: 64
-YAML
+tiny_model "$WORK/model.yaml" 4
 COMMON=(--data "$TEXT" --steps 20 --threads 1 --eval-every 10 --eval-batches 2 --seed 5)
 for p in fp32 bf16; do
     check "xdt train --precision $p" "$XDT" train --model "$WORK/model.yaml" --batch 4 --seq 32 \
