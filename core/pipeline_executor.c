@@ -82,12 +82,16 @@ static xdt_rank_device device_of(const xdt_rank_plan *rp, int rank) {
     return rp->device_of ? rp->device_of[rank] : (xdt_rank_device){XDT_MEM_HOST, 0, 0};
 }
 
-xdt_status xdt_executor_dp_choice(const xdt_rank_plan *rp, bool nccl_built, xdt_dp_comm *out,
-                                  char *why, size_t cap) {
+xdt_status xdt_executor_dp_choice(const xdt_rank_plan *rp, xdt_dp_comm *out, char *why,
+                                  size_t cap) {
     const int P = rp->stages, p = rp->pipeline_rank, me = rp->replica * P + p;
-    char no[160] = "";
+    char no[320] = "";
     char codec[32];
-    /* The group's own reasons come first (they hold in every build), then this build's. */
+    const xdt_rank_device first = device_of(rp, p);
+    xdt_nccl_vendor vendor = XDT_NCCL_NVIDIA;
+    const bool gpu = xdt_nccl_vendor_of(first.mem, &vendor);
+    const char *lib = xdt_nccl_vendor_name(vendor);
+    /* The group's own reasons (the plan's) come first, then the job's settings. */
     if (rp->replicas < 2)
         snprintf(no, sizeof no, "one replica");
     else if (rp->dp_comm == XDT_DP_RING)
@@ -95,9 +99,15 @@ xdt_status xdt_executor_dp_choice(const xdt_rank_plan *rp, bool nccl_built, xdt_
     for (int d = 0; !no[0] && d < rp->replicas; d++) {
         const int g = d * P + p;
         const xdt_rank_device dg = device_of(rp, g);
-        if (dg.mem != XDT_MEM_CUDA) {
-            snprintf(no, sizeof no, "rank %d computes in %s memory, not on a CUDA device", g,
+        xdt_nccl_vendor vg;
+        if (!xdt_nccl_vendor_of(dg.mem, &vg)) {
+            snprintf(no, sizeof no, "rank %d computes in %s memory, not on a GPU", g,
                      xdt_mem_type_name(dg.mem));
+            break;
+        }
+        if (!gpu || vg != vendor) {
+            snprintf(no, sizeof no, "ranks %d and %d compute on GPUs of different vendors (%s, %s)",
+                     p, g, xdt_mem_type_name(first.mem), xdt_mem_type_name(dg.mem));
             break;
         }
         if (rp->site_of && rp->site_of[g] != rp->site_of[p]) {
@@ -107,8 +117,8 @@ xdt_status xdt_executor_dp_choice(const xdt_rank_plan *rp, bool nccl_built, xdt_
         for (int e = 0; e < d; e++) {
             const xdt_rank_device de = device_of(rp, e * P + p);
             if (de.node == dg.node && de.index == dg.index) {
-                snprintf(no, sizeof no, "ranks %d and %d share cuda:%d of one node", e * P + p, g,
-                         dg.index);
+                snprintf(no, sizeof no, "ranks %d and %d share %s:%d of one node", e * P + p, g,
+                         xdt_mem_type_name(dg.mem), dg.index);
                 break;
             }
         }
@@ -117,23 +127,47 @@ xdt_status xdt_executor_dp_choice(const xdt_rank_plan *rp, bool nccl_built, xdt_
         if (rp->dp_codec.kind != XDT_CODEC_NONE)
             snprintf(no, sizeof no, "codec %s runs in the ring",
                      xdt_codec_name(&rp->dp_codec, codec, sizeof codec));
-        else if (!nccl_built)
-            snprintf(no, sizeof no, "this build has no NCCL");
         else if (!rp->store)
-            snprintf(no, sizeof no, "no bootstrap store to share the NCCL id");
+            snprintf(no, sizeof no, "no bootstrap store to share the %s id", lib);
     }
     if (!no[0]) {
         *out = XDT_DP_NCCL;
-        snprintf(why, cap, "%d CUDA ranks of one site, each on its own device", rp->replicas);
+        snprintf(why, cap, "%d %s ranks of one site, each on its own device", rp->replicas,
+                 vendor == XDT_NCCL_AMD ? "HIP" : "CUDA");
         return XDT_OK;
     }
     if (rp->dp_comm == XDT_DP_NCCL)
         return xdt_fail(XDT_ERR_CONFIG,
                         "rank %d: the replicas of pipeline rank %d cannot all-reduce through "
-                        "NCCL: %s",
-                        me, p, no);
+                        "%s: %s",
+                        me, p, lib, no);
     *out = XDT_DP_RING;
     snprintf(why, cap, "%s", no);
+    return XDT_OK;
+}
+
+/* The plan allows NCCL (or RCCL); whether each member's machine has the library is the
+ * members' to say: they agree through the store, so that all take the library or all the ring.
+ * When one cannot, a forced NCCL fails naming it, an automatic choice takes the ring. */
+static xdt_status agree_on_library(xdt_executor *ex, xdt_dp_comm *via, char *why, size_t cap) {
+    const xdt_rank_plan *rp = &ex->rp;
+    xdt_nccl_vendor vendor = XDT_NCCL_NVIDIA;
+    xdt_nccl_vendor_of(device_of(rp, ex->rank).mem, &vendor);
+    const xdt_nccl_api *api = NULL;
+    char here[256] = "", name[32], whom[320];
+    const bool usable = xdt_nccl_api_try_load(vendor, &api, here, sizeof here) == XDT_OK;
+    snprintf(name, sizeof name, "dp-p%d", rp->pipeline_rank);
+    bool all = false;
+    xdt_status st = xdt_nccl_group_agree(rp->store, name, rp->replica, rp->replicas, rp->timeout_ms,
+                                         usable, here, &all, whom, sizeof whom);
+    if (st || all) return st;
+    if (rp->dp_comm == XDT_DP_NCCL)
+        return xdt_fail(XDT_ERR_CONFIG,
+                        "rank %d: the replicas of pipeline rank %d cannot all-reduce through "
+                        "%s: %s",
+                        ex->rank, rp->pipeline_rank, xdt_nccl_vendor_name(vendor), whom);
+    *via = XDT_DP_RING;
+    snprintf(why, cap, "%s", whom);
     return XDT_OK;
 }
 
@@ -147,22 +181,28 @@ static xdt_status build_groups(xdt_executor *ex) {
     for (int d = 0; d < rp->replicas; d++)
         ranks[d] = d * rp->stages + rp->pipeline_rank;
     xdt_dp_comm via;
-    char why[160];
-    xdt_status st = xdt_executor_dp_choice(rp, xdt_nccl_built(), &via, why, sizeof why);
+    char why[320];
+    xdt_status st = xdt_executor_dp_choice(rp, &via, why, sizeof why);
     if (st) return st;
+    if (via == XDT_DP_NCCL && (st = agree_on_library(ex, &via, why, sizeof why))) return st;
     if (via == XDT_DP_NCCL) {
         char name[32];
         snprintf(name, sizeof name, "dp-p%d", rp->pipeline_rank);
-        const xdt_nccl_group_config nc = {.name = name,
-                                          .ranks = ranks,
-                                          .size = rp->replicas,
-                                          .rank = ex->rank,
-                                          .cuda_device = rp->device_index,
-                                          .timeout_ms = rp->timeout_ms};
+        xdt_nccl_group_config nc = {.name = name,
+                                    .ranks = ranks,
+                                    .size = rp->replicas,
+                                    .rank = ex->rank,
+                                    .timeout_ms = rp->timeout_ms};
+        if (!ex->dev->ops->gpu_stream || !xdt_nccl_vendor_of(ex->dev->ops->mem_type, &nc.vendor))
+            return xdt_fail(XDT_ERR_CONFIG,
+                            "rank %d: the plan puts it on a GPU for the NCCL all-reduce, but it "
+                            "computes on %s",
+                            ex->rank, ex->dev->name);
+        ex->dev->ops->gpu_stream(ex->dev->ctx, &nc.stream);
         if ((st = xdt_nccl_group_create(rp->store, &nc, &ex->nccl))) return st;
         if (rp->replica == 0)
-            xdt_log_info("pipeline rank %d: the replicas all-reduce through NCCL (%s)",
-                         rp->pipeline_rank, why);
+            xdt_log_info("pipeline rank %d: the replicas all-reduce through %s (%s)",
+                         rp->pipeline_rank, xdt_nccl_vendor_name(nc.vendor), why);
     } else {
         if ((st = xdt_group_init(&ex->dp_group, ex->t, ranks, rp->replicas,
                                  GROUP_TAG(rp->pipeline_rank % 8), rp->timeout_ms)))

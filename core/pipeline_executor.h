@@ -75,14 +75,15 @@ typedef struct xdt_rank_plan {
     xdt_store *store;    /* the bootstrap store (NCCL groups publish their ids), or NULL */
 } xdt_rank_plan;
 
-/* Decides how this rank's data-parallel group all-reduces: NCCL when rp->dp_comm allows it,
- * nccl_built, rp->store is set, the codec is none, and every member is a CUDA rank of the same
- * site (rp->site_of) on a device no other member uses (NCCL refuses two members on one GPU);
- * else the ring. *out is XDT_DP_RING or XDT_DP_NCCL and `why` says why in a few words. Returns
- * XDT_ERR_CONFIG (reported, naming the rank and the reason) when NCCL was asked for and cannot
- * be. Every member reaches the same decision from the same plan. */
-xdt_status xdt_executor_dp_choice(const xdt_rank_plan *rp, bool nccl_built, xdt_dp_comm *out,
-                                  char *why, size_t cap);
+/* Decides, from the plan, how this rank's data-parallel group all-reduces: through NCCL (CUDA
+ * members) or RCCL (HIP members) when rp->dp_comm allows it, every member is a GPU rank of one
+ * vendor and of the same site (rp->site_of) on a device no other member uses (the library
+ * refuses two members on one GPU), the codec is none and rp->store is set; else the ring. *out
+ * is XDT_DP_RING or XDT_DP_NCCL and `why` says why in a few words. Returns XDT_ERR_CONFIG
+ * (reported, naming the rank and the reason) when NCCL was asked for and cannot be. Every
+ * member reaches the same decision from the same plan. (Whether each member's machine has the
+ * library is settled next, among the members: xdt_nccl_group_agree.) */
+xdt_status xdt_executor_dp_choice(const xdt_rank_plan *rp, xdt_dp_comm *out, char *why, size_t cap);
 
 /* One executed op, in CLOCK_MONOTONIC seconds (for traces; ranks on one host share it). */
 typedef struct xdt_exec_event {

@@ -67,15 +67,15 @@ static xdt_status add_tied(xdt_executor *ex) {
     return XDT_OK;
 }
 
-/* NCCL reads the gradients on the device: the device's queued work is waited for first (its
- * stream is its own), then every chunk's sum is queued on the default stream and waited for,
- * so the step's next device work sees the sums. The transport is not involved. */
+/* NCCL (or RCCL) reads the gradients on the device: every chunk's sum is queued on the device's
+ * own stream, behind the backward kernels that wrote them (no sync first), and waited for with
+ * the group's timeout (a dead member is an error, not a hang). The transport is not involved. */
 static xdt_status allreduce_nccl(xdt_executor *ex) {
-    xdt_status st = xdt_device_sync(ex->dev);
+    xdt_status st = XDT_OK;
     for (int v = 0; v < ex->rp.chunks && !st; v++)
         st = xdt_nccl_allreduce_sum(ex->nccl, xdt_stage_grads(ex->stage[v]),
-                                    xdt_stage_num_params(ex->stage[v]), NULL);
-    return st ? st : xdt_nccl_group_wait(ex->nccl, NULL);
+                                    xdt_stage_num_params(ex->stage[v]));
+    return st ? st : xdt_nccl_group_wait(ex->nccl);
 }
 
 static xdt_status allreduce_replicas(xdt_executor *ex) {

@@ -12,6 +12,7 @@
 
 #include "core/precision.h"
 #include "core/status.h"
+#include "devices/gpu_stream.h"
 #include "devices/mem_type.h"
 
 typedef enum xdt_copy_dir {
@@ -80,6 +81,9 @@ typedef struct xdt_device_ops {
 
     /* optional: free and total bytes of the device's own memory (NULL: it uses host memory) */
     xdt_status (*mem_info)(void *ctx, size_t *free_bytes, size_t *total_bytes);
+    /* optional (GPU backends): the device's stream, for libraries that queue work on it after
+     * the kernels (NCCL, RCCL), so that they need no sync first */
+    void (*gpu_stream)(void *ctx, xdt_gpu_stream *out);
 } xdt_device_ops;
 
 typedef struct xdt_device {

@@ -2,13 +2,15 @@
 # gpu_bundle.sh [OUT.tar.xz]: builds xdt's CUDA backend on this machine (nvcc, no GPU needed) and
 # packs what `bash tests/gpu/run.sh --bundle OUT.tar.xz` needs on a GPU machine that has a CUDA
 # 13 runtime and driver but none of xdt's build dependencies (and no package registry to get
-# them from): bin/ (xdt, bench_train_step, test_device_ops, test_train_gpu) and lib/ (every
+# them from): bin/ (xdt, bench_train_step, test_device_ops, test_train_gpu, test_nccl_group) and
+# lib/ (every
 # shared library they load that is neither glibc's, the C++ runtime's nor CUDA's, with UCX's
 # shared-memory module in lib/ucx/), plus BUILD_INFO. Default OUT: .gpu-bundle/xdt-gpu.tar.xz
 # (.gpu-bundle/ is ignored by git; it is what a device run carries).
 #
-# The build has no NCCL (libnccl is 200 MB, too big to carry; a one-GPU machine cannot test
-# data-parallel NCCL groups anyway) and no HIP. Code for sm_80 and sm_90 (XDT_NVCC_ARCHS).
+# NCCL is not carried (libnccl is 200 MB): xdt loads it at run time, and tests/gpu/run.sh points
+# it at the machine's own (PyTorch's, on the GPU machines). No HIP. Code for sm_80 and sm_90
+# (XDT_NVCC_ARCHS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
@@ -16,14 +18,14 @@ xdt_install_deps
 OUT=${1:-.gpu-bundle/xdt-gpu.tar.xz}
 BUILD=${XDT_GPU_BUNDLE_BUILD:-build-gpu-bundle}
 ARCHS=${XDT_NVCC_ARCHS:-80,90}
-setup_args=(-Dcuda=enabled -Dhip=disabled -Dnccl=disabled "-Dnvcc_archs=$ARCHS"
-    -Dbuildtype=release)
+setup_args=(-Dcuda=enabled -Dhip=disabled "-Dnvcc_archs=$ARCHS" -Dbuildtype=release)
 if [ -f "$BUILD/build.ninja" ]; then
     meson configure "$BUILD" "${setup_args[@]}" >"$BUILD.setup.log" 2>&1
 else
     meson setup "$BUILD" "${setup_args[@]}" >"$BUILD.setup.log" 2>&1
 fi || { cat "$BUILD.setup.log" >&2; exit 1; }
-bins=(xdt bench/bench_train_step tests/gpu/test_device_ops tests/gpu/test_train_gpu)
+bins=(xdt bench/bench_train_step tests/gpu/test_device_ops tests/gpu/test_train_gpu
+    transports/nccl/test_nccl_group)
 ninja -C "$BUILD" "${bins[@]}" >"$BUILD.build.log" 2>&1 || { tail -40 "$BUILD.build.log" >&2; exit 1; }
 
 stage=$(mktemp -d /tmp/xdt-gpu-bundle.XXXXXX)
@@ -48,7 +50,7 @@ missing=$(for f in "$stage"/bin/*; do ldd "$f"; done | grep "not found" || true)
 nvcc_bin=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 cuda_release=$("$nvcc_bin" --version 2>/dev/null | grep -o 'release [0-9.]*' || echo "release ?")
 echo "xdt $(git describe --always --dirty 2>/dev/null || echo '?') built $(date -u +%F) on" \
-    "$(. /etc/os-release && echo "$PRETTY_NAME"), CUDA $cuda_release, sm $ARCHS, no NCCL" \
+    "$(. /etc/os-release && echo "$PRETTY_NAME"), CUDA $cuda_release, sm $ARCHS" \
     >"$stage/BUILD_INFO"
 mkdir -p "$(dirname "$OUT")"
 tar -cJf "$OUT" -C "$stage" .

@@ -205,6 +205,39 @@ static xdt_status gpu_mem_info(void *ctx, size_t *free_bytes, size_t *total_byte
     return XDT_OK;
 }
 
+/* The stream as NCCL and RCCL see it (devices/gpu_stream.h). */
+static xdt_status stream_make_current(void *arg) {
+    gpu_ctx *c = as_ctx(arg);
+    const cudaError_t e = cudaSetDevice(c->index);
+    if (e == cudaSuccess) return XDT_OK;
+    (void)cudaGetLastError();
+    return xdt_fail(status_of(e), "device %s: cannot make it the current device: %s", c->name,
+                    cudaGetErrorString(e));
+}
+
+static xdt_status stream_query(void *arg, bool *idle) {
+    gpu_ctx *c = as_ctx(arg);
+    *idle = false;
+    cudaError_t e = cudaSetDevice(c->index);
+    if (e == cudaSuccess) e = cudaStreamQuery(c->stream);
+    if (e == cudaErrorNotReady) {
+        (void)cudaGetLastError(); /* not an error: the work is still running */
+        return XDT_OK;
+    }
+    if (e != cudaSuccess) return sync_ctx(c); /* the failure, reported once, as sync does */
+    *idle = true;
+    return XDT_OK;
+}
+
+static void gpu_stream(void *ctx, xdt_gpu_stream *out) {
+    gpu_ctx *c = as_ctx(ctx);
+    *out = (xdt_gpu_stream){.handle = c->stream,
+                            .index = c->index,
+                            .arg = c,
+                            .make_current = stream_make_current,
+                            .query = stream_query};
+}
+
 static const xdt_device_ops gpu_ops = {
     .name = XDT_GPU_PREFIX,
     .mem_type = XDT_GPU_MEM,
@@ -235,6 +268,7 @@ static const xdt_device_ops gpu_ops = {
     .sum = op_sum,
     .sum_squares = op_sum_squares,
     .mem_info = gpu_mem_info,
+    .gpu_stream = gpu_stream,
 };
 
 /* Fails with XDT_ERR_UNSUPPORTED (no driver, no GPU, no such GPU) or the translated error. */

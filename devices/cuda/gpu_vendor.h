@@ -60,6 +60,7 @@
 #define cudaErrorInvalidValue       hipErrorInvalidValue
 #define cudaErrorMemoryAllocation   hipErrorOutOfMemory
 #define cudaErrorNoDevice           hipErrorNoDevice
+#define cudaErrorNotReady           hipErrorNotReady
 #define cudaFree                    hipFree
 #define cudaFreeHost                hipHostFree
 #define cudaGetDevice               hipGetDevice
@@ -83,6 +84,7 @@
 #define cudaStreamCreateWithFlags   hipStreamCreateWithFlags
 #define cudaStreamDestroy           hipStreamDestroy
 #define cudaStreamNonBlocking       hipStreamNonBlocking
+#define cudaStreamQuery             hipStreamQuery
 #define cudaStreamSynchronize       hipStreamSynchronize
 #define cudaStream_t                hipStream_t
 #define cudaSuccess                 hipSuccess

@@ -15,8 +15,10 @@
 #   2. test_device_ops: every device op on the GPU against the CPU backend (normalised error
 #      <= 1e-5 with TF32 off; the tiled GEMM kernel; the bf16 GEMM mode) must pass, and
 #      test_train_gpu: 8 whole gpt-tiny steps on the GPU and the CPU in one process (losses to
-#      1e-4 in fp32, 1e-3 in bf16; parameters to 1e-4); then test_nccl_group (native builds with NCCL) and tests/integration/pipeline_gpu.sh (mixed
-#      CPU + CUDA pipelines against the CPU); those needing more GPUs than the machine has skip
+#      1e-4 in fp32, 1e-3 in bf16; parameters to 1e-4); then test_nccl_group (NCCL loaded at
+#      run time: XDT_NCCL_LIBRARY, else the toolkit's, else the one PyTorch installed) and
+#      tests/integration/pipeline_gpu.sh (mixed CPU + CUDA pipelines against the CPU); those
+#      needing more GPUs than the machine has skip
 #   3. xdt train gpt-tiny for 20 steps with --device cpu and --device cuda:0 from the same seed;
 #      the per-step losses must agree to 1e-4 relative in fp32, 1e-3 in bf16 (--precision)
 #   4. time a gpt2-124M training step, B=8 T=1024, on the GPU with bench_train_step (median of 10
@@ -66,7 +68,7 @@ if [ -n "$BUNDLE" ]; then
     tar -xJf "$BUNDLE" -C "$WORK/bundle" || { echo "cannot unpack $BUNDLE" >&2; exit 1; }
     BIN=$WORK/bundle/bin
     export LD_LIBRARY_PATH=$WORK/bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    for b in xdt bench_train_step test_device_ops test_train_gpu; do
+    for b in xdt bench_train_step test_device_ops test_train_gpu test_nccl_group; do
         [ -x "$BIN/$b" ] || { echo "the bundle has no bin/$b" >&2; exit 1; }
     done
     missing=$(for b in "$BIN"/*; do ldd "$b" | grep "not found" | sed "s|^|$(basename "$b"): |"; done)
@@ -77,7 +79,7 @@ if [ -n "$BUNDLE" ]; then
     fi
     note "bundle: $(cat "$WORK/bundle/BUILD_INFO" 2>/dev/null || echo unpacked)"
     XDT=$BIN/xdt BENCH=$BIN/bench_train_step DEVICE_OPS=$BIN/test_device_ops
-    TRAIN_GPU=$BIN/test_train_gpu NCCL_TEST=""
+    TRAIN_GPU=$BIN/test_train_gpu NCCL_TEST=$BIN/test_nccl_group
 else
     echo "== 1. build ($BUILD, -Dcuda=enabled, sm ${ARCHS})"
     for tool in meson ninja pkg-config; do
@@ -99,6 +101,19 @@ else
     XDT=$BUILD/xdt BENCH=$BUILD/bench/bench_train_step
     DEVICE_OPS=$BUILD/tests/gpu/test_device_ops TRAIN_GPU=$BUILD/tests/gpu/test_train_gpu
     NCCL_TEST=$BUILD/transports/nccl/test_nccl_group
+fi
+
+# NCCL is loaded at run time; where the toolkit has none, PyTorch's wheel may (nvidia/nccl*/lib)
+if [ -z "${XDT_NCCL_LIBRARY:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libnccl\.so\.2 ' &&
+    [ ! -e /usr/local/cuda/lib64/libnccl.so.2 ] && command -v python3 >/dev/null; then
+    lib=$(python3 -c 'import glob, os, site
+for d in site.getsitepackages() + [site.getusersitepackages()]:
+    for p in sorted(glob.glob(os.path.join(d, "nvidia", "nccl*", "lib", "libnccl.so.2"))):
+        print(p); raise SystemExit' 2>/dev/null | head -1)
+    if [ -n "$lib" ]; then
+        export XDT_NCCL_LIBRARY=$lib
+        note "NCCL: $lib (PyTorch's)"
+    fi
 fi
 
 # 2. the GPU tests, each run directly under its own limit
@@ -123,9 +138,7 @@ gpu_test() {
 echo "== 2. GPU tests"
 gpu_test device_ops 150 30 fail env XDT_TEST_GPU="$DEVICE" "$DEVICE_OPS"
 gpu_test train_gpu 90 20 fail env XDT_TEST_GPU="$DEVICE" XDT_SOURCE_ROOT="$PWD" "$TRAIN_GPU"
-if [ -n "$NCCL_TEST" ] && [ -x "$NCCL_TEST" ]; then
-    gpu_test nccl_group 90 30 note "$NCCL_TEST"
-fi
+gpu_test nccl_group 90 30 note "$NCCL_TEST"
 gpu_test pipeline_gpu 150 60 note env XDT_BIN="$XDT" XDT_SOURCE_ROOT="$PWD" \
     bash tests/integration/pipeline_gpu.sh
 

@@ -204,10 +204,10 @@ static void test_staging(void) {
 
 static char why[160]; /* the reason of the last choice */
 
-static xdt_dp_comm choose(const xdt_rank_plan *rp, bool built, xdt_status *st) {
+static xdt_dp_comm choose(const xdt_rank_plan *rp, xdt_status *st) {
     xdt_dp_comm via = XDT_DP_AUTO;
     why[0] = 0;
-    *st = xdt_executor_dp_choice(rp, built, &via, why, sizeof why);
+    *st = xdt_executor_dp_choice(rp, &via, why, sizeof why);
     return via;
 }
 
@@ -225,56 +225,59 @@ static void test_choice(void) {
                         .device_of = devs,
                         .store = (xdt_store *)&store_stub};
     xdt_status st;
-    CHECK(choose(&rp, true, &st) == XDT_DP_NCCL && st == XDT_OK);
-    CHECK(choose(&rp, false, &st) == XDT_DP_RING && st == XDT_OK); /* no NCCL in the build */
+    CHECK(choose(&rp, &st) == XDT_DP_NCCL && st == XDT_OK && strstr(why, "2 CUDA ranks"));
     rp.dp_comm = XDT_DP_RING;
-    CHECK(choose(&rp, true, &st) == XDT_DP_RING && st == XDT_OK);
+    CHECK(choose(&rp, &st) == XDT_DP_RING && st == XDT_OK);
     rp.dp_comm = XDT_DP_AUTO;
     rp.store = NULL;
-    CHECK(choose(&rp, true, &st) == XDT_DP_RING && st == XDT_OK);
+    CHECK(choose(&rp, &st) == XDT_DP_RING && st == XDT_OK);
     rp.store = (xdt_store *)&store_stub;
     rp.dp_codec.kind = XDT_CODEC_INT8;
-    CHECK(choose(&rp, true, &st) == XDT_DP_RING && st == XDT_OK);
+    CHECK(choose(&rp, &st) == XDT_DP_RING && st == XDT_OK);
     rp.dp_codec.kind = XDT_CODEC_NONE;
     /* one member a CPU rank, or a HIP rank */
     devs[3].mem = XDT_MEM_HOST;
-    CHECK(choose(&rp, true, &st) == XDT_DP_RING && st == XDT_OK);
-    /* the group's own reason is named whether or not this build has NCCL */
-    CHECK(choose(&rp, false, &st) == XDT_DP_RING && strstr(why, "rank 3 computes in host"));
+    CHECK(choose(&rp, &st) == XDT_DP_RING && st == XDT_OK);
+    CHECK(strstr(why, "rank 3 computes in host"));
+    /* CUDA and HIP members: two libraries cannot form one group */
     devs[3].mem = XDT_MEM_HIP;
-    CHECK(choose(&rp, true, &st) == XDT_DP_RING && st == XDT_OK);
+    CHECK(choose(&rp, &st) == XDT_DP_RING && st == XDT_OK && strstr(why, "different vendors"));
+    /* all HIP: RCCL */
+    devs[1].mem = XDT_MEM_HIP;
+    CHECK(choose(&rp, &st) == XDT_DP_NCCL && st == XDT_OK && strstr(why, "2 HIP ranks"));
+    devs[1].mem = XDT_MEM_CUDA;
     devs[3].mem = XDT_MEM_CUDA;
     /* pipeline rank 0's group is unaffected by rank 3 */
     devs[3].mem = XDT_MEM_HOST;
     rp.pipeline_rank = 0;
-    CHECK(choose(&rp, true, &st) == XDT_DP_NCCL && st == XDT_OK);
+    CHECK(choose(&rp, &st) == XDT_DP_NCCL && st == XDT_OK);
     rp.pipeline_rank = 1;
     devs[3].mem = XDT_MEM_CUDA;
     /* two members on one GPU (same node, same index): NCCL refuses that */
     devs[3] = (xdt_rank_device){XDT_MEM_CUDA, 0, 1};
-    CHECK(choose(&rp, true, &st) == XDT_DP_RING && st == XDT_OK);
+    CHECK(choose(&rp, &st) == XDT_DP_RING && st == XDT_OK);
     /* the same index on another node is another GPU */
     devs[3] = (xdt_rank_device){XDT_MEM_CUDA, 1, 1};
-    CHECK(choose(&rp, true, &st) == XDT_DP_NCCL && st == XDT_OK);
+    CHECK(choose(&rp, &st) == XDT_DP_NCCL && st == XDT_OK);
     /* different sites */
     const int two_sites[4] = {0, 0, 1, 1};
     rp.site_of = two_sites;
-    CHECK(choose(&rp, true, &st) == XDT_DP_RING && st == XDT_OK);
+    CHECK(choose(&rp, &st) == XDT_DP_RING && st == XDT_OK);
     /* NCCL asked for where it cannot be: a configuration error */
     rp.dp_comm = XDT_DP_NCCL;
     fprintf(stderr, "(an error line about NCCL across sites is expected next)\n");
-    choose(&rp, true, &st);
+    choose(&rp, &st);
     CHECK(st == XDT_ERR_CONFIG);
     rp.site_of = site_of;
-    CHECK(choose(&rp, true, &st) == XDT_DP_NCCL && st == XDT_OK);
+    CHECK(choose(&rp, &st) == XDT_DP_NCCL && st == XDT_OK);
     /* no device table: every rank is a CPU rank */
     rp.dp_comm = XDT_DP_AUTO;
     rp.device_of = NULL;
-    CHECK(choose(&rp, true, &st) == XDT_DP_RING && st == XDT_OK);
+    CHECK(choose(&rp, &st) == XDT_DP_RING && st == XDT_OK);
     /* one replica: nothing to reduce */
     rp.device_of = devs;
     rp.replicas = 1;
-    CHECK(choose(&rp, true, &st) == XDT_DP_RING && st == XDT_OK);
+    CHECK(choose(&rp, &st) == XDT_DP_RING && st == XDT_OK);
 }
 
 int main(void) {
