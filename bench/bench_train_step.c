@@ -3,8 +3,11 @@
  * tokens/s, achieved GFLOP/s, the machine's cblas_sgemm rate at the same thread count, and peak
  * RSS against the memory the step needs.
  *
- * usage: bench_train_step MODEL.yaml B T THREADS [STEPS] [WARMUP] [DEVICE] [PRECISION]
- * (PRECISION: the GEMM precision, fp32 | tf32 | bf16, as xdt train --precision; fp32 default) */
+ * usage: bench_train_step [--profile] MODEL.yaml B T THREADS [STEPS] [WARMUP] [DEVICE] [PRECISION]
+ * (PRECISION: the GEMM precision, fp32 | tf32 | bf16, as xdt train --precision; fp32 default).
+ * --profile: the steps run through the op profiler (devices/device_profiler.h) and the table of
+ * where the timed steps' device time went follows the JSON line; the JSON says "profiled", as
+ * timing every op costs a little (two events per op on a GPU). */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include "core/rng.h"
 #include "core/train_metrics.h"
 #include "devices/device.h"
+#include "devices/device_profiler.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -51,8 +55,16 @@ static double sgemm_gflops(int n, int reps, int threads) {
 }
 
 int main(int argc, char **argv) {
+    const bool profile = argc > 1 && !strcmp(argv[1], "--profile");
+    if (profile) {
+        argv[1] = argv[0];
+        argv++;
+        argc--;
+    }
     if (argc < 5) {
-        fprintf(stderr, "usage: %s MODEL.yaml B T THREADS [STEPS] [WARMUP] [DEVICE] [PRECISION]\n",
+        fprintf(stderr,
+                "usage: %s [--profile] MODEL.yaml B T THREADS [STEPS] [WARMUP] [DEVICE] "
+                "[PRECISION]\n",
                 argv[0]);
         return 2;
     }
@@ -68,8 +80,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     double gemm_rate = sgemm_gflops(2048, 5, threads);
-    xdt_device *dev;
-    if (xdt_device_create(device, &o, &dev) != XDT_OK) return 1;
+    xdt_device *gpu_or_cpu, *dev;
+    if (xdt_device_create(device, &o, &gpu_or_cpu) != XDT_OK) return 1;
+    dev = gpu_or_cpu;
+    if (profile && xdt_device_profiler_create(gpu_or_cpu, &dev) != XDT_OK) return 1;
     xdt_stage *st;
     if (xdt_stage_create(&cfg, dev, 0, cfg.n_layer + 1, b, t, 1, &st) != XDT_OK) return 1;
     xdt_stage_init_params(st, 1);
@@ -110,6 +124,7 @@ int main(int argc, char **argv) {
            *bwd_ms = calloc((size_t)steps, sizeof(double));
     double loss = 0;
     for (int s = 0; s < warmup + steps; s++) {
+        if (profile && s == warmup) xdt_device_profiler_reset(dev);
         double t0 = xdt_now_s(), sumsq = 0;
         xdt_stage_zero_grads(st);
         if (xdt_stage_forward(st, 0, true, 1.0f / (float)(b * t)) || xdt_stage_loss(st, 0, &loss))
@@ -136,15 +151,23 @@ int main(int argc, char **argv) {
            "\"steps\":%d,"
            "\"ms_per_step\":%.3f,\"forward_ms\":%.3f,\"backward_ms\":%.3f,\"tokens_per_s\":%.1f,"
            "\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
-           "\"peak_rss_mib\":%.1f,\"model_state_mib\":%.1f,\"rss_ratio\":%.3f,\"loss\":%.4f}\n",
+           "\"peak_rss_mib\":%.1f,\"model_state_mib\":%.1f,\"rss_ratio\":%.3f,\"loss\":%.4f,"
+           "\"profiled\":%s}\n",
            dev->name, xdt_precision_name(o.gemm_precision), cfg.name, b, t, threads, steps, med,
            fwd, bwd, b * t / (med / 1e3), flops / (med / 1e3) / 1e9, gemm_rate, rss / 1048576.0,
-           need / 1048576.0, rss / need, loss);
+           need / 1048576.0, rss / need, loss, profile ? "true" : "false");
+    if (profile) {
+        char title[160];
+        snprintf(title, sizeof title, "xdt %s %s B=%d T=%d, %d steps", cfg.name,
+                 xdt_precision_name(o.gemm_precision), b, t, steps);
+        if (xdt_device_profiler_print(dev, stdout, title, 30) != XDT_OK) return 1;
+    }
     free(ms);
     free(fwd_ms);
     free(bwd_ms);
     xdt_optimizer_destroy(opt);
     xdt_stage_destroy(st);
-    xdt_device_destroy(dev);
+    if (dev != gpu_or_cpu) xdt_device_destroy(dev);
+    xdt_device_destroy(gpu_or_cpu);
     return 0;
 }

@@ -3,13 +3,18 @@
 python3-torch on the CPU; any PyTorch with CUDA on a GPU machine), timed the same way (median ms
 of a training step after warm-up).
 
-usage: python3 bench/torch_gpt.py MODEL.yaml B T THREADS [STEPS] [WARMUP] [DEVICE] [PRECISION]
+usage: python3 bench/torch_gpt.py [--profile] MODEL.yaml B T THREADS [STEPS] [WARMUP] [DEVICE]
+                                  [PRECISION]
 
 DEVICE is cpu (default) or cuda (cuda:N). PRECISION is what xdt's --precision means, done the
 way a PyTorch user does it: fp32 (TF32 off, as xdt's default), tf32 (TF32 matmuls allowed), bf16
 (autocast to bfloat16 around the forward; fp32 parameters, gradients and optimizer). On CUDA the
 attention is torch's scaled_dot_product_attention (fused, as nanoGPT uses it) where the PyTorch
-version has it: the peer a user would actually run, not a copy of xdt's kernels."""
+version has it: the peer a user would actually run, not a copy of xdt's kernels.
+
+--profile: after the timed steps, two more run under torch.profiler and the kernels that took the
+most device time (CPU time on the CPU) are printed after the JSON line, to set beside
+`bench_train_step --profile`'s table of xdt's ops."""
 import json
 import math
 import os
@@ -17,6 +22,10 @@ import resource
 import statistics
 import sys
 import time
+
+PROFILE = len(sys.argv) > 1 and sys.argv[1] == "--profile"
+if PROFILE:
+    del sys.argv[1]
 
 # Debian's torch calls OpenBLAS (pthreads) for GEMMs, which starts one thread per core unless
 # told otherwise; torch.set_num_threads only sets OpenMP's. Hold both to THREADS, as xdt does, so
@@ -114,9 +123,7 @@ def main():
     x = torch.randint(0, v, (b, t), device=device)
     y = torch.randint(0, v, (b, t), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    times = []
-    for s in range(warmup + steps):
-        t0 = time.perf_counter()
+    def step():
         opt.zero_grad(set_to_none=True)
         with autocast:
             loss = model(x, y)
@@ -125,6 +132,12 @@ def main():
         opt.step()
         if cuda:
             torch.cuda.synchronize(device)
+        return loss
+
+    times = []
+    for s in range(warmup + steps):
+        t0 = time.perf_counter()
+        loss = step()
         if s >= warmup:
             times.append((time.perf_counter() - t0) * 1e3)
     ms = statistics.median(times)
@@ -135,6 +148,27 @@ def main():
                       "T": t, "threads": threads, "steps": steps, "ms_per_step": round(ms, 3),
                       "tokens_per_s": round(b * t / (ms / 1e3), 1), "peak_rss_mib": round(rss, 1),
                       "loss": round(loss.item(), 4)}))
+    if PROFILE:
+        print_profile(step, cuda, f"pytorch {cfg['name']} {precision} B={b} T={t}, 2 steps")
+
+
+def print_profile(step, cuda, title):
+    """Two steps under torch.profiler; the kernels by device time, the longest first."""
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=acts) as prof:
+        for _ in range(2):
+            step()
+    print(title)
+    averages = prof.key_averages()
+    for key in (("self_device_time_total", "self_cuda_time_total") if cuda
+                else ("self_cpu_time_total",)):
+        try:
+            print(averages.table(sort_by=key, row_limit=30))
+            return
+        except (AttributeError, KeyError, ValueError):
+            continue
+    print(averages.table(row_limit=30))
 
 
 if __name__ == "__main__":

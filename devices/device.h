@@ -84,6 +84,15 @@ typedef struct xdt_device_ops {
     /* optional (GPU backends): the device's stream, for libraries that queue work on it after
      * the kernels (NCCL, RCCL), so that they need no sync first */
     void (*gpu_stream)(void *ctx, xdt_gpu_stream *out);
+
+    /* optional (GPU backends): timing events on the device's stream. A recorded event marks the
+     * point the stream has reached; event_elapsed gives the milliseconds between two recorded
+     * events once both have passed (after a sync). Backends without them run their kernels
+     * synchronously, where the host clock serves (devices/device_profiler.h). */
+    xdt_status (*event_create)(void *ctx, void **out);
+    void (*event_destroy)(void *ctx, void *event);
+    void (*event_record)(void *ctx, void *event);
+    xdt_status (*event_elapsed)(void *ctx, const void *start, const void *end, float *ms);
 } xdt_device_ops;
 
 typedef struct xdt_device {

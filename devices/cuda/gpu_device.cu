@@ -238,6 +238,49 @@ static void gpu_stream(void *ctx, xdt_gpu_stream *out) {
                             .query = stream_query};
 }
 
+/* Timing events (cudaEventCreate's default flags keep timing on). */
+static xdt_status gpu_event_create(void *ctx, void **out) {
+    gpu_ctx *c = as_ctx(ctx);
+    enter(c, "event_create");
+    cudaEvent_t ev = NULL;
+    const cudaError_t e = cudaEventCreate(&ev);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return xdt_fail(status_of(e), "device %s: cannot create an event: %s", c->name,
+                        cudaGetErrorString(e));
+    }
+    *out = ev;
+    return XDT_OK;
+}
+
+static void gpu_event_destroy(void *ctx, void *event) {
+    gpu_ctx *c = as_ctx(ctx);
+    if (!event) return;
+    enter(c, "event_destroy");
+    check(c, cudaEventDestroy(static_cast<cudaEvent_t>(event)), "event_destroy",
+          "cudaEventDestroy");
+}
+
+static void gpu_event_record(void *ctx, void *event) {
+    gpu_ctx *c = as_ctx(ctx);
+    /* not enter(): the op queued last stays the one a fault is blamed on */
+    check(c, cudaEventRecord(static_cast<cudaEvent_t>(event), c->stream), "event_record",
+          "cudaEventRecord");
+}
+
+static xdt_status gpu_event_elapsed(void *ctx, const void *start, const void *end, float *ms) {
+    gpu_ctx *c = as_ctx(ctx);
+    const cudaError_t e =
+        cudaEventElapsedTime(ms, static_cast<cudaEvent_t>(const_cast<void *>(start)),
+                             static_cast<cudaEvent_t>(const_cast<void *>(end)));
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return xdt_fail(status_of(e), "device %s: cannot time two events: %s", c->name,
+                        cudaGetErrorString(e));
+    }
+    return XDT_OK;
+}
+
 static const xdt_device_ops gpu_ops = {
     .name = XDT_GPU_PREFIX,
     .mem_type = XDT_GPU_MEM,
@@ -269,6 +312,10 @@ static const xdt_device_ops gpu_ops = {
     .sum_squares = op_sum_squares,
     .mem_info = gpu_mem_info,
     .gpu_stream = gpu_stream,
+    .event_create = gpu_event_create,
+    .event_destroy = gpu_event_destroy,
+    .event_record = gpu_event_record,
+    .event_elapsed = gpu_event_elapsed,
 };
 
 /* Fails with XDT_ERR_UNSUPPORTED (no driver, no GPU, no such GPU) or the translated error. */

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <ucontext.h>
 
 #include <tuple>
@@ -250,6 +251,29 @@ inline cudaError_t cudaStreamSynchronize(cudaStream_t) {
 }
 inline cudaError_t cudaStreamQuery(cudaStream_t) {
     return cudaSuccess; /* work runs at once */
+}
+/* Events: work runs at once, so an event records the host clock when it is recorded. */
+struct xdt_emu_event {
+    double ms;
+};
+typedef xdt_emu_event *cudaEvent_t;
+inline cudaError_t cudaEventCreate(cudaEvent_t *e) {
+    *e = static_cast<cudaEvent_t>(calloc(1, sizeof(xdt_emu_event)));
+    return *e ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    free(e);
+    return cudaSuccess;
+}
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    e->ms = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+    return cudaSuccess;
+}
+inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
+    *ms = (float)(end->ms - start->ms);
+    return cudaSuccess;
 }
 inline cudaError_t cudaSetDevice(int d) {
     return d == 0 ? cudaSuccess : cudaErrorInvalidDevice;

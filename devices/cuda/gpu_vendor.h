@@ -61,6 +61,11 @@
 #define cudaErrorMemoryAllocation   hipErrorOutOfMemory
 #define cudaErrorNoDevice           hipErrorNoDevice
 #define cudaErrorNotReady           hipErrorNotReady
+#define cudaEventCreate             hipEventCreate
+#define cudaEventDestroy            hipEventDestroy
+#define cudaEventElapsedTime        hipEventElapsedTime
+#define cudaEventRecord             hipEventRecord
+#define cudaEvent_t                 hipEvent_t
 #define cudaFree                    hipFree
 #define cudaFreeHost                hipHostFree
 #define cudaGetDevice               hipGetDevice

@@ -25,6 +25,8 @@
 #      steps after 3 warm-up steps) in fp32 (TF32 off, the default), tf32 and bf16, each beside
 #      the same model in PyTorch on the same GPU (bench/torch_gpt.py: TF32 off, TF32 on, bf16
 #      autocast), when a python3 with CUDA-enabled torch is found; prints xdt/PyTorch tokens/s
+#   5. with the time left, where a bf16 and an fp32 step spend it: xdt's ops timed by device
+#      events (bench_train_step --profile) beside PyTorch's kernels (torch_gpt.py --profile)
 # Environment: XDT_GPU_DEVICE (default cuda:0), XDT_GPU_BUILD, XDT_NVCC_ARCHS (default 80,90),
 # XDT_GPU_BUDGET_S. Exit status 0 only when steps 1-3 passed and step 4 measured.
 set -uo pipefail
@@ -227,6 +229,24 @@ bench() { # bench PRECISION: xdt, then PyTorch, on the same GPU
 }
 for p in fp32 tf32 bf16; do bench $p; done
 [ $measured -gt 0 ] || fail "no gpt2-124M step was measured"
+
+# 5. where the step's time goes, with the time left: xdt's ops (bench_train_step --profile) and
+# PyTorch's kernels (torch.profiler), bf16 first (the mode furthest from its peer, if any)
+echo "== 5. profiles of the gpt2-124M step (time left permitting)"
+profile() { # profile PRECISION
+    local p=$1 t
+    t=$(limit 60 30) || { note "profile $p: not run (time)"; return; }
+    timeout "$t" "$BENCH" --profile configs/models/gpt2-124M.yaml 8 1024 "$(nproc)" 2 1 \
+        "$DEVICE" "$p" 2>&1 | tail -n +2 || note "xdt profile $p failed"
+    [ -n "$PY" ] || return
+    t=$(limit 60 30) || { note "PyTorch profile $p: not run (time)"; return; }
+    local gpu_index=${DEVICE#cuda}
+    gpu_index=${gpu_index#:}
+    timeout "$t" "$PY" bench/torch_gpt.py --profile configs/models/gpt2-124M.yaml 8 1024 \
+        "$(nproc)" 1 1 "cuda:${gpu_index:-0}" "$p" 2>&1 | tail -n +2 ||
+        note "PyTorch profile $p failed"
+}
+for p in bf16 fp32; do profile $p; done
 
 echo
 echo "== summary ($(elapsed))"
