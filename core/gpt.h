@@ -75,12 +75,14 @@ const char *xdt_param_role_name(xdt_param_role role);
 typedef struct xdt_stage xdt_stage;
 
 /* Bytes a stage would allocate: parameters with gradients, AdamW state, activations for n_slots
- * microbatches, and backward scratch. Lets callers refuse a batch that does not fit. */
+ * microbatches, and backward scratch. Lets callers refuse a batch that does not fit. On `dev`
+ * when given (its attention may keep less than the t x t probabilities); dev NULL gives the
+ * bound for any device. */
 typedef struct xdt_stage_memory {
     size_t params_bytes, grads_bytes, optimizer_bytes, activation_bytes, scratch_bytes;
 } xdt_stage_memory;
-void xdt_stage_memory_estimate(const xdt_model_config *cfg, int first_unit, int last_unit, int b,
-                               int t, int n_slots, xdt_stage_memory *out);
+void xdt_stage_memory_estimate(const xdt_model_config *cfg, xdt_device *dev, int first_unit,
+                               int last_unit, int b, int t, int n_slots, xdt_stage_memory *out);
 
 /* Builds units [first_unit, last_unit] on `dev` for microbatches of b x t (t <= max_seq_len),
  * keeping n_slots microbatches in flight. Parameters are zero until xdt_stage_init_params or a

@@ -24,8 +24,8 @@ typedef struct gpt_block_acts {
     float *ln1, *ln1_mean, *ln1_rstd; /* (N,C), (N), (N) */
     float *qkv;                       /* (N,3C) */
     float *atty;                      /* (N,C) attention output before projection */
-    float *att;                       /* (B,NH,T,T) probabilities */
-    float *res2;                      /* (N,C) input + attention branch */
+    float *att;  /* attention state: (B,NH,T,T) probabilities, or what the device keeps instead */
+    float *res2; /* (N,C) input + attention branch */
     float *ln2, *ln2_mean, *ln2_rstd; /* (N,C), (N), (N) */
     float *fch, *fch_gelu;            /* (N,4C) */
     float *out;                       /* (N,C) res2 + MLP branch */
@@ -48,7 +48,7 @@ typedef struct gpt_scratch {
     float *datty;   /* (N,C) */
     float *dqkv;    /* (N,3C) */
     float *d4c;     /* (N,4C) */
-    float *attn_ws; /* (B,NH,T,T) */
+    float *attn_ws; /* the attention backward's workspace (B,NH,T,T unless the device keeps less) */
 } gpt_scratch;
 
 struct xdt_stage {
@@ -57,6 +57,7 @@ struct xdt_stage {
     int first_unit, last_unit, b, t, n_slots;
     bool has_embedding, has_head;
     int first_layer, n_blocks;
+    size_t att_floats, attn_ws_floats; /* per block: attention state, backward workspace */
 
     float *params, *grads;
     size_t n_params;

@@ -42,7 +42,7 @@ static void layout_slot(const xdt_stage *st, carver *c, gpt_slot *sl) {
         a->ln1_rstd = takef(c, N);
         a->qkv = takef(c, 3 * N * C);
         a->atty = takef(c, N * C);
-        a->att = takef(c, (size_t)st->b * st->cfg.n_head * st->t * st->t);
+        a->att = takef(c, st->att_floats);
         a->res2 = takef(c, N * C);
         a->ln2 = takef(c, N * C);
         a->ln2_mean = takef(c, N);
@@ -71,7 +71,7 @@ static void layout_scratch(const xdt_stage *st, carver *c, gpt_scratch *s) {
     s->datty = st->n_blocks ? takef(c, N * C) : NULL;
     s->dqkv = st->n_blocks ? takef(c, 3 * N * C) : NULL;
     s->d4c = st->n_blocks ? takef(c, 4 * N * C) : NULL;
-    s->attn_ws = st->n_blocks ? takef(c, (size_t)st->b * st->cfg.n_head * st->t * st->t) : NULL;
+    s->attn_ws = st->n_blocks ? takef(c, st->attn_ws_floats) : NULL;
 }
 
 /* Fills the shape fields of a stage (no allocation). */
@@ -88,6 +88,9 @@ static void describe(xdt_stage *st, const xdt_model_config *cfg, int first, int 
     int lo = first < 1 ? 1 : first, hi = last > cfg->n_layer ? cfg->n_layer : last;
     st->n_blocks = hi >= lo ? hi - lo + 1 : 0;
     st->first_layer = lo - 1;
+    /* the probabilities and the backward's workspace, unless the device keeps less
+     * (xdt_stage_create asks it; estimates without a device assume this upper bound) */
+    st->att_floats = st->attn_ws_floats = (size_t)b * cfg->n_head * t * t;
 }
 
 static size_t count_params(const xdt_stage *st) {
@@ -119,10 +122,13 @@ static size_t slot_bytes(xdt_stage *st) {
     return base + per_block * (size_t)n_blocks;
 }
 
-void xdt_stage_memory_estimate(const xdt_model_config *cfg, int first_unit, int last_unit, int b,
-                               int t, int n_slots, xdt_stage_memory *out) {
+void xdt_stage_memory_estimate(const xdt_model_config *cfg, xdt_device *dev, int first_unit,
+                               int last_unit, int b, int t, int n_slots, xdt_stage_memory *out) {
     xdt_stage st = {0};
     describe(&st, cfg, first_unit, last_unit, b, t, n_slots);
+    if (dev)
+        xdt_device_attention_sizes(dev, b, t, cfg->n_embd, cfg->n_head, &st.att_floats,
+                                   &st.attn_ws_floats);
     size_t p = count_params(&st) * sizeof(float);
     carver c = {NULL, 0};
     gpt_scratch s;
@@ -153,6 +159,8 @@ xdt_status xdt_stage_create(const xdt_model_config *cfg, xdt_device *dev, int fi
     xdt_stage *st = calloc(1, sizeof *st);
     if (!st) return xdt_fail(XDT_ERR_NO_MEMORY, "stage: out of memory");
     describe(st, cfg, first_unit, last_unit, b, t, n_slots);
+    xdt_device_attention_sizes(dev, b, t, cfg->n_embd, cfg->n_head, &st->att_floats,
+                               &st->attn_ws_floats);
     st->dev = dev;
     xdt_status status = XDT_ERR_NO_MEMORY;
 

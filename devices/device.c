@@ -98,6 +98,15 @@ xdt_status xdt_device_sync(xdt_device *dev) {
     return XDT_OK;
 }
 
+void xdt_device_attention_sizes(xdt_device *dev, int b, int t, int c, int nh, size_t *state,
+                                size_t *workspace) {
+    if (dev->ops->attention_sizes) {
+        dev->ops->attention_sizes(dev->ctx, b, t, c, nh, state, workspace);
+        return;
+    }
+    *state = *workspace = (size_t)b * nh * t * t;
+}
+
 void xdt_device_gemm_batched(xdt_device *dev, bool trans_a, bool trans_b, int m, int n, int k,
                              float alpha, const float *a, int lda, long stride_a, const float *b,
                              int ldb, long stride_b, float beta, float *c, int ldc, long stride_c,

@@ -59,6 +59,8 @@ typedef struct xdt_device_ops {
     void (*layernorm_backward)(void *ctx, float *dinp, float *dw, float *db, const float *dout,
                                const float *inp, const float *w, const float *mean,
                                const float *rstd, int n, int c, bool accumulate);
+    /* att: the state the backward reads (the softmax probabilities, b nh t t floats, unless
+     * attention_sizes says otherwise); workspace: the backward's scratch, as large */
     void (*attention_forward)(void *ctx, float *out, float *att, const float *qkv, int b, int t,
                               int c, int nh);
     void (*attention_backward)(void *ctx, float *dqkv, float *workspace, const float *dout,
@@ -78,6 +80,11 @@ typedef struct xdt_device_ops {
     /* Reductions return their result to the host (they synchronise). */
     xdt_status (*sum)(void *ctx, const float *x, size_t n, double *out);
     xdt_status (*sum_squares)(void *ctx, const float *x, size_t n, double *out);
+
+    /* optional: floats of attention's `att` state and backward workspace for this shape (NULL:
+     * b nh t t each); a fused attention keeps far less (xdt_device_attention_sizes) */
+    void (*attention_sizes)(void *ctx, int b, int t, int c, int nh, size_t *state,
+                            size_t *workspace);
 
     /* optional: free and total bytes of the device's own memory (NULL: it uses host memory) */
     xdt_status (*mem_info)(void *ctx, size_t *free_bytes, size_t *total_bytes);
@@ -109,6 +116,10 @@ typedef struct xdt_device_options {
     /* GPU backends: run GEMMs in xdt's own tiled kernel instead of cuBLAS/hipBLAS (what a HIP
      * build without hipBLAS always does); for testing the kernel against the vendor BLAS. */
     bool tiled_gemm;
+    /* GPU backends: causal attention in fused kernels that keep per-row statistics instead of
+     * the t x t probabilities (heads of up to 64 dims; wider ones take the explicit path). The
+     * environment variable XDT_GPU_ATTENTION=flash|explicit overrides it. */
+    bool flash_attention;
 } xdt_device_options;
 
 /* Opens a device by name: "cpu", "cuda:N" ("cuda" is "cuda:0") when the build has the CUDA
@@ -125,6 +136,10 @@ void xdt_device_free(xdt_device *dev, void *ptr);
 xdt_status xdt_device_alloc_pinned(xdt_device *dev, size_t bytes, void **out);
 void xdt_device_free_pinned(xdt_device *dev, void *ptr);
 xdt_status xdt_device_sync(xdt_device *dev);
+
+/* The device's attention_sizes, or b nh t t floats for each. */
+void xdt_device_attention_sizes(xdt_device *dev, int b, int t, int c, int nh, size_t *state,
+                                size_t *workspace);
 
 /* gemm_strided_batched, or a loop of gemm calls when the backend has none. */
 void xdt_device_gemm_batched(xdt_device *dev, bool trans_a, bool trans_b, int m, int n, int k,

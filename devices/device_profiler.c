@@ -218,6 +218,12 @@ static xdt_status prof_mem_info(void *ctx, size_t *free_bytes, size_t *total_byt
     return INNER(p)->mem_info(p->inner->ctx, free_bytes, total_bytes);
 }
 
+static void prof_attention_sizes(void *ctx, int b, int t, int c, int nh, size_t *state,
+                                 size_t *workspace) {
+    profiler *p = as_prof(ctx);
+    INNER(p)->attention_sizes(p->inner->ctx, b, t, c, nh, state, workspace);
+}
+
 static void prof_gpu_stream(void *ctx, xdt_gpu_stream *out) {
     profiler *p = as_prof(ctx);
     INNER(p)->gpu_stream(p->inner->ctx, out);
@@ -409,6 +415,7 @@ static const xdt_device_ops template_ops = {
     .adamw = prof_adamw,
     .sum = prof_sum,
     .sum_squares = prof_sum_squares,
+    .attention_sizes = prof_attention_sizes,
     .mem_info = prof_mem_info,
     .gpu_stream = prof_gpu_stream,
     .event_create = prof_event_create,
@@ -436,6 +443,7 @@ xdt_status xdt_device_profiler_create(xdt_device *inner, xdt_device **out) {
     if (!in->free_pinned) p->ops.free_pinned = NULL;
     if (!in->gemm_strided_batched) p->ops.gemm_strided_batched = NULL;
     if (!in->mem_info) p->ops.mem_info = NULL;
+    if (!in->attention_sizes) p->ops.attention_sizes = NULL;
     if (!in->gpu_stream) p->ops.gpu_stream = NULL;
     p->events = in->event_create && in->event_destroy && in->event_record && in->event_elapsed;
     if (!p->events) {

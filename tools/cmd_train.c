@@ -23,6 +23,7 @@
 
 typedef struct train_args {
     const char *model, *data, *device, *ckpt_dir, *init, *export_llmc, *metrics, *precision;
+    const char *attention;
     int batch, seq, threads, ckpt_every;
     xdt_train_hparams h;
     bool resume;
@@ -112,6 +113,14 @@ static xdt_status setup(train_run *r) {
     if (!xdt_precision_parse(a->precision, &dopts.gemm_precision))
         return xdt_fail(XDT_ERR_CONFIG, "xdt train: --precision %s: expected fp32, tf32 or bf16",
                         a->precision);
+    if (strcmp(a->attention, "explicit") != 0 && strcmp(a->attention, "flash") != 0)
+        return xdt_fail(XDT_ERR_CONFIG, "xdt train: --attention %s: expected explicit or flash",
+                        a->attention);
+    dopts.flash_attention = !strcmp(a->attention, "flash");
+    if (dopts.flash_attention && host_memory)
+        return xdt_fail(XDT_ERR_CONFIG,
+                        "xdt train: --attention flash is for GPU devices (the CPU's attention is "
+                        "its own fused loop)");
     if ((st = xdt_device_create(a->device, &dopts, &r->dev)) ||
         (st = xdt_check_device_memory_fits(r->dev, &r->cfg, a->batch, a->seq, true)) ||
         (st = xdt_stage_create(&r->cfg, r->dev, 0, r->cfg.n_layer + 1, a->batch, a->seq, 1,
@@ -208,9 +217,10 @@ static void cleanup(train_run *r) {
 int xdt_cmd_train(int argc, char **argv) {
     train_run r = {0};
     train_args *a = &r.a;
-    *a = (train_args){.device = "cpu", .batch = 8, .seq = 0, .precision = "fp32"};
+    *a = (train_args){
+        .device = "cpu", .batch = 8, .seq = 0, .precision = "fp32", .attention = "explicit"};
     xdt_train_hparams_defaults(&a->h);
-    xdt_cli_opt opts[13 + XDT_TRAIN_OPTION_COUNT] = {
+    xdt_cli_opt opts[14 + XDT_TRAIN_OPTION_COUNT] = {
         XDT_OPT_REQUIRED("model", &a->model, "FILE.yaml", "model config"),
         XDT_OPT_REQUIRED("data", &a->data, "PATH", "text file (byte tokens) or llm.c .bin shard"),
         XDT_OPT_INT("batch", &a->batch, "B", "sequences per step [8]", 1, 1e9),
@@ -220,6 +230,10 @@ int xdt_cmd_train(int argc, char **argv) {
         XDT_OPT_STRING("precision", &a->precision, "fp32|tf32|bf16",
                        "GEMM precision; storage and the optimizer stay fp32 (bf16 on the CPU "
                        "computes the GPU's numbers, more slowly) [fp32]"),
+        XDT_OPT_STRING("attention", &a->attention, "explicit|flash",
+                       "GPU attention: the t x t probabilities kept (explicit) or fused kernels "
+                       "keeping per-row statistics, for long sequences (flash; heads <= 64 dims) "
+                       "[explicit]"),
         XDT_OPT_STRING("ckpt-dir", &a->ckpt_dir, "DIR", "checkpoint directory"),
         XDT_OPT_INT("ckpt-every", &a->ckpt_every, "N",
                     "checkpoint every N steps (and at the end) [0 = end only]", 0, 1e9),
@@ -229,9 +243,9 @@ int xdt_cmd_train(int argc, char **argv) {
                        "write the trained model in llm.c's format"),
         XDT_OPT_STRING("metrics", &a->metrics, "FILE.jsonl", "one JSON object per step"),
     };
-    xdt_train_hparams_options(&a->h, &opts[13]);
-    opts[13].help = "total training steps; 0 only converts --init to --export-llmc [200]";
-    const int n_opts = 13 + XDT_TRAIN_OPTION_COUNT;
+    xdt_train_hparams_options(&a->h, &opts[14]);
+    opts[14].help = "total training steps; 0 only converts --init to --export-llmc [200]";
+    const int n_opts = 14 + XDT_TRAIN_OPTION_COUNT;
     bool help = false;
     if (xdt_cli_parse("train", argc, argv, opts, n_opts, &help) != XDT_OK) return 2;
     if (help) {

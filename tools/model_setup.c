@@ -5,9 +5,9 @@
 #include "core/mem_info.h"
 
 /* Bytes the whole-model stage needs, and its model-state and activation parts. */
-static double stage_need(const xdt_model_config *cfg, int b, int t, bool training,
+static double stage_need(const xdt_model_config *cfg, xdt_device *dev, int b, int t, bool training,
                          xdt_stage_memory *m) {
-    xdt_stage_memory_estimate(cfg, 0, cfg->n_layer + 1, b, t, 1, m);
+    xdt_stage_memory_estimate(cfg, dev, 0, cfg->n_layer + 1, b, t, 1, m);
     return (double)m->params_bytes + m->grads_bytes + m->activation_bytes + m->scratch_bytes +
            (training ? m->optimizer_bytes : 0);
 }
@@ -19,7 +19,7 @@ xdt_status xdt_check_device_memory_fits(xdt_device *dev, const xdt_model_config 
     xdt_status st = dev->ops->mem_info(dev->ctx, &free_bytes, &total_bytes);
     if (st != XDT_OK) return st;
     xdt_stage_memory m;
-    double need = stage_need(cfg, b, t, training, &m);
+    double need = stage_need(cfg, dev, b, t, training, &m);
     if (need > (double)free_bytes)
         return xdt_fail(XDT_ERR_NO_MEMORY,
                         "device %s: --batch %d --seq %d needs %.2f GiB (weights+grads+"
@@ -34,7 +34,7 @@ xdt_status xdt_check_device_memory_fits(xdt_device *dev, const xdt_model_config 
 
 xdt_status xdt_check_memory_fits(const xdt_model_config *cfg, int b, int t, bool training) {
     xdt_stage_memory m;
-    double need = stage_need(cfg, b, t, training, &m);
+    double need = stage_need(cfg, NULL, b, t, training, &m);
     size_t avail = xdt_mem_available_bytes();
     if (avail && need > (double)avail)
         return xdt_fail(XDT_ERR_NO_MEMORY,

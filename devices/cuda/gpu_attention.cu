@@ -1,6 +1,9 @@
 /* gpu_attention.cu: causal multi-head attention and the softmax cross-entropy on the GPU.
  *
- * Attention keeps the CPU backend's layout: qkv (b, t, 3c) packed (head h of q at column h * hs,
+ * Attention runs in one of two ways. With the device's flash option (and heads of up to 64
+ * dims) the fused kernels of gpu_flash_attention.cu do it keeping per-row statistics only; the
+ * sizes of `att` and the workspace follow (op_attention_sizes). Otherwise it keeps the CPU
+ * backend's layout: qkv (b, t, 3c) packed (head h of q at column h * hs,
  * k at c + h * hs, v at 2c + h * hs), att (b, nh, t, t) the causal softmax probabilities (zero
  * above the diagonal), out (b, t, c). Products are strided-batched GEMMs over heads (or over
  * the batch, whichever is longer) that read q, k, v in place; the full t x t scores are formed
@@ -74,12 +77,28 @@ __global__ void causal_softmax_backward_kernel(float *dp, const float *att, int 
         d[j] = j <= i ? p[j] * (d[j] - dot) * scale : 0.0f;
 }
 
+static bool use_flash(const gpu_ctx *g, int c, int nh) {
+    return g->flash && flash_attention_fits(c, nh);
+}
+
+void op_attention_sizes(void *ctx, int b, int t, int c, int nh, size_t *state, size_t *workspace) {
+    if (use_flash(as_ctx(ctx), c, nh)) {
+        flash_attention_sizes(b, t, c, nh, state, workspace);
+        return;
+    }
+    *state = *workspace = (size_t)b * nh * t * t;
+}
+
 void op_attention_forward(void *ctx, float *out, float *att, const float *qkv, int b, int t, int c,
                           int nh) {
     gpu_ctx *g = as_ctx(ctx);
     const char *op = "attention_forward";
     if (b <= 0 || t <= 0 || c <= 0 || nh <= 0) return;
     enter(g, op);
+    if (use_flash(g, c, nh)) {
+        flash_attention_forward(g, out, att, qkv, b, t, c, nh);
+        return;
+    }
     const int hs = c / nh;
     const float scale = 1.0f / sqrtf((float)hs);
     const long tt = (long)t * t, t3c = (long)t * 3 * c;
@@ -99,6 +118,10 @@ void op_attention_backward(void *ctx, float *dqkv, float *ws, const float *dout,
     const char *op = "attention_backward";
     if (b <= 0 || t <= 0 || c <= 0 || nh <= 0) return;
     enter(g, op);
+    if (use_flash(g, c, nh)) {
+        flash_attention_backward(g, dqkv, ws, dout, qkv, att, b, t, c, nh);
+        return;
+    }
     const int hs = c / nh;
     const float scale = 1.0f / sqrtf((float)hs);
     const long tt = (long)t * t, t3c = (long)t * 3 * c, tc = (long)t * c;

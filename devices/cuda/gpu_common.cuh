@@ -38,6 +38,7 @@ struct gpu_ctx {
     bool blas_ok;        /* GEMMs go to the vendor BLAS (else the tiled kernel) */
     bool tf32;           /* TF32 tensor-core GEMMs allowed (cuBLAS only) */
     bool bf16;           /* GEMM inputs rounded to bf16, fp32 sums (xdt_precision) */
+    bool flash;          /* attention in the fused kernels (gpu_flash_attention.cu) where fit */
     host_area *host;     /* mapped pinned: host view */
     host_area *host_dev; /* the same memory: device view */
     void *ws;            /* device workspace for reduction partials and index tables */
@@ -175,6 +176,15 @@ void op_attention_backward(void *ctx, float *dqkv, float *ws, const float *dout,
                            const float *att, int b, int t, int c, int nh);
 void op_softmax_xent(void *ctx, float *logits, float *losses, const int32_t *targets, int n, int v,
                      int vp, float dloss_scale, bool want_grad);
+void op_attention_sizes(void *ctx, int b, int t, int c, int nh, size_t *state, size_t *workspace);
+
+/* gpu_flash_attention.cu: the fused attention, for heads of up to 64 dims. */
+bool flash_attention_fits(int c, int nh);
+void flash_attention_sizes(int b, int t, int c, int nh, size_t *state, size_t *workspace);
+void flash_attention_forward(gpu_ctx *g, float *out, float *state, const float *qkv, int b, int t,
+                             int c, int nh);
+void flash_attention_backward(gpu_ctx *g, float *dqkv, float *workspace, const float *dout,
+                              const float *qkv, const float *state, int b, int t, int c, int nh);
 
 /* gpu_device.cu: the synchronising part of the reductions. */
 xdt_status sync_ctx(gpu_ctx *c);

@@ -310,6 +310,7 @@ static const xdt_device_ops gpu_ops = {
     .adamw = op_adamw,
     .sum = op_sum,
     .sum_squares = op_sum_squares,
+    .attention_sizes = op_attention_sizes,
     .mem_info = gpu_mem_info,
     .gpu_stream = gpu_stream,
     .event_create = gpu_event_create,
@@ -345,6 +346,12 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
     {
         const char *env = getenv("XDT_CUDA_TF32");
         if (env && !strcmp(env, "1") && !c->bf16) c->tf32 = true;
+    }
+    c->flash = opts->flash_attention;
+    {
+        const char *env = getenv("XDT_GPU_ATTENTION");
+        if (env && !strcmp(env, "flash")) c->flash = true;
+        if (env && !strcmp(env, "explicit")) c->flash = false;
     }
 #if XDT_GPU_HAVE_BLAS
     if (!opts->tiled_gemm) {
@@ -394,7 +401,8 @@ extern "C" xdt_status XDT_GPU_CREATE(int index, const xdt_device_options *opts, 
     dev->ops = &gpu_ops;
     dev->ctx = c;
     snprintf(dev->name, sizeof dev->name, "%s", c->name);
-    xdt_log_debug("device %s: %s GEMM%s", c->name,
+    xdt_log_debug("device %s: %s attention, %s GEMM%s", c->name,
+                  c->flash ? "flash (heads <= 64 dims)" : "explicit",
                   c->blas_ok && (!c->bf16 || XDT_GPU_BLAS_BF16) ? XDT_GPU_BLAS_NAME
                                                                 : "tiled-kernel",
                   c->bf16                 ? ", bf16 products"

@@ -25,6 +25,7 @@
 #      steps after 3 warm-up steps) in fp32 (TF32 off, the default), tf32 and bf16, each beside
 #      the same model in PyTorch on the same GPU (bench/torch_gpt.py: TF32 off, TF32 on, bf16
 #      autocast), when a python3 with CUDA-enabled torch is found; prints xdt/PyTorch tokens/s
+#      (xdt in fp32 and bf16 also with --attention flash: XDT_GPU_ATTENTION=flash)
 #   5. with the time left, where a bf16 and an fp32 step spend it: xdt's ops timed by device
 #      events (bench_train_step --profile) beside PyTorch's kernels (torch_gpt.py --profile)
 # Environment: XDT_GPU_DEVICE (default cuda:0), XDT_GPU_BUILD, XDT_NVCC_ARCHS (default 80,90),
@@ -150,38 +151,44 @@ if [ ! -r "$TEXT" ]; then # any fixed English text will do: the repository's doc
     TEXT=$WORK/text.txt
     find docs README.md core devices -name '*.md' -o -name '*.c' | sort | xargs cat >"$TEXT"
 fi
-train() { # train DEVICE PRECISION METRICS: under the time left, 60 s at most
-    local t
-    t=$(limit 60 20) || { echo "out of time" >"$3.out"; return 1; }
+train() { # train DEVICE PRECISION METRICS [ARGS...]: under the time left, 60 s at most
+    local t dev=$1 p=$2 m=$3
+    shift 3
+    t=$(limit 60 20) || { echo "out of time" >"$m.out"; return 1; }
     timeout "$t" "$XDT" train --model configs/models/gpt-tiny.yaml --data "$TEXT" --steps 20 \
-        --batch 8 --seq 64 --seed 1337 --eval-every 0 --device "$1" --precision "$2" \
-        --metrics "$3" >"$3.out" 2>&1
+        --batch 8 --seq 64 --seed 1337 --eval-every 0 --device "$dev" --precision "$p" \
+        --metrics "$m" "$@" >"$m.out" 2>&1
 }
 losses() { grep -o '"loss":[^,}]*' "$1" | cut -d: -f2; }
-compare_losses() { # compare_losses PRECISION TOLERANCE
-    local p=$1 tol=$2 cpu=$WORK/cpu-$1.jsonl gpu=$WORK/gpu-$1.jsonl
-    echo "== 3. gpt-tiny, 20 steps, $p: --device cpu and --device $DEVICE"
-    limit 60 40 >/dev/null || { out_of_time "gpt-tiny $p"; return; }
-    if ! train cpu "$p" "$cpu" || ! train "$DEVICE" "$p" "$gpu"; then
+compare_losses() { # compare_losses PRECISION TOLERANCE [ATTENTION]
+    local p=$1 tol=$2 att=${3:-explicit} cpu=$WORK/cpu-$1.jsonl gpu=$WORK/gpu-$1-${3:-explicit}.jsonl
+    echo "== 3. gpt-tiny, 20 steps, $p: --device cpu and --device $DEVICE --attention $att"
+    limit 60 40 >/dev/null || { out_of_time "gpt-tiny $p $att"; return; }
+    local ok=1 # the CPU run of a precision serves both attentions
+    if [ ! -s "$cpu" ]; then train cpu "$p" "$cpu" || ok=0; fi
+    if [ $ok = 1 ]; then train "$DEVICE" "$p" "$gpu" --attention "$att" || ok=0; fi
+    if [ $ok = 0 ]; then
         cat "$cpu.out" "$gpu.out" >&2
         fail "xdt train --precision $p on cpu or $DEVICE failed"
         return
     fi
-    paste <(losses "$cpu") <(losses "$gpu") >"$WORK/losses-$p.txt"
+    local pair=$WORK/losses-$p-$att.txt
+    paste <(losses "$cpu") <(losses "$gpu") >"$pair"
     awk 'BEGIN { printf "  %4s  %12s  %12s  %10s\n", "step", "cpu loss", "gpu loss", "rel diff" }
          { d = $1 - $2; if (d < 0) d = -d; r = d / ($1 < 0 ? -$1 : $1);
-           printf "  %4d  %12.6f  %12.6f  %10.2e\n", NR, $1, $2, r }' "$WORK/losses-$p.txt"
+           printf "  %4d  %12.6f  %12.6f  %10.2e\n", NR, $1, $2, r }' "$pair"
     local n maxrel
-    n=$(wc -l <"$WORK/losses-$p.txt")
+    n=$(wc -l <"$pair")
     maxrel=$(awk '{ d = $1 - $2; if (d < 0) d = -d; r = d / ($1 < 0 ? -$1 : $1); if (r > m) m = r }
-                  END { printf "%.3e", m }' "$WORK/losses-$p.txt")
+                  END { printf "%.3e", m }' "$pair")
     if [ "$n" -eq 20 ] && awk -v m="$maxrel" -v t="$tol" 'BEGIN { exit !(m <= t) }'; then
-        note "gpt-tiny $p, cpu vs $DEVICE: 20 steps, max relative loss difference $maxrel (<= $tol)"
+        note "gpt-tiny $p $att attention, cpu vs $DEVICE: 20 steps, max relative loss difference $maxrel (<= $tol)"
     else
-        fail "gpt-tiny $p, cpu vs $DEVICE: $n steps, max relative loss difference $maxrel (> $tol)"
+        fail "gpt-tiny $p $att attention, cpu vs $DEVICE: $n steps, max relative loss difference $maxrel (> $tol)"
     fi
 }
 compare_losses fp32 1e-4
+compare_losses fp32 1e-4 flash
 # bf16: both round GEMM inputs alike; the GPU's attention products are bf16 too, the CPU's fp32
 compare_losses bf16 1e-3
 
@@ -196,20 +203,27 @@ done
 [ -n "$PY" ] || note "no PyTorch with CUDA found: xdt is timed without its peer"
 field() { echo "$1" | grep -o "\"$2\":[^,}]*" | cut -d: -f2 | tr -d '" '; }
 measured=0
-bench() { # bench PRECISION: xdt, then PyTorch, on the same GPU
-    local p=$1 out peer ratio t
-    t=$(limit 90 40) || { out_of_time "xdt gpt2-124M step ($p)"; return; }
-    out=$(timeout "$t" "$BENCH" configs/models/gpt2-124M.yaml 8 1024 "$(nproc)" 10 3 "$DEVICE" \
-        "$p" 2>"$WORK/bench.err") || {
+xdt_step() { # xdt_step PRECISION ATTENTION: one bench_train_step run; its JSON line in $out
+    local p=$1 att=$2 t
+    t=$(limit 90 40) || { out_of_time "xdt gpt2-124M step ($p, $att attention)"; return 1; }
+    out=$(XDT_GPU_ATTENTION=$att timeout "$t" "$BENCH" configs/models/gpt2-124M.yaml 8 1024 \
+        "$(nproc)" 10 3 "$DEVICE" "$p" 2>"$WORK/bench.err") || {
         cat "$WORK/bench.err" >&2
-        fail "xdt gpt2-124M step ($p) failed"
-        return
+        fail "xdt gpt2-124M step ($p, $att attention) failed"
+        return 1
     }
     measured=$((measured + 1))
     echo "  $out"
-    note "$(printf 'xdt gpt2-124M B=8 T=1024 %s %s: %.1f ms/step, %.0f tokens/s, %.1f TFLOP/s' \
-        "$DEVICE" "$p" "$(field "$out" ms_per_step)" "$(field "$out" tokens_per_s)" \
-        "$(awk -v g="$(field "$out" gflops)" 'BEGIN{print g/1000}')")"
+    note "$(printf 'xdt gpt2-124M B=8 T=1024 %s %s, %s attention: %.1f ms/step, %.0f tokens/s, %.1f TFLOP/s, peak RSS %.0f MiB' \
+        "$DEVICE" "$p" "$att" "$(field "$out" ms_per_step)" "$(field "$out" tokens_per_s)" \
+        "$(awk -v g="$(field "$out" gflops)" 'BEGIN{print g/1000}')" "$(field "$out" peak_rss_mib)")"
+}
+bench() { # bench PRECISION: xdt (explicit, then flash attention) and PyTorch on the same GPU
+    local p=$1 peer ratio t out="" flash_out=""
+    xdt_step "$p" explicit || out=""
+    local explicit_out=$out
+    out=""
+    if [ "$p" != tf32 ]; then xdt_step "$p" flash && flash_out=$out; fi
     [ -n "$PY" ] || return
     t=$(limit 90 40) || { out_of_time "PyTorch gpt2-124M step ($p)"; return; }
     local gpu_index=${DEVICE#cuda}
@@ -221,11 +235,15 @@ bench() { # bench PRECISION: xdt, then PyTorch, on the same GPU
         return
     }
     echo "  $peer"
-    ratio=$(awk -v a="$(field "$out" tokens_per_s)" -v b="$(field "$peer" tokens_per_s)" \
-        'BEGIN { printf "%.2f", a / b }')
-    note "$(printf 'PyTorch %s gpt2-124M B=8 T=1024 %s: %.1f ms/step, %.0f tokens/s (attention %s); xdt/PyTorch tokens/s %s' \
-        "$(field "$peer" torch)" "$p" "$(field "$peer" ms_per_step)" \
-        "$(field "$peer" tokens_per_s)" "$(field "$peer" attention)" "$ratio")"
+    for pair in "explicit:$explicit_out" "flash:$flash_out"; do
+        local att=${pair%%:*} mine=${pair#*:}
+        [ -n "$mine" ] || continue
+        ratio=$(awk -v a="$(field "$mine" tokens_per_s)" -v b="$(field "$peer" tokens_per_s)" \
+            'BEGIN { printf "%.2f", a / b }')
+        note "$(printf 'PyTorch %s gpt2-124M B=8 T=1024 %s: %.1f ms/step, %.0f tokens/s (attention %s); xdt (%s attention)/PyTorch tokens/s %s' \
+            "$(field "$peer" torch)" "$p" "$(field "$peer" ms_per_step)" \
+            "$(field "$peer" tokens_per_s)" "$(field "$peer" attention)" "$att" "$ratio")"
+    done
 }
 for p in fp32 tf32 bf16; do bench $p; done
 [ $measured -gt 0 ] || fail "no gpt2-124M step was measured"
@@ -233,12 +251,12 @@ for p in fp32 tf32 bf16; do bench $p; done
 # 5. where the step's time goes, with the time left: xdt's ops (bench_train_step --profile) and
 # PyTorch's kernels (torch.profiler), bf16 first (the mode furthest from its peer, if any)
 echo "== 5. profiles of the gpt2-124M step (time left permitting)"
-profile() { # profile PRECISION
-    local p=$1 t
-    t=$(limit 60 30) || { note "profile $p: not run (time)"; return; }
-    timeout "$t" "$BENCH" --profile configs/models/gpt2-124M.yaml 8 1024 "$(nproc)" 2 1 \
-        "$DEVICE" "$p" 2>&1 | tail -n +2 || note "xdt profile $p failed"
-    [ -n "$PY" ] || return
+profile() { # profile PRECISION [ATTENTION]: xdt's ops, then (explicit only) PyTorch's kernels
+    local p=$1 att=${2:-explicit} t
+    t=$(limit 60 30) || { note "profile $p $att: not run (time)"; return; }
+    XDT_GPU_ATTENTION=$att timeout "$t" "$BENCH" --profile configs/models/gpt2-124M.yaml 8 1024 \
+        "$(nproc)" 2 1 "$DEVICE" "$p" 2>&1 | tail -n +2 || note "xdt profile $p $att failed"
+    [ -n "$PY" ] && [ "$att" = explicit ] || return
     t=$(limit 60 30) || { note "PyTorch profile $p: not run (time)"; return; }
     local gpu_index=${DEVICE#cuda}
     gpu_index=${gpu_index#:}
@@ -246,7 +264,9 @@ profile() { # profile PRECISION
         "$(nproc)" 1 1 "cuda:${gpu_index:-0}" "$p" 2>&1 | tail -n +2 ||
         note "PyTorch profile $p failed"
 }
-for p in bf16 fp32; do profile $p; done
+profile bf16
+profile bf16 flash
+profile fp32
 
 echo
 echo "== summary ($(elapsed))"

@@ -145,8 +145,13 @@ static void test_gemm_case(env *e, bool ta, bool tb, int m, int n, int k, float 
     } else {
         xdt_device_gemm_batched(e->cpu, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c,
                                 ldc, sc, batch);
-        GPU(e, gemm_strided_batched, ta, tb, m, n, k, alpha, da, lda, sa, db, ldb, sb, beta, dc,
-            ldc, sc, batch);
+        /* a GPU backend has its own batched GEMM (a device without one fails here, not
+         * with a crash) */
+        CHECK_MSG(e->gpu->ops->gemm_strided_batched, "%s has no gemm_strided_batched",
+                  e->gpu->name);
+        if (e->gpu->ops->gemm_strided_batched)
+            GPU(e, gemm_strided_batched, ta, tb, m, n, k, alpha, da, lda, sa, db, ldb, sb, beta, dc,
+                ldc, sc, batch);
     }
     char what[96];
     snprintf(what, sizeof what, "gemm%s %c%c %dx%dx%d beta=%g", batch > 1 ? " batched" : "",
@@ -259,23 +264,36 @@ static void test_layernorm_case(env *e, int n, int c, bool accumulate) {
     HFREE(inp, w, b, out, mean, rstd, dout, dinp, dw, db);
 }
 
+/* Attention forward and backward against the CPU. A GPU that keeps the probabilities (the
+ * explicit path) must match the CPU's and takes the CPU's for the backward; one that keeps less
+ * (flash) must say so through attention_sizes and runs its backward from its own forward. */
 static void test_attention_case(env *e, int b, int t, int c, int nh) {
     const size_t n3 = (size_t)b * t * 3 * c, nc = (size_t)b * t * c;
     const size_t na = (size_t)b * nh * t * t;
+    size_t ns = 0, nw = 0; /* the GPU's state and workspace */
+    xdt_device_attention_sizes(e->gpu, b, t, c, nh, &ns, &nw);
+    const bool probabilities = ns == na;
     float *qkv = host_rand(e, n3, 1), *out = malloc(nc * 4), *att = malloc(na * 4);
-    float *d_qkv = up(e, qkv, n3 * 4), *d_out = up_fill(e, nc, NAN), *d_att = up_fill(e, na, NAN);
+    float *d_qkv = up(e, qkv, n3 * 4), *d_out = up_fill(e, nc, NAN), *d_att = up_fill(e, ns, NAN);
     CPU(e, attention_forward, out, att, qkv, b, t, c, nh);
     GPU(e, attention_forward, d_out, d_att, d_qkv, b, t, c, nh);
-    char what[96];
-    snprintf(what, sizeof what, "attention_forward b%d t%d c%d nh%d: out", b, t, c, nh);
+    char what[112];
+    snprintf(what, sizeof what, "attention_forward b%d t%d c%d nh%d%s: out", b, t, c, nh,
+             probabilities ? "" : " (flash)");
     expect_close(e, what, d_out, out, nc, e->attn_tol);
-    expect_close(e, "attention_forward: att (probabilities)", d_att, att, na, e->attn_tol);
+    if (probabilities)
+        expect_close(e, "attention_forward: att (probabilities)", d_att, att, na, e->attn_tol);
+    else
+        CHECK_MSG(ns < na && nw < na, "flash attention keeps %zu + %zu floats, not under %zu", ns,
+                  nw, na);
     float *dout = host_rand(e, nc, 1), *dqkv = malloc(n3 * 4), *ws = malloc(na * 4);
-    float *d_dout = up(e, dout, nc * 4), *d_dqkv = up_fill(e, n3, NAN), *d_ws = up_fill(e, na, NAN);
-    e->gpu->ops->copy(e->gpu->ctx, d_att, att, na * 4, XDT_COPY_HOST_TO_DEVICE);
+    float *d_dout = up(e, dout, nc * 4), *d_dqkv = up_fill(e, n3, NAN), *d_ws = up_fill(e, nw, NAN);
+    if (probabilities) e->gpu->ops->copy(e->gpu->ctx, d_att, att, na * 4, XDT_COPY_HOST_TO_DEVICE);
     CPU(e, attention_backward, dqkv, ws, dout, qkv, att, b, t, c, nh);
     GPU(e, attention_backward, d_dqkv, d_ws, d_dout, d_qkv, d_att, b, t, c, nh);
-    expect_close(e, "attention_backward: dqkv", d_dqkv, dqkv, n3, e->attn_tol);
+    snprintf(what, sizeof what, "attention_backward b%d t%d c%d nh%d%s: dqkv", b, t, c, nh,
+             probabilities ? "" : " (flash)");
+    expect_close(e, what, d_dqkv, dqkv, n3, e->attn_tol);
     DFREE(e, d_qkv, d_out, d_att, d_dout, d_dqkv, d_ws);
     HFREE(qkv, out, att, dout, dqkv, ws);
 }
@@ -284,6 +302,30 @@ static void test_attention(env *e) {
     test_attention_case(e, 2, 37, 48, 4);  /* batched over heads */
     test_attention_case(e, 3, 64, 64, 2);  /* batched over the batch */
     test_attention_case(e, 1, 130, 96, 3); /* hs 32, t over two of the CPU's row blocks */
+}
+
+/* The fused attention: the shapes above, a head of 64 dims (the most it takes) over tiles that
+ * end mid-way, a head of 6 (dims not a multiple of 4), and a head of 80, which takes the
+ * explicit path (its state must then be the probabilities). */
+static void test_flash_attention(env *e, const char *name) {
+    xdt_device_options of = {.flash_attention = true};
+    xdt_device *flash = NULL;
+    if (OPEN_DEVICE(name, &of, &flash) != XDT_OK) {
+        CHECK_MSG(0, "cannot open %s with flash attention", name);
+        return;
+    }
+    printf("device %s with flash attention\n", name);
+    env ef = *e;
+    ef.gpu = flash;
+    test_attention(&ef);
+    test_attention_case(&ef, 2, 70, 128, 2);
+    test_attention_case(&ef, 1, 33, 18, 3);
+    size_t ns = 0, nw = 0;
+    xdt_device_attention_sizes(flash, 1, 20, 160, 2, &ns, &nw);
+    CHECK_MSG(ns == (size_t)2 * 20 * 20 && nw == ns, "a head of 80 keeps the probabilities");
+    test_attention_case(&ef, 1, 20, 160, 2);
+    e->rng = ef.rng;
+    xdt_device_destroy(flash);
 }
 
 static void test_elementwise(env *e) {
@@ -618,6 +660,7 @@ int main(void) {
     test_reductions(&e);
     test_memory_and_errors(&e);
     test_tf32(&e, name);
+    test_flash_attention(&e, name);
     xdt_device_destroy(e.gpu);
     test_bf16(&e, name, false);
 

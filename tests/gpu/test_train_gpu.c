@@ -4,7 +4,8 @@
  * relative in fp32 and 1e-3 with the bf16 GEMM precision, and the final parameters to 1e-4
  * (fp32, normalised). Where test_device_ops checks each op alone, this checks them in the
  * sequence a step runs them: workspaces shared between ops, the embedding backward's host round
- * trip, the optimizer over one parameter allocation, errors surfacing at sync.
+ * trip, the optimizer over one parameter allocation, errors surfacing at sync. The fp32 run is
+ * repeated with the GPU's fused (flash) attention, whose state the stage sizes from the device.
  *
  * The device is XDT_TEST_GPU when set, else cuda:0, else hip:0; without one it exits 77. Built
  * with XDT_TEST_EMU, it runs the backend's sources under the CPU emulation (gpu_emu.h). */
@@ -52,8 +53,9 @@ static xdt_status open_gpu(const xdt_device_options *o, xdt_device **out) {
 }
 
 static xdt_status trainer_open(trainer *tr, const xdt_model_config *cfg, bool gpu,
-                               xdt_precision precision) {
-    const xdt_device_options o = {.threads = 2, .gemm_precision = precision};
+                               xdt_precision precision, bool flash) {
+    const xdt_device_options o = {
+        .threads = 2, .gemm_precision = precision, .flash_attention = flash};
     xdt_status st = gpu ? open_gpu(&o, &tr->dev) : xdt_device_create("cpu", &o, &tr->dev);
     if (st) return st;
     const xdt_optim_config oc = {.lr = 3e-3f,
@@ -108,10 +110,10 @@ static float *params_of(trainer *tr, size_t *n) {
 }
 
 /* Trains on both devices (the GPU known to open). */
-static void compare(const xdt_model_config *cfg, xdt_precision precision, double tol) {
+static void compare(const xdt_model_config *cfg, xdt_precision precision, bool flash, double tol) {
     trainer cpu = {0}, gpu = {0};
-    const bool opened = trainer_open(&gpu, cfg, true, precision) == XDT_OK &&
-                        trainer_open(&cpu, cfg, false, precision) == XDT_OK;
+    const bool opened = trainer_open(&gpu, cfg, true, precision, flash) == XDT_OK &&
+                        trainer_open(&cpu, cfg, false, precision, false) == XDT_OK;
     CHECK_MSG(opened, "cannot build the model and optimizer on both devices (%s)",
               xdt_precision_name(precision));
     if (!opened) {
@@ -119,7 +121,8 @@ static void compare(const xdt_model_config *cfg, xdt_precision precision, double
         trainer_close(&gpu);
         return;
     }
-    printf("%s against cpu, GEMM precision %s\n", gpu.dev->name, xdt_precision_name(precision));
+    printf("%s against cpu, GEMM precision %s%s\n", gpu.dev->name, xdt_precision_name(precision),
+           flash ? ", flash attention" : "");
     xdt_rng rng;
     xdt_rng_seed(&rng, 99, 0);
     int32_t tokens[B * T], targets[B * T];
@@ -185,7 +188,8 @@ int main(void) {
         return 77;
     }
     xdt_device_destroy(probe);
-    compare(&cfg, XDT_PRECISION_FP32, 1e-4);
-    compare(&cfg, XDT_PRECISION_BF16, 1e-3);
+    compare(&cfg, XDT_PRECISION_FP32, false, 1e-4);
+    compare(&cfg, XDT_PRECISION_BF16, false, 1e-3);
+    compare(&cfg, XDT_PRECISION_FP32, true, 1e-4);
     return test_exit_code("test_train_gpu");
 }
