@@ -35,6 +35,15 @@ typedef struct xdt_unit_info {
     size_t retained_bytes; /* activation bytes kept from forward to backward */
 } xdt_unit_info;
 
+/* Heads of up to this many dims take the GPU backends' fused attention when asked
+ * (devices/cuda/gpu_flash_attention.cu's kHeadMax; test_device_ops checks the two agree). */
+#define XDT_FUSED_ATTENTION_HEAD_MAX 64
+
+/* Floats one block keeps for its attention's backward per microbatch of b x t: the probabilities
+ * (b nh t t), or with `fused` (a GPU's flash attention, heads up to
+ * XDT_FUSED_ATTENTION_HEAD_MAX) the rows' log-sum-exp and a copy of the output (b nh t + b t c). */
+size_t xdt_gpt_attention_state_floats(const xdt_model_config *cfg, int b, int t, bool fused);
+
 /* The parameter tensors, by role; llm.c's file order follows this enum. */
 typedef enum xdt_param_role {
     XDT_P_WTE = 0,

@@ -67,11 +67,18 @@ int xdt_gpt_unit_tensors(const xdt_model_config *cfg, int unit, bool with_lm_hea
     return n;
 }
 
+size_t xdt_gpt_attention_state_floats(const xdt_model_config *cfg, int b, int t, bool fused) {
+    const size_t nh = (size_t)cfg->n_head, c = (size_t)cfg->n_embd;
+    if (fused && cfg->n_head > 0 && c / nh <= XDT_FUSED_ATTENTION_HEAD_MAX)
+        return (size_t)b * nh * t + (size_t)b * t * c;
+    return (size_t)b * nh * t * t;
+}
+
 size_t xdt_gpt_block_retained_floats(const xdt_model_config *cfg, int b, int t) {
     const size_t N = (size_t)b * t, C = (size_t)cfg->n_embd;
     /* ln1, qkv(3), atty, res2, ln2, fch(4), fch_gelu(4), out: 16 x NC; 4 row statistics; the
      * attention probabilities B x NH x T x T */
-    return 16 * N * C + 4 * N + (size_t)b * cfg->n_head * t * t;
+    return 16 * N * C + 4 * N + xdt_gpt_attention_state_floats(cfg, b, t, false);
 }
 
 void xdt_gpt_unit_info(const xdt_model_config *cfg, int unit, int b, int t, xdt_unit_info *out) {

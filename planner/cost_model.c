@@ -38,9 +38,16 @@ void xdt_stage_cost_estimate(const xdt_model_config *cfg, int first, int last, i
     const xdt_profile *prof = params ? params->profile : NULL;
     if (prof && (strcmp(prof->device_type, d->name) || !xdt_profile_matches(prof, cfg, t)))
         prof = NULL;
+    /* what a block keeps less of when its attention runs fused on this device */
+    const bool fused = params && params->fused_attention && d->backend != XDT_BACKEND_CPU;
+    const size_t att_saved = fused ? (xdt_gpt_attention_state_floats(cfg, b, t, false) -
+                                      xdt_gpt_attention_state_floats(cfg, b, t, true)) *
+                                         sizeof(float)
+                                   : 0;
     for (int u = first; u <= last; u++) {
         xdt_unit_info info;
         xdt_gpt_unit_info(cfg, u, b, t, &info);
+        if (info.kind == XDT_UNIT_BLOCK) info.retained_bytes -= att_saved;
         double p = (double)info.params + (u == head && first > 0 ? (double)info.tied_params : 0);
         c.params += p;
         if (prof) {

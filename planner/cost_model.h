@@ -26,6 +26,9 @@ typedef struct xdt_cost_params {
     /* measured unit times used instead of the roofline where they apply (see above), or NULL;
      * not owned */
     const struct xdt_profile *profile;
+    /* GPU ranks run attention fused (flash): their blocks keep per-row statistics, not the
+     * t x t probabilities (xdt_gpt_attention_state_floats); CPU ranks keep the probabilities */
+    bool fused_attention;
 } xdt_cost_params;
 
 typedef struct xdt_stage_cost {

@@ -349,6 +349,14 @@ xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
                       path);
         goto out;
     }
+    const cJSON *attention = cJSON_GetObjectItemCaseSensitive(root, "attention");
+    if (attention && (!cJSON_IsString(attention) || (strcmp(attention->valuestring, "explicit") &&
+                                                     strcmp(attention->valuestring, "flash")))) {
+        st = xdt_fail(XDT_ERR_FORMAT, "%s: field 'attention' must be \"explicit\" or \"flash\"",
+                      path);
+        goto out;
+    }
+    p.fused_attention = attention && !strcmp(attention->valuestring, "flash");
     p.replicas = cJSON_GetArraySize(reps);
     p.ranks = cJSON_GetArraySize(stages);
     p.stages = p.replicas > 0 ? p.ranks / p.replicas : 0;

@@ -7,6 +7,9 @@
  *    "global_batch": N, "seq": T, "microbatch": b,
  *    "precision": "fp32"|"tf32"|"bf16": the GEMM precision the costs assume and the workers
  *                 open their devices with (optional; absent means fp32),
+ *    "attention": "explicit"|"flash": how GPU ranks run attention (flash: fused kernels that keep
+ *                 per-row statistics, not the t x t probabilities), which the memory figures
+ *                 assume (optional; absent means explicit),
  *    "schedule": {"kind": "gpipe"|"1f1b"|"interleaved"|"xdc"|"custom", "microbatches": M (all
  *                 replicas), "chunks": V, "extra": [xdc extra warm-up per pipeline rank]},
  *    "replicas": [{"microbatches": M_d, "ranks": [global ranks d*P .. d*P+P-1]}],
@@ -67,6 +70,7 @@ typedef struct xdt_loaded_plan {
     xdt_model_config model;
     int global_batch, seq, microbatch;
     xdt_precision precision;             /* GEMM precision */
+    bool fused_attention;                /* "attention": "flash" (GPU ranks) */
     int stages, chunks, replicas, ranks; /* P, V, D, R = D x P */
     xdt_schedule_kind kind;
     int *replica_microbatches; /* D */

@@ -36,6 +36,7 @@ static cJSON *build(const xdt_solver_input *in, const xdt_solution *s, const xdt
     cJSON_AddNumberToObject(root, "seq", in->seq);
     cJSON_AddNumberToObject(root, "microbatch", s->microbatch);
     cJSON_AddStringToObject(root, "precision", xdt_precision_name(in->cost.dtype));
+    cJSON_AddStringToObject(root, "attention", in->cost.fused_attention ? "flash" : "explicit");
     cJSON *sc = cJSON_AddObjectToObject(root, "schedule");
     cJSON_AddStringToObject(sc, "kind", xdt_schedule_kind_name(s->kind));
     cJSON_AddNumberToObject(sc, "microbatches", s->microbatches);

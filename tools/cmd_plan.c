@@ -17,6 +17,7 @@
 
 typedef struct plan_args {
     const char *cluster, *model, *out, *catalog, *codec, *profile, *search, *precision;
+    const char *attention;
     int global_batch, microbatch, seq, schedule, max_replicas, stages, replicas, split;
 } plan_args;
 
@@ -24,10 +25,11 @@ static void print_plan(const xdt_topology *t, const xdt_model_config *cfg,
                        const xdt_solver_input *in, const xdt_solution *s) {
     const int P = s->stages, V = s->chunks;
     printf("plan for %s on %s: %d replica%s x %d stages%s, microbatch %d, %d microbatches, %s, "
-           "%s GEMMs\n",
+           "%s GEMMs%s\n",
            cfg->name, t->name, s->replicas, s->replicas == 1 ? "" : "s", P,
            V > 1 ? " (2 chunks each)" : "", s->microbatch, s->microbatches,
-           xdt_schedule_kind_name(s->kind), xdt_precision_name(in->cost.dtype));
+           xdt_schedule_kind_name(s->kind), xdt_precision_name(in->cost.dtype),
+           in->cost.fused_attention ? ", flash attention on GPUs" : "");
     printf("%-5s %-5s %-10s %-12s %-10s %-9s %-16s %-16s %s\n", "rank", "repl", "site", "node",
            "device", "units", "memory GiB", "compute ms", "link codec");
     int skipped = 0;
@@ -88,8 +90,11 @@ static void print_plan(const xdt_topology *t, const xdt_model_config *cfg,
 }
 
 int xdt_cmd_plan(int argc, char **argv) {
-    plan_args a = {
-        .catalog = "configs/devices.yaml", .codec = "auto", .search = "auto", .precision = "auto"};
+    plan_args a = {.catalog = "configs/devices.yaml",
+                   .codec = "auto",
+                   .search = "auto",
+                   .precision = "auto",
+                   .attention = "explicit"};
     xdt_cli_opt opts[] = {
         XDT_OPT_REQUIRED("cluster", &a.cluster, "C.yaml", "cluster file"),
         XDT_OPT_REQUIRED("model", &a.model, "M.yaml", "model config"),
@@ -118,6 +123,10 @@ int xdt_cmd_plan(int argc, char **argv) {
         XDT_OPT_STRING("precision", &a.precision, "auto|fp32|tf32|bf16",
                        "GEMM precision the devices compute in; auto: bf16 when every rank is a "
                        "GPU, fp32 when CPU ranks take part [auto]"),
+        XDT_OPT_STRING("attention", &a.attention, "explicit|flash",
+                       "how GPU ranks run attention: keeping the t x t probabilities, or fused "
+                       "kernels keeping per-row statistics (long sequences; heads <= 64 dims); "
+                       "the memory figures follow [explicit]"),
         XDT_OPT_STRING("o", &a.out, "plan.json", "write the plan"),
     };
     opts[2].required = true;
@@ -152,6 +161,10 @@ int xdt_cmd_plan(int argc, char **argv) {
         xdt_log_error("xdt plan: --precision %s: expected auto, fp32, tf32 or bf16", a.precision);
         return 2;
     }
+    if (strcmp(a.attention, "explicit") && strcmp(a.attention, "flash")) {
+        xdt_log_error("xdt plan: --attention %s: expected explicit or flash", a.attention);
+        return 2;
+    }
     xdt_device_catalog cat;
     xdt_topology topo;
     xdt_model_config cfg;
@@ -172,7 +185,9 @@ int xdt_cmd_plan(int argc, char **argv) {
                            .replicas = a.replicas,
                            .even_split = a.split == 1,
                            .search = search,
-                           .cost = {.dtype = XDT_PRECISION_BF16, .efficiency = 0.5}};
+                           .cost = {.dtype = XDT_PRECISION_BF16,
+                                    .efficiency = 0.5,
+                                    .fused_attention = !strcmp(a.attention, "flash")}};
     int rc = 1;
     xdt_profile prof;
     bool have_profile = false;

@@ -91,6 +91,7 @@ static xdt_status setup(worker_run *w) {
     }
     xdt_device_options dopts = {.threads = threads};
     dopts.gemm_precision = p->precision; /* the plan's */
+    dopts.flash_attention = p->fused_attention;
     if (dopts.gemm_precision != XDT_PRECISION_FP32 && rank == 0)
         xdt_log_info("the plan's GEMMs compute in %s", xdt_precision_name(dopts.gemm_precision));
     w->oc = xdt_train_hparams_optim(&a->h);

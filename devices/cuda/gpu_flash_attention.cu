@@ -20,7 +20,7 @@
 
 namespace XDT_GPU_NS {
 
-constexpr int kHeadMax = 64;
+constexpr int kHeadMax = 64; /* = XDT_FUSED_ATTENTION_HEAD_MAX (core/gpt.h; test_device_ops) */
 constexpr int kPad = kHeadMax + 1; /* shared rows padded against bank conflicts */
 constexpr int kThreads = 128;
 constexpr int kRows = 32;           /* rows owned per block, four threads each */

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/float_bits.h"
+#include "core/gpt.h"
 #include "core/rng.h"
 #include "devices/device.h"
 #include "tests/unit/test_util.h"
@@ -323,6 +324,16 @@ static void test_flash_attention(env *e, const char *name) {
     size_t ns = 0, nw = 0;
     xdt_device_attention_sizes(flash, 1, 20, 160, 2, &ns, &nw);
     CHECK_MSG(ns == (size_t)2 * 20 * 20 && nw == ns, "a head of 80 keeps the probabilities");
+    /* the planner's and the stage's figure (core/gpt.h) is the device's, at the widest head the
+     * fused kernels take and one wider */
+    const int heads[2][2] = {{128, 2}, {160, 2}}; /* c, nh: 64 and 80 dims */
+    for (int i = 0; i < 2; i++) {
+        const xdt_model_config m = {.n_embd = heads[i][0], .n_head = heads[i][1]};
+        xdt_device_attention_sizes(flash, 3, 50, m.n_embd, m.n_head, &ns, &nw);
+        CHECK_MSG(ns == xdt_gpt_attention_state_floats(&m, 3, 50, true),
+                  "head of %d dims: the device keeps %zu floats, core/gpt.h says %zu",
+                  m.n_embd / m.n_head, ns, xdt_gpt_attention_state_floats(&m, 3, 50, true));
+    }
     test_attention_case(&ef, 1, 20, 160, 2);
     e->rng = ef.rng;
     xdt_device_destroy(flash);

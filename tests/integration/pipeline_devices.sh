@@ -4,16 +4,20 @@
 # backend and device; where cuda:0 cannot be opened (no GPU, or no CUDA backend in this build),
 # the worker of the CUDA rank fails with one error line naming its rank and device. NCCL
 # asked for a group of CPU ranks is refused, naming why; a bad --allreduce is a usage error.
+# A plan with --attention flash records it and counts less activation memory on the GPU rank.
 # A worker's --device replaces its planned device within the same backend only.
 # (tests/integration/pipeline_gpu.sh runs such plans on the GPU machine.)
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
 "$XDT" worker --help 2>/dev/null | grep -q -- --allreduce || { echo "skip: no worker --allreduce"; exit 77; }
 tiny_model "$WORK/model.yaml" 4
-plan() { # plan CLUSTER OUT STAGES REPLICAS
-    "$XDT" plan --cluster "$1" --catalog "$ROOT/configs/devices.yaml" --model "$WORK/model.yaml" \
-        --global-batch 4 --seq 32 --microbatch 1 --stages "$3" --replicas "$4" --schedule 1f1b \
-        --codec none --split even -o "$2" >"$2.txt" 2>&1
+plan() { # plan CLUSTER OUT STAGES REPLICAS [ARGS...]
+    local cluster=$1 out=$2 stages=$3 replicas=$4
+    shift 4
+    "$XDT" plan --cluster "$cluster" --catalog "$ROOT/configs/devices.yaml" \
+        --model "$WORK/model.yaml" --global-batch 4 --seq 32 --microbatch 1 --stages "$stages" \
+        --replicas "$replicas" --schedule 1f1b --codec none --split even -o "$out" "$@" \
+        >"$out.txt" 2>&1
 }
 RUN=(--data "$TEXT" --steps 2 --threads 1 --no-emulate-wan --timeout 3)
 
@@ -26,6 +30,23 @@ kinds = sorted((s['backend'], s['device'], s['device_type']) for s in st)
 assert kinds == [('cpu', 0, 'cpu'), ('cuda', 0, 'H100-SXM')], kinds
 print([s['rank'] for s in st if s['backend'] == 'cuda'][0])" "$WORK/mixed.json" 2>"$WORK/kinds.err")
 check "the mixed plan has one cpu:0 rank and one cuda:0 rank" test -n "$CUDA_RANK"
+
+# 1b. --attention flash: recorded in plan.json; the CUDA stage's memory figure falls by what its
+# blocks no longer keep (the t x t probabilities), the CPU stage's stays (the CPU keeps them)
+check "plan with --attention flash" plan "$ROOT/configs/clusters/local-cpu-cuda.yaml" \
+    "$WORK/flash.json" 2 1 --attention flash
+check "plan.json records the flash attention" python3 -c "
+import json, sys
+e, f = (json.load(open(p)) for p in sys.argv[1:3])
+assert e['attention'] == 'explicit' and f['attention'] == 'flash', (e['attention'], f['attention'])
+act = lambda plan, b: [s['chunks'][0]['activation_bytes'] for s in plan['stages'] if s['backend'] == b][0]
+assert act(f, 'cuda') < act(e, 'cuda'), (act(f, 'cuda'), act(e, 'cuda'))
+assert act(f, 'cpu') == act(e, 'cpu'), (act(f, 'cpu'), act(e, 'cpu'))" "$WORK/mixed.json" "$WORK/flash.json"
+expect_error "--attention sparse: expected explicit or flash" "$XDT" plan \
+    --cluster "$ROOT/configs/clusters/local-cpu-cuda.yaml" --catalog "$ROOT/configs/devices.yaml" \
+    --model "$WORK/model.yaml" --global-batch 4 --attention sparse
+sed 's/"attention":[[:space:]]*"flash"/"attention": "sparse"/' "$WORK/flash.json" >"$WORK/bad-att.json"
+expect_error "bad-att.json: field 'attention' must be" "$XDT" simulate "$WORK/bad-att.json"
 
 # 2. a CUDA rank where cuda:0 cannot be opened: one line naming the rank and the device
 if "$XDT" train --model "$WORK/model.yaml" --device cuda:0 --data "$TEXT" --steps 1 --batch 2 \

@@ -39,6 +39,32 @@ int main(void) {
     CHECK(whole.boundary_bytes == 0); /* the last stage sends nothing onward */
     CHECK(params > 124e6 && params < 125e6);
 
+    /* fused attention: each block keeps its rows' statistics, not the t x t probabilities, on
+     * a GPU; a CPU keeps them */
+    xdt_cost_params fused = bf16;
+    fused.fused_attention = true;
+    xdt_stage_cost whole_f, cpu_e, cpu_f;
+    xdt_stage_cost_estimate(&cfg, 0, L + 1, 8, 1024, 2, h100, 1, &fused, &whole_f);
+    const double saved = 4.0 * ((double)xdt_gpt_attention_state_floats(&cfg, 8, 1024, false) -
+                                (double)xdt_gpt_attention_state_floats(&cfg, 8, 1024, true));
+    CHECK(saved == 4.0 * (8.0 * 12 * 1024 * 1024 - (8.0 * 12 * 1024 + 8.0 * 1024 * 768)));
+    CHECK_MSG(fabs(w2.memory_bytes - whole_f.memory_bytes - 2 * L * saved) < 1,
+              "fused saves %.0f bytes, want %.0f", w2.memory_bytes - whole_f.memory_bytes,
+              2 * L * saved);
+    CHECK(whole_f.params == w2.params);
+    const xdt_device_type *cpu = xdt_device_catalog_find(&cat, "cpu");
+    CHECK(cpu != NULL);
+    if (cpu) {
+        xdt_stage_cost_estimate(&cfg, 1, L, 8, 1024, 1, cpu, 1, &bf16, &cpu_e);
+        xdt_stage_cost_estimate(&cfg, 1, L, 8, 1024, 1, cpu, 1, &fused, &cpu_f);
+        CHECK(cpu_e.memory_bytes == cpu_f.memory_bytes);
+    }
+    /* heads wider than the fused kernels take keep the probabilities */
+    xdt_model_config wide = cfg;
+    wide.n_head = 6; /* 128-dim heads */
+    CHECK(xdt_gpt_attention_state_floats(&wide, 2, 64, true) ==
+          xdt_gpt_attention_state_floats(&wide, 2, 64, false));
+
     /* a head stage apart from the embedding holds the tied copy */
     xdt_stage_cost head;
     xdt_stage_cost_estimate(&cfg, L, L + 1, 8, 1024, 1, h100, 1, &bf16, &head);
