@@ -41,7 +41,7 @@ typedef struct xdt_unit_info {
 
 /* Floats one block keeps for its attention's backward per microbatch of b x t: the probabilities
  * (b nh t t), or with `fused` (a GPU's flash attention, heads up to
- * XDT_FUSED_ATTENTION_HEAD_MAX) the rows' log-sum-exp and a copy of the output (b nh t + b t c). */
+ * XDT_FUSED_ATTENTION_HEAD_MAX) the rows' log-sum-exp (b nh t). */
 size_t xdt_gpt_attention_state_floats(const xdt_model_config *cfg, int b, int t, bool fused);
 
 /* The parameter tensors, by role; llm.c's file order follows this enum. */

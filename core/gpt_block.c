@@ -53,8 +53,8 @@ void gpt_block_backward(xdt_stage *st, int i, const float *inp, gpt_block_acts *
     /* attention branch */
     gpt_linear_backward(dev, s->datty, g->attprojw, g->attprojb, dout, a->atty, w->attprojw, N, C,
                         C);
-    dev->ops->attention_backward(dev->ctx, s->dqkv, s->attn_ws, s->datty, a->qkv, a->att, st->b,
-                                 st->t, C, NH);
+    dev->ops->attention_backward(dev->ctx, s->dqkv, s->attn_ws, s->datty, a->qkv, a->att, a->atty,
+                                 st->b, st->t, C, NH);
     gpt_linear_backward(dev, s->dln, g->qkvw, g->qkvb, s->dqkv, a->ln1, w->qkvw, N, C, 3 * C);
     /* dinp = dres2 + LN1'(dln) */
     dev->ops->copy(dev->ctx, dinp, dout, NC * sizeof(float), XDT_COPY_DEVICE_TO_DEVICE);

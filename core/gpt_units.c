@@ -70,7 +70,7 @@ int xdt_gpt_unit_tensors(const xdt_model_config *cfg, int unit, bool with_lm_hea
 size_t xdt_gpt_attention_state_floats(const xdt_model_config *cfg, int b, int t, bool fused) {
     const size_t nh = (size_t)cfg->n_head, c = (size_t)cfg->n_embd;
     if (fused && cfg->n_head > 0 && c / nh <= XDT_FUSED_ATTENTION_HEAD_MAX)
-        return (size_t)b * nh * t + (size_t)b * t * c;
+        return (size_t)b * nh * t;
     return (size_t)b * nh * t * t;
 }
 

@@ -60,11 +60,13 @@ typedef struct xdt_device_ops {
                                const float *inp, const float *w, const float *mean,
                                const float *rstd, int n, int c, bool accumulate);
     /* att: the state the backward reads (the softmax probabilities, b nh t t floats, unless
-     * attention_sizes says otherwise); workspace: the backward's scratch, as large */
+     * attention_sizes says otherwise); workspace: the backward's scratch, as large. The
+     * backward also gets the forward's `out`, unchanged since (a fused attention needs it). */
     void (*attention_forward)(void *ctx, float *out, float *att, const float *qkv, int b, int t,
                               int c, int nh);
     void (*attention_backward)(void *ctx, float *dqkv, float *workspace, const float *dout,
-                               const float *qkv, const float *att, int b, int t, int c, int nh);
+                               const float *qkv, const float *att, const float *out, int b, int t,
+                               int c, int nh);
     void (*gelu_forward)(void *ctx, float *out, const float *inp, size_t n);
     void (*gelu_backward)(void *ctx, float *dinp, const float *inp, const float *dout, size_t n);
     void (*add)(void *ctx, float *out, const float *a, const float *b, size_t n);

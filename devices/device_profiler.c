@@ -317,12 +317,12 @@ static void prof_attention_forward(void *ctx, float *out, float *att, const floa
 }
 
 static void prof_attention_backward(void *ctx, float *dqkv, float *workspace, const float *dout,
-                                    const float *qkv, const float *att, int b, int t, int c,
-                                    int nh) {
+                                    const float *qkv, const float *att, const float *out, int b,
+                                    int t, int c, int nh) {
     profiler *p = as_prof(ctx);
-    TIMED(
-        p, "attention_backward", 8.0 * b * t * (double)t * c,
-        INNER(p)->attention_backward(p->inner->ctx, dqkv, workspace, dout, qkv, att, b, t, c, nh));
+    TIMED(p, "attention_backward", 8.0 * b * t * (double)t * c,
+          INNER(p)->attention_backward(p->inner->ctx, dqkv, workspace, dout, qkv, att, out, b, t, c,
+                                       nh));
 }
 
 static void prof_gelu_forward(void *ctx, float *out, const float *inp, size_t n) {

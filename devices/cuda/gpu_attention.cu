@@ -113,13 +113,13 @@ void op_attention_forward(void *ctx, float *out, float *att, const float *qkv, i
 }
 
 void op_attention_backward(void *ctx, float *dqkv, float *ws, const float *dout, const float *qkv,
-                           const float *att, int b, int t, int c, int nh) {
+                           const float *att, const float *out, int b, int t, int c, int nh) {
     gpu_ctx *g = as_ctx(ctx);
     const char *op = "attention_backward";
     if (b <= 0 || t <= 0 || c <= 0 || nh <= 0) return;
     enter(g, op);
     if (use_flash(g, c, nh)) {
-        flash_attention_backward(g, dqkv, ws, dout, qkv, att, b, t, c, nh);
+        flash_attention_backward(g, dqkv, ws, dout, qkv, att, out, b, t, c, nh);
         return;
     }
     const int hs = c / nh;

@@ -173,7 +173,7 @@ void op_embedding_backward(void *ctx, float *dwte, float *dwpe, const float *dou
 void op_attention_forward(void *ctx, float *out, float *att, const float *qkv, int b, int t, int c,
                           int nh);
 void op_attention_backward(void *ctx, float *dqkv, float *ws, const float *dout, const float *qkv,
-                           const float *att, int b, int t, int c, int nh);
+                           const float *att, const float *out, int b, int t, int c, int nh);
 void op_softmax_xent(void *ctx, float *logits, float *losses, const int32_t *targets, int n, int v,
                      int vp, float dloss_scale, bool want_grad);
 void op_attention_sizes(void *ctx, int b, int t, int c, int nh, size_t *state, size_t *workspace);
@@ -184,7 +184,8 @@ void flash_attention_sizes(int b, int t, int c, int nh, size_t *state, size_t *w
 void flash_attention_forward(gpu_ctx *g, float *out, float *state, const float *qkv, int b, int t,
                              int c, int nh);
 void flash_attention_backward(gpu_ctx *g, float *dqkv, float *workspace, const float *dout,
-                              const float *qkv, const float *state, int b, int t, int c, int nh);
+                              const float *qkv, const float *state, const float *out, int b, int t,
+                              int c, int nh);
 
 /* gpu_device.cu: the synchronising part of the reductions. */
 xdt_status sync_ctx(gpu_ctx *c);

@@ -1,9 +1,9 @@
 /* gpu_flash_attention.cu: causal multi-head attention without the t x t matrices, in the manner
  * of FlashAttention-2: the forward walks key tiles with an online softmax and keeps, per row,
- * only the log-sum-exp; the backward recomputes the probabilities tile by tile from it. Memory
- * per layer falls from b nh t^2 floats (probabilities, and as much again for the backward's
- * workspace) to b nh t + b t c (the log-sum-exp and a copy of the output, whose rowwise product
- * with dout the backward needs) and b nh t of workspace, so long sequences fit.
+ * only the log-sum-exp; the backward recomputes the probabilities tile by tile from it, and
+ * takes the rows' dout . out term from the forward's output, which the caller keeps. Memory per
+ * layer falls from b nh t^2 floats (probabilities, and as much again for the backward's
+ * workspace) to b nh t (the log-sum-exp) and b nh t of workspace, so long sequences fit.
  *
  * Arithmetic is fp32 in every precision mode (as the CPU backend's attention), and every sum is
  * taken in a fixed order: no atomics, so results are the same on every run. The backward is two
@@ -32,8 +32,9 @@ bool flash_attention_fits(int c, int nh) {
 }
 
 void flash_attention_sizes(int b, int t, int c, int nh, size_t *state, size_t *workspace) {
-    *state = (size_t)b * nh * t + (size_t)b * t * c; /* log-sum-exp, then the output's copy */
-    *workspace = (size_t)b * nh * t;                 /* rowsum(dout * out) */
+    (void)c;
+    *state = (size_t)b * nh * t;     /* log-sum-exp */
+    *workspace = (size_t)b * nh * t; /* rowsum(dout * out) */
 }
 
 /* Copies rows [r0, r0 + rows) of one head's slice (column offset col, head size hs) of a
@@ -63,10 +64,10 @@ __device__ inline float dot(const float *a, const float *b, int hs) {
     return s;
 }
 
-/* grid (query tiles, nh, b). out and o_copy (b, t, c); lse (b, nh, t). */
+/* grid (query tiles, nh, b). out (b, t, c); lse (b, nh, t). */
 __global__ void __launch_bounds__(kThreads)
-    flash_forward_kernel(float *out, float *o_copy, float *lse, const float *qkv, int t, int c,
-                         int nh, float scale) {
+    flash_forward_kernel(float *out, float *lse, const float *qkv, int t, int c, int nh,
+                         float scale) {
     __shared__ float qs[kRows][kPad];
     __shared__ float ks[kStream][kPad];
     __shared__ float vs[kStream][kPad];
@@ -124,7 +125,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int u = 0; u < kDims; u++) {
         const int d = lane + 4 * u;
         if (d >= hs) break;
-        out[o + d] = o_copy[o + d] = acc[u] * inv;
+        out[o + d] = acc[u] * inv;
     }
     if (lane == 0) lse[((size_t)bi * nh + h) * t + i] = m + logf(l);
 }
@@ -277,19 +278,19 @@ static dim3 tiles(int t, int nh, int b) {
 void flash_attention_forward(gpu_ctx *g, float *out, float *state, const float *qkv, int b, int t,
                              int c, int nh) {
     const char *op = "attention_forward (flash)";
-    float *lse = state, *o_copy = state + (size_t)b * nh * t;
     XDT_LAUNCH(tiles(t, nh, b), kThreads, g->stream, flash_forward_kernel)
-    (out, o_copy, lse, qkv, t, c, nh, 1.0f / sqrtf((float)(c / nh)));
+    (out, state, qkv, t, c, nh, 1.0f / sqrtf((float)(c / nh)));
     check_launch(g, op);
 }
 
 void flash_attention_backward(gpu_ctx *g, float *dqkv, float *workspace, const float *dout,
-                              const float *qkv, const float *state, int b, int t, int c, int nh) {
+                              const float *qkv, const float *state, const float *out, int b, int t,
+                              int c, int nh) {
     const char *op = "attention_backward (flash)";
-    const float *lse = state, *o = state + (size_t)b * nh * t;
+    const float *lse = state;
     const float scale = 1.0f / sqrtf((float)(c / nh));
     XDT_LAUNCH(grid_for((size_t)b * t * nh, kBlock), kBlock, g->stream, flash_row_dot_kernel)
-    (workspace, dout, o, b, t, c, nh);
+    (workspace, dout, out, b, t, c, nh);
     if (!check_launch(g, op)) return;
     XDT_LAUNCH(tiles(t, nh, b), kThreads, g->stream, flash_backward_kv_kernel)
     (dqkv, dout, qkv, lse, workspace, t, c, nh, scale);

@@ -290,8 +290,8 @@ static void test_attention_case(env *e, int b, int t, int c, int nh) {
     float *dout = host_rand(e, nc, 1), *dqkv = malloc(n3 * 4), *ws = malloc(na * 4);
     float *d_dout = up(e, dout, nc * 4), *d_dqkv = up_fill(e, n3, NAN), *d_ws = up_fill(e, nw, NAN);
     if (probabilities) e->gpu->ops->copy(e->gpu->ctx, d_att, att, na * 4, XDT_COPY_HOST_TO_DEVICE);
-    CPU(e, attention_backward, dqkv, ws, dout, qkv, att, b, t, c, nh);
-    GPU(e, attention_backward, d_dqkv, d_ws, d_dout, d_qkv, d_att, b, t, c, nh);
+    CPU(e, attention_backward, dqkv, ws, dout, qkv, att, out, b, t, c, nh);
+    GPU(e, attention_backward, d_dqkv, d_ws, d_dout, d_qkv, d_att, d_out, b, t, c, nh);
     snprintf(what, sizeof what, "attention_backward b%d t%d c%d nh%d%s: dqkv", b, t, c, nh,
              probabilities ? "" : " (flash)");
     expect_close(e, what, d_dqkv, dqkv, n3, e->attn_tol);
