@@ -158,8 +158,9 @@ static xdt_status agree_on_library(xdt_executor *ex, xdt_dp_comm *via, char *why
     const bool usable = xdt_nccl_api_try_load(vendor, &api, here, sizeof here) == XDT_OK;
     snprintf(name, sizeof name, "dp-p%d", rp->pipeline_rank);
     bool all = false;
-    xdt_status st = xdt_nccl_group_agree(rp->store, name, rp->replica, rp->replicas, rp->timeout_ms,
-                                         usable, here, &all, whom, sizeof whom);
+    xdt_status st =
+        xdt_nccl_group_agree(rp->store, name, rp->replica, rp->replicas, rp->timeout_ms, usable,
+                             usable ? api->version : 0, here, &all, whom, sizeof whom);
     if (st || all) return st;
     if (rp->dp_comm == XDT_DP_NCCL)
         return xdt_fail(XDT_ERR_CONFIG,

@@ -83,15 +83,9 @@ void *workspace(gpu_ctx *c, size_t bytes, const char *op) {
     return c->ws;
 }
 
-xdt_status sync_ctx(gpu_ctx *c) {
-    cudaError_t e = cudaSetDevice(c->index);
-    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
-    if (e != cudaSuccess) {
-        char what[96];
-        snprintf(what, sizeof what, "stream sync (the op queued last was %s)",
-                 c->last_op ? c->last_op : "none");
-        check(c, e, "sync", what);
-    }
+/* Returns (and forgets) what was recorded since the last sync, the kernels' flags included (read
+ * once the stream is idle, or after a fault). */
+static xdt_status take_recorded(gpu_ctx *c) {
     if (c->host->bad_target) {
         record(c, XDT_ERR_INVALID_ARG, "softmax_xent", "a target is outside [0, vocab)", NULL);
         c->host->bad_target = 0;
@@ -103,6 +97,21 @@ xdt_status sync_ctx(gpu_ctx *c) {
     xdt_status st = c->err;
     c->err = XDT_OK;
     return st;
+}
+
+/* Names the op queued last in a fault the stream reports (it may have been any queued op). */
+static void record_stream_fault(gpu_ctx *c, cudaError_t e, const char *op, const char *what) {
+    char where[128];
+    snprintf(where, sizeof where, "%s (the op queued last was %s)", what,
+             c->last_op ? c->last_op : "none");
+    check(c, e, op, where);
+}
+
+xdt_status sync_ctx(gpu_ctx *c) {
+    cudaError_t e = cudaSetDevice(c->index);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess) record_stream_fault(c, e, "sync", "stream sync");
+    return take_recorded(c);
 }
 
 static xdt_status gpu_sync(void *ctx) {
@@ -215,18 +224,25 @@ static xdt_status stream_make_current(void *arg) {
                     cudaGetErrorString(e));
 }
 
+/* Never waits: a fault, or an error recorded when an op was queued (a failed launch, a bad
+ * token), is returned as soon as seen, as sync would return it; then the caller gives its own
+ * queued work up (NCCL aborts its communicator) rather than wait behind it. */
 static xdt_status stream_query(void *arg, bool *idle) {
     gpu_ctx *c = as_ctx(arg);
     *idle = false;
+    if (c->err != XDT_OK) return take_recorded(c);
     cudaError_t e = cudaSetDevice(c->index);
     if (e == cudaSuccess) e = cudaStreamQuery(c->stream);
     if (e == cudaErrorNotReady) {
         (void)cudaGetLastError(); /* not an error: the work is still running */
         return XDT_OK;
     }
-    if (e != cudaSuccess) return sync_ctx(c); /* the failure, reported once, as sync does */
+    if (e != cudaSuccess) {
+        record_stream_fault(c, e, "stream query", "the stream failed");
+        return take_recorded(c);
+    }
     *idle = true;
-    return XDT_OK;
+    return take_recorded(c);
 }
 
 static void gpu_stream(void *ctx, xdt_gpu_stream *out) {

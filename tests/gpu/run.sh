@@ -106,12 +106,12 @@ else
     NCCL_TEST=$BUILD/transports/nccl/test_nccl_group
 fi
 
-# NCCL is loaded at run time; where the toolkit has none, PyTorch's wheel may (nvidia/nccl*/lib)
-if [ -z "${XDT_NCCL_LIBRARY:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libnccl\.so\.2 ' &&
-    [ ! -e /usr/local/cuda/lib64/libnccl.so.2 ] && command -v python3 >/dev/null; then
-    lib=$(python3 -c 'import glob, os, site
-for d in site.getsitepackages() + [site.getusersitepackages()]:
-    for p in sorted(glob.glob(os.path.join(d, "nvidia", "nccl*", "lib", "libnccl.so.2"))):
+# NCCL is loaded at run time: PyTorch's copy (its wheel's nvidia/nccl*/lib), which is known to
+# work with this machine's driver, when there is one; else xdt's own search
+if [ -z "${XDT_NCCL_LIBRARY:-}" ] && command -v python3 >/dev/null; then
+    lib=$(python3 -c 'import glob, os, sys
+for d in sys.path:
+    for p in sorted(glob.glob(os.path.join(d or ".", "nvidia", "nccl*", "lib", "libnccl.so.2"))):
         print(p); raise SystemExit' 2>/dev/null | head -1)
     if [ -n "$lib" ]; then
         export XDT_NCCL_LIBRARY=$lib

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 
@@ -52,40 +53,10 @@ bool xdt_nccl_vendor_of(xdt_mem_type mem, xdt_nccl_vendor *out) {
     return true;
 }
 
-/* dlopen of one candidate; on failure appends dlerror's words to `tried`. */
-static void *open_one(const char *path, char *tried, size_t cap) {
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        const char *e = dlerror();
-        const size_t len = strlen(tried);
-        snprintf(tried + len, cap - len, "%s%s", len ? "; " : "", e ? e : path);
-    }
-    return h;
-}
-
-/* The library's handle: the environment's path alone when set, else each build directory, then
- * the loader's search. */
-static void *open_library(const vendor_info *vi, char *path, size_t path_cap, char *tried,
-                          size_t cap) {
-    const char *env = getenv(vi->env);
-    if (env && env[0]) {
-        snprintf(path, path_cap, "%s", env);
-        return open_one(path, tried, cap);
-    }
-    char dirs[1024];
-    snprintf(dirs, sizeof dirs, "%s", vi->dirs);
-    char *save = NULL;
-    for (char *dir = strtok_r(dirs, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-        snprintf(path, path_cap, "%s/%s", dir, vi->sonames[0]);
-        void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL); /* absent here is not worth a word */
-        if (h) return h;
-    }
-    for (int i = 0; i < 2; i++) {
-        snprintf(path, path_cap, "%s", vi->sonames[i]);
-        void *h = open_one(path, tried, cap);
-        if (h) return h;
-    }
-    return NULL;
+/* Appends "; <text>" to a reason list. */
+static void note(char *list, size_t cap, const char *text) {
+    const size_t len = strlen(list);
+    if (len + 3 < cap) snprintf(list + len, cap - len, "%s%s", len ? "; " : "", text);
 }
 
 /* Resolves every function; names the first one missing. */
@@ -116,37 +87,80 @@ static bool resolve(void *h, xdt_nccl_api *api, const char **missing) {
     return true;
 }
 
+/* Tries one candidate: loads it, resolves the functions and checks the version. On failure
+ * closes it, appends why to `tried` (quiet_absent: not when the file is simply not there) and
+ * returns false. */
+static bool try_candidate(const vendor_info *vi, const char *path, bool quiet_absent,
+                          xdt_nccl_api *api, char *tried, size_t cap) {
+    char why[320];
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        if (!quiet_absent || strchr(path, '/') == NULL || access(path, F_OK) == 0)
+            note(tried, cap, e ? e : path);
+        return false;
+    }
+    const char *missing = NULL;
+    int version = 0;
+    if (!resolve(h, api, &missing)) {
+        snprintf(why, sizeof why, "%s lacks %s (not %s %d.%d or newer)", path, missing, vi->name,
+                 XDT_NCCL_MIN_VERSION / 10000, XDT_NCCL_MIN_VERSION / 100 % 100);
+    } else if (api->get_version(&version) != XDT_NCCL_SUCCESS || version < XDT_NCCL_MIN_VERSION) {
+        snprintf(why, sizeof why, "%s is %s %d.%d.%d; xdt needs %d.%d or newer", path, vi->name,
+                 version / 10000, version / 100 % 100, version % 100, XDT_NCCL_MIN_VERSION / 10000,
+                 XDT_NCCL_MIN_VERSION / 100 % 100);
+    } else {
+        api->version = version;
+        snprintf(api->path, sizeof api->path, "%s", path);
+        return true; /* never closed: the library starts threads that outlive any one group */
+    }
+    dlclose(h);
+    note(tried, cap, why);
+    return false;
+}
+
+/* The environment's path alone when set; else the dynamic loader's search (LD_LIBRARY_PATH,
+ * ld.so.cache: what the user set up comes first), then the directories the build saw; the
+ * first candidate that loads, has every function and is new enough wins. */
 static void load(xdt_nccl_vendor vendor, loaded *l) {
     const vendor_info *vi = &vendors[vendor];
     l->tried = true;
     l->st = XDT_ERR_UNSUPPORTED;
     l->api.vendor = vendor;
-    char tried[384] = "";
-    void *h = open_library(vi, l->api.path, sizeof l->api.path, tried, sizeof tried);
-    if (!h) {
-        snprintf(l->why, sizeof l->why, "%s not found (%s; set %s to the library's path)", vi->name,
-                 tried, vi->env);
-        return;
+    char tried[400] = "";
+    const char *env = getenv(vi->env);
+    if (env && env[0]) {
+        if (strlen(env) >= sizeof l->api.path) {
+            snprintf(l->why, sizeof l->why, "%s names a path of %zu characters (at most %zu)",
+                     vi->env, strlen(env), sizeof l->api.path - 1);
+            return;
+        }
+        if (!try_candidate(vi, env, false, &l->api, tried, sizeof tried)) {
+            snprintf(l->why, sizeof l->why, "%s unusable (%s, from %s)", vi->name, tried, vi->env);
+            return;
+        }
+    } else {
+        bool found = false;
+        for (int i = 0; i < 2 && !found; i++)
+            found = try_candidate(vi, vi->sonames[i], false, &l->api, tried, sizeof tried);
+        char dirs[1024];
+        snprintf(dirs, sizeof dirs, "%s", vi->dirs);
+        char *save = NULL;
+        for (char *dir = strtok_r(dirs, ":", &save); dir && !found;
+             dir = strtok_r(NULL, ":", &save)) {
+            char path[sizeof l->api.path];
+            snprintf(path, sizeof path, "%s/%s", dir, vi->sonames[0]);
+            found = try_candidate(vi, path, true, &l->api, tried, sizeof tried);
+        }
+        if (!found) {
+            snprintf(l->why, sizeof l->why, "%s not found (%s; set %s to the library's path)",
+                     vi->name, tried, vi->env);
+            return;
+        }
     }
-    const char *missing = NULL;
-    if (!resolve(h, &l->api, &missing)) {
-        snprintf(l->why, sizeof l->why, "%s lacks %s (not %s %d.%d or newer)", l->api.path, missing,
-                 vi->name, XDT_NCCL_MIN_VERSION / 10000, XDT_NCCL_MIN_VERSION / 100 % 100);
-        dlclose(h);
-        return;
-    }
-    int version = 0;
-    if (l->api.get_version(&version) != XDT_NCCL_SUCCESS || version < XDT_NCCL_MIN_VERSION) {
-        snprintf(l->why, sizeof l->why, "%s is %s version code %d; xdt needs %d or newer",
-                 l->api.path, vi->name, version, XDT_NCCL_MIN_VERSION);
-        dlclose(h);
-        return;
-    }
-    l->api.version = version;
     l->st = XDT_OK;
-    /* the handle is never closed: the library starts threads that outlive any one group */
-    xdt_log_debug("%s %d.%d.%d loaded from %s", vi->name, version / 10000, version / 100 % 100,
-                  version % 100, l->api.path);
+    xdt_log_debug("%s %d.%d.%d loaded from %s", vi->name, l->api.version / 10000,
+                  l->api.version / 100 % 100, l->api.version % 100, l->api.path);
 }
 
 xdt_status xdt_nccl_api_try_load(xdt_nccl_vendor vendor, const xdt_nccl_api **out, char *why,

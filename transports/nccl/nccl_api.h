@@ -47,8 +47,10 @@ typedef struct xdt_nccl_unique_id {
     char internal[128];
 } xdt_nccl_unique_id;
 
-/* ncclConfig_t as NCCL 2.14 laid it out. NCCL reads `size` bytes of it and leaves the fields of
- * later versions at their defaults, so one layout serves every version since. */
+/* The first fields of ncclConfig_t (`blocking` came in 2.14, the four after it in 2.17). NCCL
+ * copies `size` bytes of it and leaves later fields at their defaults; claiming version 2.14.3
+ * makes 2.17 and later reset the 2.17 fields to defaults too, which is what xdt sets them to:
+ * only `blocking` is used, and one layout serves every version since 2.14. */
 typedef struct xdt_nccl_config {
     size_t size;
     unsigned int magic;   /* XDT_NCCL_CONFIG_MAGIC */

@@ -101,53 +101,91 @@ static xdt_status set_device(const xdt_nccl_group *g) {
 }
 
 /* The id: drawn by the first member and published under the group's key; read by the others. */
+/* The first member's failure to make an id, published in its place ("!" and the reason, under
+ * the id's length) so the others fail at once naming it, not after their timeout. */
+static void publish_failure(const xdt_nccl_group *g, xdt_store *store, const char *reason) {
+    char key[128], value[100];
+    snprintf(key, sizeof key, "xdt/nccl/%s/id", g->name);
+    snprintf(value, sizeof value, "!%s", reason);
+    (void)xdt_store_set(store, key, value, strlen(value));
+}
+
 static xdt_status exchange_id(xdt_nccl_group *g, xdt_store *store, xdt_nccl_unique_id *id) {
     char key[128];
     snprintf(key, sizeof key, "xdt/nccl/%s/id", g->name);
     if (g->member == 0) {
         const xdt_nccl_result r = g->api->get_unique_id(id);
-        if (r != XDT_NCCL_SUCCESS) return group_fail(g, r, "ncclGetUniqueId");
+        if (r != XDT_NCCL_SUCCESS) {
+            publish_failure(g, store, g->api->get_error_string(r));
+            return group_fail(g, r, "ncclGetUniqueId");
+        }
         return xdt_store_set(store, key, id, sizeof *id);
     }
+    char value[sizeof *id + 1];
     size_t len = 0;
-    xdt_status st = xdt_store_get(store, key, id, sizeof *id, &len, timeout_of(g));
+    xdt_status st = xdt_store_get(store, key, value, sizeof value, &len, timeout_of(g));
     if (st) return st;
+    if (len != sizeof *id && len >= 1 && len < sizeof value && value[0] == '!') {
+        value[len] = 0;
+        return xdt_fail(XDT_ERR_PEER,
+                        "nccl group %s, rank %d: the first member could not make the group's "
+                        "id: %s",
+                        g->name, g->rank, value + 1);
+    }
     if (len != sizeof *id)
         return xdt_fail(XDT_ERR_FORMAT,
                         "nccl group %s, rank %d: the store's %s holds %zu bytes, a unique id %zu",
                         g->name, g->rank, key, len, sizeof *id);
+    memcpy(id, value, sizeof *id);
     return XDT_OK;
 }
 
 xdt_status xdt_nccl_group_agree(xdt_store *store, const char *name, int member, int size,
-                                int timeout_ms, bool usable, const char *reason, bool *all,
-                                char *why, size_t cap) {
+                                int timeout_ms, bool usable, int version, const char *reason,
+                                bool *all, char *why, size_t cap) {
     *all = false;
     if (!store || !name || size < 1 || member < 0 || member >= size)
         return xdt_fail(XDT_ERR_INVALID_ARG,
                         "nccl group %s: agreeing needs a store and a member index in [0, %d)",
                         name ? name : "?", size);
-    /* the value: "1", or "0" followed by the member's reason */
+    /* the value: "1" and the version code, or "0" and the member's reason */
     char key[128], value[256];
     snprintf(key, sizeof key, "xdt/nccl/%s/usable/%d", name, member);
-    snprintf(value, sizeof value, "%s%s", usable ? "1" : "0", usable ? "" : reason ? reason : "");
+    if (usable)
+        snprintf(value, sizeof value, "1%d", version);
+    else
+        snprintf(value, sizeof value, "0%s", reason ? reason : "");
     xdt_status st = xdt_store_set(store, key, value, strlen(value));
     const int wait_ms = timeout_ms > 0 ? timeout_ms : XDT_DEFAULT_TIMEOUT_MS;
     bool every = true;
+    int first_version = -1;
     for (int m = 0; m < size && !st; m++) {
         size_t len = 0;
         snprintf(key, sizeof key, "xdt/nccl/%s/usable/%d", name, m);
         if ((st = xdt_store_get(store, key, value, sizeof value - 1, &len, wait_ms))) break;
         value[len < sizeof value ? len : sizeof value - 1] = 0;
-        if (len < 1 || (value[0] != '0' && value[0] != '1')) {
+        char *end = NULL;
+        const long v = value[0] == '1' ? strtol(value + 1, &end, 10) : 0;
+        if (len < 1 || (value[0] != '0' && value[0] != '1') ||
+            (value[0] == '1' && (!end || *end || v < 0 || v > 1000000))) {
             st = xdt_fail(XDT_ERR_FORMAT, "nccl group %s: the store's %s holds no usable flag",
                           name, key);
             break;
         }
-        if (value[0] == '0' && every) {
+        if (!every) continue; /* the first reason is named */
+        if (value[0] == '0') {
             every = false;
             snprintf(why, cap, "member %d of group %s cannot use the library: %s", m, name,
                      value[1] ? value + 1 : "no reason given");
+        } else if (first_version < 0) {
+            first_version = (int)v;
+        } else if ((int)v != first_version) {
+            every = false;
+            snprintf(why, cap,
+                     "members of group %s load different library versions: %d.%d.%d (member 0), "
+                     "%d.%d.%d (member %d)",
+                     name, first_version / 10000, first_version / 100 % 100, first_version % 100,
+                     (int)v / 10000, (int)v / 100 % 100, (int)v % 100, m);
         }
     }
     if (!st) *all = every;
@@ -192,7 +230,11 @@ xdt_status xdt_nccl_group_create(xdt_store *store, const xdt_nccl_group_config *
     g->rank = cfg->rank;
     g->timeout_ms = cfg->timeout_ms;
     xdt_nccl_unique_id id;
-    if ((st = set_device(g)) || (st = exchange_id(g, store, &id))) goto err;
+    if ((st = set_device(g))) {
+        if (g->member == 0) publish_failure(g, store, "its GPU could not be made current");
+        goto err;
+    }
+    if ((st = exchange_id(g, store, &id))) goto err;
     xdt_nccl_config config = {.size = sizeof config,
                               .magic = XDT_NCCL_CONFIG_MAGIC,
                               .version = XDT_NCCL_CONFIG_VERSION,

@@ -34,13 +34,14 @@ typedef struct xdt_nccl_group_config {
 } xdt_nccl_group_config;
 
 /* Before the group is made: members' machines may differ in what is installed, so each member
- * publishes whether it can use the library (`usable`; when not, `reason`) under
- * "xdt/nccl/<name>/usable/<member>" and reads the others' (waiting at most timeout_ms, 0 = 30 s).
- * *all: every member can; else `why` names the first member that cannot, with its reason. Every
- * member gets the same answer. */
+ * publishes whether it can use the library (`usable`, with its version code; when not, `reason`)
+ * under "xdt/nccl/<name>/usable/<member>" and reads the others' (waiting at most timeout_ms,
+ * 0 = 30 s). *all: every member can, with the same version (members of different versions
+ * refuse each other at init); else `why` names the first member that cannot, with its reason,
+ * or the versions that differ. Every member gets the same answer. */
 xdt_status xdt_nccl_group_agree(xdt_store *store, const char *name, int member, int size,
-                                int timeout_ms, bool usable, const char *reason, bool *all,
-                                char *why, size_t cap);
+                                int timeout_ms, bool usable, int version, const char *reason,
+                                bool *all, char *why, size_t cap);
 
 /* Joins the group: loads the vendor's library, the id travels through `store`, then the
  * communicator is made on the stream's GPU. Every member must call it; it returns once all have

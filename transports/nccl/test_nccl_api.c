@@ -2,7 +2,8 @@
  * is not there, and one that is not NCCL, are refused with the reason; where the build saw NCCL
  * (or XDT_NCCL_LIBRARY names one), it is loaded, its version read and a unique id drawn, and
  * the same file loads as RCCL through XDT_RCCL_LIBRARY (the two share one API). Members whose
- * machines differ agree through a real bootstrap store (xdt_nccl_group_agree). Where nccl.h is
+ * machines differ agree through a real bootstrap store (xdt_nccl_group_agree). A foreign
+ * libnccl.so.2 first on the loader's path is passed over for the next candidate. Where nccl.h is
  * installed, nccl_api.h's ABI is checked against it at compile time. Each case runs in a child
  * process, the loader keeping its outcome for the life of a process. Exits 77 after the other
  * checks when no NCCL can be found here. */
@@ -71,6 +72,7 @@ static int in_child(const char *var, const char *value, int (*fn)(const char *ar
     fflush(NULL);
     const pid_t pid = fork();
     if (pid == 0) {
+        failures = 0; /* the child's own */
         unsetenv("XDT_NCCL_LIBRARY");
         unsetenv("XDT_RCCL_LIBRARY");
         if (value) setenv(var, value, 1);
@@ -89,7 +91,7 @@ static int refuses_missing(const char *path) {
     char why[512];
     const xdt_status st = xdt_nccl_api_try_load(XDT_NCCL_NVIDIA, &api, why, sizeof why);
     CHECK(st == XDT_ERR_UNSUPPORTED && api == NULL, "missing library: status %d", st);
-    CHECK(strstr(why, path) && strstr(why, "XDT_NCCL_LIBRARY") && strstr(why, "NCCL not found"),
+    CHECK(strstr(why, path) && strstr(why, "from XDT_NCCL_LIBRARY") && strstr(why, "NCCL unusable"),
           "missing library: why = \"%s\"", why);
     /* the outcome is kept: the same answer again */
     char again[512];
@@ -159,12 +161,50 @@ static int loads_as_rccl(const char *path) {
     return failures;
 }
 
+/* Run with LD_LIBRARY_PATH naming a directory whose libnccl.so.2 is not NCCL (libm): the
+ * loader's search finds that one first; loading must go on to the next candidate. */
+static int falls_back(void) {
+    const xdt_nccl_api *api = NULL;
+    char why[512];
+    const xdt_status st = xdt_nccl_api_try_load(XDT_NCCL_NVIDIA, &api, why, sizeof why);
+    CHECK(st == XDT_OK && api->version >= XDT_NCCL_MIN_VERSION,
+          "past an unusable first candidate: %s", why);
+    if (!st) printf("past a foreign libnccl.so.2, loaded %s\n", api->path);
+    return failures;
+}
+
+/* The fallback case in a fresh process (the loader reads LD_LIBRARY_PATH at start). */
+static int run_fallback(void) {
+    char dir[] = "/tmp/xdt-test-nccl-dir-XXXXXX", link[64];
+    if (!mkdtemp(dir)) return 100;
+    snprintf(link, sizeof link, "%s/libnccl.so.2", dir);
+    const char *libm = "/lib/x86_64-linux-gnu/libm.so.6";
+    if (access(libm, R_OK) != 0) libm = "/usr/lib/x86_64-linux-gnu/libm.so.6";
+    int rc = 100;
+    if (symlink(libm, link) == 0) {
+        fflush(NULL);
+        const pid_t pid = fork();
+        if (pid == 0) {
+            setenv("LD_LIBRARY_PATH", dir, 1);
+            unsetenv("XDT_NCCL_LIBRARY");
+            execl("/proc/self/exe", "test_nccl_api", "--fallback", (char *)NULL);
+            _exit(101);
+        }
+        int status = 0;
+        if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status))
+            rc = WEXITSTATUS(status);
+        unlink(link);
+    }
+    rmdir(dir);
+    return rc;
+}
+
 /* --- agreement among members --- */
 
 enum { MEMBERS = 3 };
 
 typedef struct agree_arg {
-    int member, port;
+    int member, port, version;
     bool usable;
     xdt_status st;
     bool all;
@@ -178,7 +218,7 @@ static void *agree_member(void *p) {
     if ((a->st = xdt_store_open(&env, 20000, &store))) return NULL;
     char group[32];
     snprintf(group, sizeof group, "agree-%d", a->port);
-    a->st = xdt_nccl_group_agree(store, group, a->member, MEMBERS, 20000, a->usable,
+    a->st = xdt_nccl_group_agree(store, group, a->member, MEMBERS, 20000, a->usable, a->version,
                                  "libnccl.so.2: cannot open shared object file", &a->all, a->why,
                                  sizeof a->why);
     /* member 0 serves the store: nobody leaves before everyone has read */
@@ -187,14 +227,16 @@ static void *agree_member(void *p) {
     return NULL;
 }
 
-/* Members publish whether they can use the library; all see the same answer. */
-static void agree_round(const bool usable[MEMBERS], bool want_all) {
+/* Members publish whether they can use the library and its version; all see the same answer,
+ * and `want_why` in it when they cannot all use it. */
+static void agree_round(const bool usable[MEMBERS], const int version[MEMBERS], bool want_all,
+                        const char *want_why) {
     const int port = test_free_port();
     CHECK(port > 0, "a free port");
     agree_arg a[MEMBERS];
     pthread_t th[MEMBERS];
     for (int m = 0; m < MEMBERS; m++) {
-        a[m] = (agree_arg){.member = m, .port = port, .usable = usable[m]};
+        a[m] = (agree_arg){.member = m, .port = port, .usable = usable[m], .version = version[m]};
         pthread_create(&th[m], NULL, agree_member, &a[m]);
     }
     for (int m = 0; m < MEMBERS; m++)
@@ -203,26 +245,30 @@ static void agree_round(const bool usable[MEMBERS], bool want_all) {
         CHECK(a[m].st == XDT_OK && a[m].all == want_all, "member %d: status %d, all %d", m, a[m].st,
               a[m].all);
         if (!want_all)
-            CHECK(strstr(a[m].why, "member 1 of group") && strstr(a[m].why, "cannot open shared"),
+            CHECK(strstr(a[m].why, want_why) && !strcmp(a[m].why, a[0].why),
                   "member %d: why = \"%s\"", m, a[m].why);
     }
 }
 
 static void test_agreement(void) {
     const bool every[MEMBERS] = {true, true, true};
-    agree_round(every, true);
+    const int same[MEMBERS] = {22809, 22809, 22809}, mixed[MEMBERS] = {22809, 22809, 22105};
+    agree_round(every, same, true, NULL);
     /* member 1 lacks the library (as does member 2; the first is named) */
     const bool some[MEMBERS] = {true, false, false};
-    agree_round(some, false);
+    agree_round(some, same, false, "member 1 of group agree-");
+    /* all have one, of two versions: they would refuse each other at init */
+    agree_round(every, mixed, false, "2.28.9 (member 0), 2.21.5 (member 2)");
     bool all = true;
     char why[64];
-    CHECK(xdt_nccl_group_agree(NULL, "g", 0, 2, 100, true, NULL, &all, why, sizeof why) ==
+    CHECK(xdt_nccl_group_agree(NULL, "g", 0, 2, 100, true, 22809, NULL, &all, why, sizeof why) ==
                   XDT_ERR_INVALID_ARG &&
               !all,
           "no store");
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--fallback")) return falls_back();
     test_agreement();
     xdt_nccl_vendor v = XDT_NCCL_AMD;
     CHECK(xdt_nccl_vendor_of(XDT_MEM_CUDA, &v) && v == XDT_NCCL_NVIDIA, "CUDA memory: NCCL");
@@ -257,6 +303,7 @@ int main(void) {
         CHECK(f && fgets(path, sizeof path, f), "the path written");
         if (f) fclose(f);
         CHECK(in_child("XDT_RCCL_LIBRARY", path, loads_as_rccl, path) == 0, "as RCCL");
+        CHECK(run_fallback() == 0, "past an unusable first candidate");
     }
     unlink(out);
     printf("test_nccl_api: ABI %s against nccl.h, %d failures\n",
