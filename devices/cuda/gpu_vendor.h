@@ -44,8 +44,15 @@
 #define XDT_GPU_PREFIX "hip"
 #define XDT_GPU_RT     "HIP"
 
-#if defined(__AMDGCN_WAVEFRONT_SIZE)
+/* The wavefront of the architecture being compiled: the compiler's macro (spelled two ways, the
+ * older deprecated in newer ROCm), else by family (RDNA, gfx10-12, runs wave32 by default), else
+ * 64 (GCN, CDNA; also the host pass, where no kernel runs). */
+#if defined(__AMDGCN_WAVEFRONT_SIZE__)
+#define WARP_SIZE __AMDGCN_WAVEFRONT_SIZE__
+#elif defined(__AMDGCN_WAVEFRONT_SIZE)
 #define WARP_SIZE __AMDGCN_WAVEFRONT_SIZE
+#elif defined(__GFX10__) || defined(__GFX11__) || defined(__GFX12__)
+#define WARP_SIZE 32
 #else
 #define WARP_SIZE 64
 #endif
