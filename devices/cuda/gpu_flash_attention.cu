@@ -26,6 +26,7 @@ constexpr int kThreads = 128;
 constexpr int kRows = 32;           /* rows owned per block, four threads each */
 constexpr int kStream = 16;         /* rows of the streamed operand per tile */
 constexpr int kDims = kHeadMax / 4; /* head dims per thread at most */
+static_assert(kStream == 16, "dots4 covers a 16-row tile with four threads a row");
 
 bool flash_attention_fits(int c, int nh) {
     return nh > 0 && c > 0 && c % nh == 0 && c / nh <= kHeadMax;
@@ -64,6 +65,24 @@ __device__ inline float dot(const float *a, const float *b, int hs) {
     return s;
 }
 
+/* The products of one row `a` with rows lane, lane + 4, lane + 8, lane + 12 of a shared tile:
+ * each value of `a` is read once for the four (kStream == 16 rows, four threads a row). */
+__device__ inline void dots4(const float *a, const float (*b)[kPad], int lane, int hs,
+                             float out[4]) {
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    for (int d = 0; d < hs; d++) {
+        const float x = a[d];
+        s0 += x * b[lane][d];
+        s1 += x * b[lane + 4][d];
+        s2 += x * b[lane + 8][d];
+        s3 += x * b[lane + 12][d];
+    }
+    out[0] = s0;
+    out[1] = s1;
+    out[2] = s2;
+    out[3] = s3;
+}
+
 /* grid (query tiles, nh, b). out (b, t, c); lse (b, nh, t). */
 __global__ void __launch_bounds__(kThreads)
     flash_forward_kernel(float *out, float *lse, const float *qkv, int t, int c, int nh,
@@ -89,10 +108,10 @@ __global__ void __launch_bounds__(kThreads)
         load_tile(vs, x, ld, 2 * c + h * hs, k0, kStream, t, hs);
         __syncthreads();
         float s[kStream / 4], mx = -INFINITY;
+        dots4(qs[r], ks, lane, hs, s);
 #pragma unroll
         for (int w = 0; w < kStream / 4; w++) {
-            const int jj = lane + 4 * w;
-            s[w] = k0 + jj <= i && i < t ? dot(qs[r], ks[jj], hs) * scale : -INFINITY;
+            s[w] = k0 + lane + 4 * w <= i && i < t ? s[w] * scale : -INFINITY;
             mx = fmaxf(mx, s[w]);
         }
         const float m_new = fmaxf(m, quad_max(mx));
@@ -177,13 +196,16 @@ __global__ void __launch_bounds__(kThreads)
             dd_s[threadIdx.x] = i < t ? dd_bh[i] : 0.0f;
         }
         __syncthreads();
+        float sq[4], dp[4];
+        dots4(ks[r], qs, lane, hs, sq);
+        dots4(vs[r], dos, lane, hs, dp);
 #pragma unroll
         for (int w = 0; w < kStream / 4; w++) {
             const int ii = lane + 4 * w, i = q0 + ii;
             float p = 0.0f, ds = 0.0f;
             if (j <= i && i < t) {
-                p = expf(dot(qs[ii], ks[r], hs) * scale - lse_s[ii]);
-                ds = p * (dot(dos[ii], vs[r], hs) - dd_s[ii]);
+                p = expf(sq[w] * scale - lse_s[ii]);
+                ds = p * (dp[w] - dd_s[ii]);
             }
             ps[r][ii] = p;
             dss[r][ii] = ds;
@@ -240,13 +262,16 @@ __global__ void __launch_bounds__(kThreads)
         load_tile(ks, x, ld, c + h * hs, k0, kStream, t, hs);
         load_tile(vs, x, ld, 2 * c + h * hs, k0, kStream, t, hs);
         __syncthreads();
+        float sq[4], dp[4];
+        dots4(qs[r], ks, lane, hs, sq);
+        dots4(dos[r], vs, lane, hs, dp);
 #pragma unroll
         for (int w = 0; w < kStream / 4; w++) {
             const int jj = lane + 4 * w;
             float ds = 0.0f;
             if (k0 + jj <= i && i < t) {
-                const float p = expf(dot(qs[r], ks[jj], hs) * scale - lse_i);
-                ds = p * (dot(dos[r], vs[jj], hs) - dd_i);
+                const float p = expf(sq[w] * scale - lse_i);
+                ds = p * (dp[w] - dd_i);
             }
             dss[r][jj] = ds;
         }
