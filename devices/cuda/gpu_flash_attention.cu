@@ -128,13 +128,17 @@ __global__ void __launch_bounds__(kThreads)
         m = m_new;
         __syncthreads(); /* the row's probabilities, written by its four threads */
 #pragma unroll
-        for (int u = 0; u < kDims; u++) {
-            const int d = lane + 4 * u;
-            if (d >= hs) break;
-            float a = acc[u] * corr;
-            for (int jj = 0; jj < kStream; jj++)
-                a += ps[r][jj] * vs[jj][d];
-            acc[u] = a;
+        for (int u = 0; u < kDims; u++)
+            acc[u] *= corr;
+        /* key by key, so each probability is read once for all the thread's dims (the sums
+         * keep their order: the results are those of the loops the other way round) */
+        for (int jj = 0; jj < kStream; jj++) {
+            const float p = ps[r][jj];
+#pragma unroll
+            for (int u = 0; u < kDims; u++) {
+                const int d = lane + 4 * u;
+                if (d < hs) acc[u] += p * vs[jj][d];
+            }
         }
     }
     if (i >= t) return;
@@ -211,17 +215,16 @@ __global__ void __launch_bounds__(kThreads)
             dss[r][ii] = ds;
         }
         __syncthreads();
+        for (int ii = 0; ii < kStream; ii++) {
+            const float p = ps[r][ii], ds = dss[r][ii];
 #pragma unroll
-        for (int u = 0; u < kDims; u++) {
-            const int d = lane + 4 * u;
-            if (d >= hs) break;
-            float a = dv[u], e = dk[u];
-            for (int ii = 0; ii < kStream; ii++) {
-                a += ps[r][ii] * dos[ii][d];
-                e += dss[r][ii] * qs[ii][d];
+            for (int u = 0; u < kDims; u++) {
+                const int d = lane + 4 * u;
+                if (d < hs) {
+                    dv[u] += p * dos[ii][d];
+                    dk[u] += ds * qs[ii][d];
+                }
             }
-            dv[u] = a;
-            dk[u] = e;
         }
     }
     if (j >= t) return;
@@ -276,14 +279,13 @@ __global__ void __launch_bounds__(kThreads)
             dss[r][jj] = ds;
         }
         __syncthreads();
+        for (int jj = 0; jj < kStream; jj++) {
+            const float ds = dss[r][jj];
 #pragma unroll
-        for (int u = 0; u < kDims; u++) {
-            const int d = lane + 4 * u;
-            if (d >= hs) break;
-            float a = dq[u];
-            for (int jj = 0; jj < kStream; jj++)
-                a += dss[r][jj] * ks[jj][d];
-            dq[u] = a;
+            for (int u = 0; u < kDims; u++) {
+                const int d = lane + 4 * u;
+                if (d < hs) dq[u] += ds * ks[jj][d];
+            }
         }
     }
     if (i >= t) return;
