@@ -3,7 +3,8 @@
  * (or XDT_NCCL_LIBRARY names one), it is loaded, its version read and a unique id drawn, and
  * the same file loads as RCCL through XDT_RCCL_LIBRARY (the two share one API). Members whose
  * machines differ agree through a real bootstrap store (xdt_nccl_group_agree). A foreign
- * libnccl.so.2 first on the loader's path is passed over for the next candidate. Where nccl.h is
+ * libnccl.so.2 first on the loader's path is passed over for the next candidate. A first member
+ * that fails before drawing the group's id tells the others at once. Where nccl.h is
  * installed, nccl_api.h's ABI is checked against it at compile time. Each case runs in a child
  * process, the loader keeping its outcome for the life of a process. Exits 77 after the other
  * checks when no NCCL can be found here. */
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "transports/nccl/nccl_api.h"
@@ -250,6 +252,78 @@ static void agree_round(const bool usable[MEMBERS], const int version[MEMBERS], 
     }
 }
 
+/* --- the first member's failure, published in the id's place --- */
+
+static xdt_status cannot_make_current(void *arg) {
+    (void)arg;
+    return XDT_ERR_DEVICE; /* as a GPU that cannot be selected */
+}
+
+static xdt_status made_current(void *arg) {
+    (void)arg;
+    return XDT_OK;
+}
+
+static xdt_status idle_stream(void *arg, bool *idle) {
+    (void)arg;
+    *idle = true;
+    return XDT_OK;
+}
+
+typedef struct marker_arg {
+    int member, port;
+    xdt_status st;
+    double took_s;
+} marker_arg;
+
+static void *marker_member(void *p) {
+    marker_arg *a = p;
+    xdt_bootstrap_env env = test_store_env(a->member, 2, a->port);
+    xdt_store *store = NULL;
+    if ((a->st = xdt_store_open(&env, 20000, &store))) return NULL;
+    const int ranks[2] = {0, 1};
+    /* streams that stand in for the devices: member 0's GPU cannot be selected; no stream is
+     * queued on, the group failing before its communicator exists */
+    const xdt_nccl_group_config cfg = {
+        .name = "marker",
+        .ranks = ranks,
+        .size = 2,
+        .rank = a->member,
+        .vendor = XDT_NCCL_NVIDIA,
+        .stream = {.make_current = a->member == 0 ? cannot_make_current : made_current,
+                   .query = idle_stream},
+        .timeout_ms = 20000};
+    xdt_nccl_group *g = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    a->st = xdt_nccl_group_create(store, &cfg, &g);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    a->took_s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    xdt_nccl_group_destroy(g);
+    xdt_store_barrier(store, "marker-done", 20000);
+    xdt_store_close(store);
+    return NULL;
+}
+
+/* Member 0 fails before it can draw the id: member 1 must fail at once naming that, not wait
+ * out its 20 s timeout. Runs where the library loads (the group loads it first). */
+static int first_member_fails(const char *arg) {
+    (void)arg;
+    const int port = test_free_port();
+    CHECK(port > 0, "a free port");
+    marker_arg a[2] = {{.member = 0, .port = port}, {.member = 1, .port = port}};
+    pthread_t th[2];
+    fprintf(stderr, "(error lines about group marker are expected next)\n");
+    for (int m = 0; m < 2; m++)
+        pthread_create(&th[m], NULL, marker_member, &a[m]);
+    for (int m = 0; m < 2; m++)
+        pthread_join(th[m], NULL);
+    CHECK(a[0].st == XDT_ERR_DEVICE, "member 0: status %d", a[0].st);
+    CHECK(a[1].st == XDT_ERR_PEER && a[1].took_s < 10, "member 1: status %d after %.1f s", a[1].st,
+          a[1].took_s);
+    return failures;
+}
+
 static void test_agreement(void) {
     const bool every[MEMBERS] = {true, true, true};
     const int same[MEMBERS] = {22809, 22809, 22809}, mixed[MEMBERS] = {22809, 22809, 22105};
@@ -304,6 +378,8 @@ int main(int argc, char **argv) {
         if (f) fclose(f);
         CHECK(in_child("XDT_RCCL_LIBRARY", path, loads_as_rccl, path) == 0, "as RCCL");
         CHECK(run_fallback() == 0, "past an unusable first candidate");
+        CHECK(in_child("XDT_NCCL_LIBRARY", NULL, first_member_fails, NULL) == 0,
+              "the first member's failure reaches the others");
     }
     unlink(out);
     printf("test_nccl_api: ABI %s against nccl.h, %d failures\n",
