@@ -90,7 +90,7 @@ static void describe(xdt_stage *st, const xdt_model_config *cfg, int first, int 
     st->first_layer = lo - 1;
     /* the probabilities and the backward's workspace, unless the device keeps less
      * (xdt_stage_create asks it; estimates without a device assume this upper bound) */
-    st->att_floats = st->attn_ws_floats = (size_t)b * cfg->n_head * t * t;
+    st->att_floats = st->attn_ws_floats = xdt_gpt_attention_state_floats(cfg, b, t, false);
 }
 
 static size_t count_params(const xdt_stage *st) {

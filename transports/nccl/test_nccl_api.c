@@ -18,7 +18,7 @@
 
 #include "transports/nccl/nccl_api.h"
 #include "transports/nccl/nccl_group.h"
-#include "transports/nccl/test_store.h"
+#include "transports/nccl/test_nccl.h"
 
 #if defined(XDT_TEST_NCCL_HEADER)
 #include <stddef.h>
@@ -54,18 +54,6 @@ _Static_assert(XDT_NCCL_UNDEF_INT == NCCL_CONFIG_UNDEF_INT, "undefined int");
 #else
 #define HEADER_CHECKED 0
 #endif
-
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 /* Runs fn in a child process with the environment variable `var` set to `value` (NULL: unset);
  * returns the child's exit code (its failures; 77: NCCL not found). */

@@ -16,20 +16,9 @@
 #include "devices/device.h"
 #include "transports/bootstrap.h"
 #include "transports/nccl/nccl_group.h"
-#include "transports/nccl/test_store.h"
+#include "transports/nccl/test_nccl.h"
 
-static int failures = 0;
 static const char *backend = "cuda"; /* the GPU backend found: "cuda" or "hip" */
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 static double now_s(void) {
     struct timespec ts;
