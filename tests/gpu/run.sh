@@ -28,6 +28,7 @@
 #      (xdt in fp32 and bf16 also with --attention flash: XDT_GPU_ATTENTION=flash)
 #   5. with the time left, where a bf16 and an fp32 step spend it: xdt's ops timed by device
 #      events (bench_train_step --profile) beside PyTorch's kernels (torch_gpt.py --profile)
+#   6. with the time left, test_device_ops under compute-sanitizer's memcheck
 # Environment: XDT_GPU_DEVICE (default cuda:0), XDT_GPU_BUILD, XDT_NVCC_ARCHS (default 80,90),
 # XDT_GPU_BUDGET_S. Exit status 0 only when steps 1-3 passed and step 4 measured.
 set -uo pipefail
@@ -74,7 +75,26 @@ if [ -n "$BUNDLE" ]; then
     for b in xdt bench_train_step test_device_ops test_train_gpu test_nccl_group; do
         [ -x "$BIN/$b" ] || { echo "the bundle has no bin/$b" >&2; exit 1; }
     done
-    missing=$(for b in "$BIN"/*; do ldd "$b" | grep "not found" | sed "s|^|$(basename "$b"): |"; done)
+    unresolved() { for b in "$BIN"/*; do ldd "$b" | grep "not found" | sed "s|^|$(basename "$b"): |"; done; }
+    missing=$(unresolved)
+    if [ -n "$missing" ]; then
+        # CUDA's runtime and cuBLAS may sit outside the loader's path: the toolkit's lib64, the
+        # driver's folder, or the pip wheels PyTorch brought (nvidia/*/lib)
+        wheel_dirs=$(python3 -c 'import glob, os, sys
+print("\n".join(sorted({p for d in sys.path for p in glob.glob(os.path.join(d or ".", "nvidia", "*", "lib"))})))' 2>/dev/null)
+        for dir in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+            /usr/local/nvidia/lib64 /usr/local/nvidia/lib $wheel_dirs; do
+            for lib in $(echo "$missing" | awk '{ print $2 }' | sort -u); do
+                if [ -e "$dir/$lib" ]; then
+                    export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$dir
+                    echo "== found $lib in $dir"
+                    break
+                fi
+            done
+            missing=$(unresolved)
+            [ -n "$missing" ] || break
+        done
+    fi
     if [ -n "$missing" ]; then
         echo "$missing" >&2
         echo "libraries missing on this machine (see above)" >&2
@@ -267,6 +287,28 @@ profile() { # profile PRECISION [ATTENTION]: xdt's ops, then (explicit only) PyT
 profile bf16
 profile bf16 flash
 profile fp32
+
+# 6. with whatever time is left, the device ops under compute-sanitizer's memcheck (out-of-bounds
+# and misaligned accesses in xdt's kernels); a note only, since the sanitizer is not on every
+# machine and cuBLAS under it is slow
+echo "== 6. compute-sanitizer memcheck of test_device_ops (time left permitting)"
+SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ ! -x "$SANITIZER" ]; then
+    note "memcheck: not run (no compute-sanitizer)"
+elif t=$(limit 200 30); then
+    XDT_TEST_GPU=$DEVICE timeout "$t" "$SANITIZER" --tool memcheck --error-exitcode 3 \
+        "$DEVICE_OPS" >"$WORK/memcheck.log" 2>&1
+    rc=$?
+    grep -E "=========|FAIL" "$WORK/memcheck.log" | head -40
+    case $rc in
+    0) note "memcheck of test_device_ops: no errors" ;;
+    124) note "memcheck of test_device_ops: not finished in $t s" ;;
+    3) fail "memcheck of test_device_ops found errors (above)" ;;
+    *) note "memcheck of test_device_ops: exit $rc ($(tail -1 "$WORK/memcheck.log"))" ;;
+    esac
+else
+    note "memcheck: not run (time)"
+fi
 
 echo
 echo "== summary ($(elapsed))"
