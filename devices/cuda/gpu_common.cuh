@@ -39,6 +39,7 @@ struct gpu_ctx {
     bool tf32;           /* TF32 tensor-core GEMMs allowed (cuBLAS only) */
     bool bf16;           /* GEMM inputs rounded to bf16, fp32 sums (xdt_precision) */
     bool flash;          /* attention in the fused kernels (gpu_flash_attention.cu) where fit */
+    bool mma_bf16;       /* bf16 mode's flash attention on tensor cores (XDT_GPU_HAVE_MMA_BF16) */
     host_area *host;     /* mapped pinned: host view */
     host_area *host_dev; /* the same memory: device view */
     void *ws;            /* device workspace for reduction partials and index tables */
@@ -93,6 +94,18 @@ __device__ inline float bf16_round(float x) {
     const unsigned u = __float_as_uint(x);
     if ((u & 0x7fffffffu) > 0x7f800000u) return __uint_as_float((u | 0x00400000u) & 0xffff0000u);
     return __uint_as_float((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
+}
+
+/* ---- reductions over the four lanes of a quad (lanes 4g..4g+3, every one gets the result) ---- */
+
+__device__ inline float quad_max(float v) {
+    v = fmaxf(v, XDT_SHFL_XOR(v, 1));
+    return fmaxf(v, XDT_SHFL_XOR(v, 2));
+}
+
+__device__ inline float quad_sum(float v) {
+    v += XDT_SHFL_XOR(v, 1);
+    return v + XDT_SHFL_XOR(v, 2);
 }
 
 /* ---- reductions inside a block (every thread gets the total) ---- */
@@ -186,6 +199,12 @@ void flash_attention_forward(gpu_ctx *g, float *out, float *state, const float *
 void flash_attention_backward(gpu_ctx *g, float *dqkv, float *workspace, const float *dout,
                               const float *qkv, const float *state, const float *out, int b, int t,
                               int c, int nh);
+/* gpu_flash_attention_mma.cu: the same in bf16 mode on tensor cores (XDT_GPU_HAVE_MMA_BF16 and
+ * gpu_ctx.mma_bf16); dd is the rows' dout . out, which the backward's caller computes. */
+void flash_mma_forward(gpu_ctx *g, float *out, float *lse, const float *qkv, int b, int t, int c,
+                       int nh);
+void flash_mma_backward(gpu_ctx *g, float *dqkv, const float *dd, const float *dout,
+                        const float *qkv, const float *lse, int b, int t, int c, int nh);
 
 /* gpu_device.cu: the synchronising part of the reductions. */
 xdt_status sync_ctx(gpu_ctx *c);

@@ -369,6 +369,24 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
         if (env && !strcmp(env, "flash")) c->flash = true;
         if (env && !strcmp(env, "explicit")) c->flash = false;
     }
+    /* mma.sync's bf16 shape needs compute capability 8.0 (Ampere); XDT_GPU_FLASH_MMA=0 keeps
+     * the bf16 mode's flash attention on the fp32 kernels (for comparison) */
+#if XDT_GPU_HAVE_MMA_BF16 && !defined(XDT_GPU_EMU)
+    {
+        int major = 0;
+        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->index) ==
+            cudaSuccess)
+            c->mma_bf16 = major >= 8;
+        else
+            (void)cudaGetLastError();
+    }
+#else
+    c->mma_bf16 = XDT_GPU_HAVE_MMA_BF16;
+#endif
+    {
+        const char *env = getenv("XDT_GPU_FLASH_MMA");
+        if (env && !strcmp(env, "0")) c->mma_bf16 = false;
+    }
 #if XDT_GPU_HAVE_BLAS
     if (!opts->tiled_gemm) {
         cublasStatus_t bs = cublasCreate(&c->blas);
@@ -418,7 +436,9 @@ extern "C" xdt_status XDT_GPU_CREATE(int index, const xdt_device_options *opts, 
     dev->ctx = c;
     snprintf(dev->name, sizeof dev->name, "%s", c->name);
     xdt_log_debug("device %s: %s attention, %s GEMM%s", c->name,
-                  c->flash ? "flash (heads <= 64 dims)" : "explicit",
+                  !c->flash                ? "explicit"
+                  : c->bf16 && c->mma_bf16 ? "flash (heads <= 64 dims, bf16 tensor cores)"
+                                           : "flash (heads <= 64 dims)",
                   c->blas_ok && (!c->bf16 || XDT_GPU_BLAS_BF16) ? XDT_GPU_BLAS_NAME
                                                                 : "tiled-kernel",
                   c->bf16                 ? ", bf16 products"

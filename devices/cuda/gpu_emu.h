@@ -33,6 +33,7 @@
 #define __host__
 #define __shared__ static
 #define __launch_bounds__(n)
+#define __align__(n) __attribute__((aligned(n)))
 
 struct dim3 {
     unsigned x, y, z;
@@ -67,6 +68,7 @@ struct state {
     int status[kMaxThreads]; /* 0 runnable, 1 at a barrier, 2 done */
     int current = 0;
     unsigned char slot[kMaxThreads][8]; /* shuffle exchange */
+    uint32_t mma_in[kMaxThreads][6];    /* mma_bf16_16816's operands, a then b */
     void (*body)(void *) = nullptr;
     void *body_arg = nullptr;
     int last_error = 0;
@@ -164,6 +166,43 @@ template <typename T> inline T shfl_xor(T v, int lane) {
     barrier();
     return r;
 }
+
+/* The warp-wide mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32 of 32 lanes, d += a b, on the
+ * PTX ISA's fragment layout (lane = 4 group + tig): a (16 x 16, row-major) in 4 registers of two
+ * bf16 each, {a[g][2tig..], a[g+8][2tig..], a[g][2tig+8..], a[g+8][2tig+8..]}; b (16 x 8) in 2,
+ * {b[2tig..][g], b[2tig+8..][g]}; d (16 x 8) as {d[g][2tig], d[g][2tig+1], d[g+8][2tig],
+ * d[g+8][2tig+1]}. The lower-indexed value of a pair sits in the low half. Every thread of the
+ * block calls it together (an exchange between two barriers, as the shuffles). 32-lane warps
+ * only. */
+#if XDT_EMU_WARP_SIZE == 32
+inline float bf16_half(uint32_t reg, int hi) {
+    uint32_t u = (hi ? reg >> 16 : reg & 0xffffu) << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+inline void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+    state &s = st();
+    const int me = s.current, base = me - me % 32, lane = me % 32, g = lane / 4, tig = lane % 4;
+    memcpy(s.mma_in[me], a, 4 * sizeof(uint32_t));
+    memcpy(s.mma_in[me] + 4, b, 2 * sizeof(uint32_t));
+    barrier();
+    for (int e = 0; e < 4; e++) {
+        const int row = g + (e >= 2 ? 8 : 0), col = 2 * tig + (e & 1);
+        float sum = d[e];
+        for (int kk = 0; kk < 16; kk++) {
+            const uint32_t *al = s.mma_in[base + (row % 8) * 4 + (kk % 8) / 2];
+            const uint32_t *bl = s.mma_in[base + col * 4 + (kk % 8) / 2];
+            const float x = bf16_half(al[(row >= 8 ? 1 : 0) + (kk >= 8 ? 2 : 0)], kk & 1);
+            const float y = bf16_half(bl[4 + (kk >= 8 ? 1 : 0)], kk & 1);
+            sum += x * y;
+        }
+        d[e] = sum;
+    }
+    barrier();
+}
+#endif
 
 } // namespace xdt_emu
 

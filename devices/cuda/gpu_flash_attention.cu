@@ -5,10 +5,12 @@
  * layer falls from b nh t^2 floats (probabilities, and as much again for the backward's
  * workspace) to b nh t (the log-sum-exp) and b nh t of workspace, so long sequences fit.
  *
- * Arithmetic is fp32 in every precision mode (as the CPU backend's attention), and every sum is
- * taken in a fixed order: no atomics, so results are the same on every run. The backward is two
- * kernels, one per key tile (dK, dV) and one per query tile (dQ), each recomputing what it needs.
- * Heads of up to kHeadMax dims (the GPT-2 family has 64); wider heads take the explicit path.
+ * Arithmetic is fp32 (as the CPU backend's attention), except in the bf16 mode on devices with
+ * bf16 tensor cores, where gpu_flash_attention_mma.cu runs the same kernels' products on them.
+ * Every sum is taken in a fixed order: no atomics, so results are the same on every run. The
+ * backward is two kernels, one per key tile (dK, dV) and one per query tile (dQ), each recomputing
+ * what it needs. Heads of up to kHeadMax dims (the GPT-2 family has 64); wider heads take the
+ * explicit path.
  *
  * Thread layout, all kernels: 128 threads, four per row of a 32-row tile (query rows in the
  * forward and dQ kernels, key rows in the dK/dV kernel); a thread owns the head dims
@@ -46,16 +48,6 @@ __device__ inline void load_tile(float (*tile)[kPad], const float *m, size_t ld,
         const int r = x / hs, d = x % hs;
         tile[r][d] = r0 + r < t ? m[(size_t)(r0 + r) * ld + col + d] : 0.0f;
     }
-}
-
-__device__ inline float quad_max(float v) {
-    v = fmaxf(v, XDT_SHFL_XOR(v, 1));
-    return fmaxf(v, XDT_SHFL_XOR(v, 2));
-}
-
-__device__ inline float quad_sum(float v) {
-    v += XDT_SHFL_XOR(v, 1);
-    return v + XDT_SHFL_XOR(v, 2);
 }
 
 __device__ inline float dot(const float *a, const float *b, int hs) {
@@ -305,6 +297,12 @@ static dim3 tiles(int t, int nh, int b) {
 void flash_attention_forward(gpu_ctx *g, float *out, float *state, const float *qkv, int b, int t,
                              int c, int nh) {
     const char *op = "attention_forward (flash)";
+#if XDT_GPU_HAVE_MMA_BF16
+    if (g->bf16 && g->mma_bf16) {
+        flash_mma_forward(g, out, state, qkv, b, t, c, nh);
+        return;
+    }
+#endif
     XDT_LAUNCH(tiles(t, nh, b), kThreads, g->stream, flash_forward_kernel)
     (out, state, qkv, t, c, nh, 1.0f / sqrtf((float)(c / nh)));
     check_launch(g, op);
@@ -319,6 +317,12 @@ void flash_attention_backward(gpu_ctx *g, float *dqkv, float *workspace, const f
     XDT_LAUNCH(grid_for((size_t)b * t * nh, kBlock), kBlock, g->stream, flash_row_dot_kernel)
     (workspace, dout, out, b, t, c, nh);
     if (!check_launch(g, op)) return;
+#if XDT_GPU_HAVE_MMA_BF16
+    if (g->bf16 && g->mma_bf16) {
+        flash_mma_backward(g, dqkv, workspace, dout, qkv, lse, b, t, c, nh);
+        return;
+    }
+#endif
     XDT_LAUNCH(tiles(t, nh, b), kThreads, g->stream, flash_backward_kv_kernel)
     (dqkv, dout, qkv, lse, workspace, t, c, nh, scale);
     if (!check_launch(g, op)) return;

@@ -1,9 +1,12 @@
 /* gpu_gemm.cu: GEMMs of the GPU backend. Callers are row-major (c = alpha op(a) op(b) + beta c);
  * the vendor BLAS is column-major, so a row-major product is computed as its transpose:
  * c^T = op(b)^T op(a)^T, i.e. the BLAS call takes (b, a) and (n, m) with the same leading
- * dimensions. cuBLAS runs in full fp32 unless TF32 was allowed (gpu_device.cu); in bf16 mode
- * (xdt_precision) it multiplies on bf16 tensor cores with fp32 sums
- * (CUBLAS_COMPUTE_32F_FAST_16BF: fp32 arrays in and out, rounded to bf16 inside).
+ * dimensions. cuBLAS runs in full fp32 unless TF32 was allowed (gpu_device.cu). In bf16 mode
+ * (xdt_precision) the operands are first rounded into bf16 copies in the workspace (a pass over
+ * each, in chunks of about kBf16Chunk values) and cuBLAS multiplies those on bf16 tensor cores
+ * with fp32 sums into the fp32 c: the CPU backend's bf16 products. (CUBLAS_COMPUTE_32F_FAST_16BF
+ * on the fp32 arrays was measured on an H200 to give TF32's rate and TF32's rounding, not
+ * bf16's: docs/BENCHMARKS.md.)
  *
  * Without a vendor BLAS (HIP builds without hipBLAS), or when the device was opened with
  * tiled_gemm, GEMMs run in the tiled kernel below: 64 x 64 output tiles, 16-deep slices of a and
@@ -98,6 +101,39 @@ static void tiled_gemm(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float 
     }
 }
 
+#if XDT_GPU_BLAS_BF16
+/* Values per bf16 copy pass: the workspace holds one chunk of a and one of b (2 bytes each). */
+constexpr size_t kBf16Chunk = (size_t)32 << 20;
+
+/* out (packed: ld = cols, stride rows cols) = the bf16 bits of `batch` rows x cols matrices of
+ * `in` (leading dimension ld, stride s), rounded as bf16_round. grid.y walks the rows of all
+ * the matrices, grid.x the columns. */
+__global__ void pack_bf16_kernel(uint16_t *out, const float *in, int rows, int cols, int ld, long s,
+                                 int batch) {
+    const long total = (long)rows * batch;
+    for (long rz = blockIdx.y; rz < total; rz += gridDim.y) {
+        const long z = rz / rows, r = rz % rows;
+        const float *src = in + z * s + r * ld;
+        uint16_t *dst = out + rz * cols;
+        for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < cols; j += gridDim.x * blockDim.x)
+            dst[j] = (uint16_t)(__float_as_uint(bf16_round(src[j])) >> 16);
+    }
+}
+
+static void pack_bf16(gpu_ctx *c, uint16_t *out, const float *in, int rows, int cols, int ld,
+                      long s, int batch) {
+    const long total = (long)rows * batch;
+    const unsigned gx = (unsigned)((cols + kBlock - 1) / kBlock);
+    const unsigned gy = (unsigned)(total < 65535 ? total : 65535);
+    XDT_LAUNCH(dim3(gx, gy), kBlock, c->stream, pack_bf16_kernel)
+    (out, in, rows, cols, ld, s, batch);
+}
+
+static size_t round_up_128(size_t n) {
+    return (n + 127) / 128 * 128;
+}
+#endif
+
 #if XDT_GPU_HAVE_BLAS
 static const char *blas_status_name(cublasStatus_t s) {
     switch (s) {
@@ -141,6 +177,63 @@ static xdt_status blas_status_of(cublasStatus_t s) {
 }
 #endif
 
+#if XDT_GPU_BLAS_BF16
+/* The bf16 mode's GEMM: bf16 copies of a and b, then cuBLAS with bf16 operands and fp32 sums and
+ * output. One product is split by rows of c so a's copy fits a chunk (b is copied whole); a batch
+ * by matrices so both fit. */
+static void gemm_bf16(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha,
+                      const float *a, int lda, long sa, const float *b, int ldb, long sb,
+                      float beta, float *cm, int ldc, long sc, int batch, const char *op) {
+    const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int rows_b = tb ? n : k, cols_b = tb ? k : n;
+    const size_t per_b = (size_t)rows_b * cols_b, per_a = (size_t)m * k;
+    const size_t kk = k > 0 ? (size_t)k : 1;
+    /* rows of c per pass (one product: a's copy within a chunk) or matrices per pass */
+    size_t step = batch == 1 ? kBf16Chunk / kk : kBf16Chunk / (per_a + per_b + 1);
+    if (batch == 1 && step < 64) step = 64;
+    if (step < 1) step = 1;
+    const size_t span = batch == 1 ? (size_t)m : (size_t)batch;
+    if (step > span) step = span;
+    const size_t a_vals = round_up_128(batch == 1 ? step * kk : step * per_a);
+    const size_t b_vals = round_up_128(batch == 1 ? per_b : step * per_b);
+    uint16_t *a16 = static_cast<uint16_t *>(workspace(c, (a_vals + b_vals) * 2, op));
+    if (!a16) return;
+    uint16_t *b16 = a16 + a_vals;
+    cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
+    const char *what = XDT_GPU_BLAS_NAME " GemmEx (bf16 operands, fp32 sums)";
+    if (batch == 1) {
+        pack_bf16(c, b16, b, rows_b, cols_b, ldb, 0, 1);
+        for (size_t i0 = 0; i0 < (size_t)m && s == CUBLAS_STATUS_SUCCESS; i0 += step) {
+            const int mc = (int)((size_t)m - i0 < step ? (size_t)m - i0 : step);
+            /* rows i0.. of op(a): rows of a, or its columns when transposed */
+            if (ta)
+                pack_bf16(c, a16, a + i0, k, mc, lda, 0, 1);
+            else
+                pack_bf16(c, a16, a + i0 * (size_t)lda, mc, k, lda, 0, 1);
+            if (!check_launch(c, op)) return;
+            s = cublasGemmEx(c->blas, opb, opa, n, mc, k, &alpha, b16, CUDA_R_16BF, cols_b, a16,
+                             CUDA_R_16BF, ta ? mc : k, &beta, cm + i0 * (size_t)ldc, CUDA_R_32F,
+                             ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        }
+    } else {
+        what = XDT_GPU_BLAS_NAME " GemmStridedBatchedEx (bf16 operands, fp32 sums)";
+        const int rows_a = ta ? k : m, cols_a = ta ? m : k;
+        for (size_t z0 = 0; z0 < (size_t)batch && s == CUBLAS_STATUS_SUCCESS; z0 += step) {
+            const int nz = (int)((size_t)batch - z0 < step ? (size_t)batch - z0 : step);
+            pack_bf16(c, a16, a + z0 * sa, rows_a, cols_a, lda, sa, nz);
+            pack_bf16(c, b16, b + z0 * sb, rows_b, cols_b, ldb, sb, nz);
+            if (!check_launch(c, op)) return;
+            s = cublasGemmStridedBatchedEx(c->blas, opb, opa, n, m, k, &alpha, b16, CUDA_R_16BF,
+                                           cols_b, (long long)per_b, a16, CUDA_R_16BF, cols_a,
+                                           (long long)per_a, &beta, cm + z0 * sc, CUDA_R_32F, ldc,
+                                           sc, nz, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        }
+    }
+    if (s != CUBLAS_STATUS_SUCCESS) record(c, blas_status_of(s), op, what, blas_status_name(s));
+}
+#endif
+
 void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
                   int lda, long sa, const float *b, int ldb, long sb, float beta, float *cm,
                   int ldc, long sc, int batch, const char *op) {
@@ -156,20 +249,13 @@ void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha
         cublasStatus_t s;
         const char *what;
 #if XDT_GPU_BLAS_BF16
-        if (c->bf16 && batch == 1) {
-            what = XDT_GPU_BLAS_NAME " GemmEx (fp32, bf16 compute)";
-            s = cublasGemmEx(c->blas, opb, opa, n, m, k, &alpha, b, CUDA_R_32F, ldb, a, CUDA_R_32F,
-                             lda, &beta, cm, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF,
-                             CUBLAS_GEMM_DEFAULT);
-        } else if (c->bf16) {
-            what = XDT_GPU_BLAS_NAME " GemmStridedBatchedEx (fp32, bf16 compute)";
-            s = cublasGemmStridedBatchedEx(c->blas, opb, opa, n, m, k, &alpha, b, CUDA_R_32F, ldb,
-                                           sb, a, CUDA_R_32F, lda, sa, &beta, cm, CUDA_R_32F, ldc,
-                                           sc, batch, CUBLAS_COMPUTE_32F_FAST_16BF,
-                                           CUBLAS_GEMM_DEFAULT);
-        } else
+        if (c->bf16) {
+            gemm_bf16(c, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, cm, ldc, sc, batch,
+                      op);
+            return;
+        }
 #endif
-            if (batch == 1) {
+        if (batch == 1) {
             what = XDT_GPU_BLAS_NAME " Sgemm";
             s = cublasSgemm(c->blas, opb, opa, n, m, k, &alpha, b, ldb, a, lda, &beta, cm, ldc);
         } else {

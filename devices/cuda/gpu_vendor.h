@@ -10,9 +10,13 @@
  *
  * XDT_GPU_HAVE_BLAS: GEMMs go to cuBLAS (always under CUDA) or hipBLAS (when the build found it,
  * -DXDT_GPU_HIPBLAS); without it the backend uses its own tiled GEMM kernel (gpu_gemm.cu).
- * XDT_GPU_BLAS_BF16: the BLAS also runs the bf16 GEMM mode on fp32 arrays (cuBLAS's
- * CUBLAS_COMPUTE_32F_FAST_16BF); where it cannot (hipBLAS of ROCm 5 has no such compute type),
- * bf16 GEMMs run in the tiled kernel.
+ * XDT_GPU_BLAS_BF16: the BLAS runs the bf16 GEMM mode (cuBLAS, on bf16 copies of the
+ * operands: gpu_gemm.cu); where it cannot (hipBLAS of ROCm 5), bf16 GEMMs run in the tiled
+ * kernel.
+ *
+ * XDT_GPU_HAVE_MMA_BF16: the warp-level bf16 tensor-core product mma.sync.m16n8k16 exists
+ * (CUDA, for devices of compute capability 8.0 and up; the CPU emulation with 32-lane warps), for
+ * the bf16 flash attention (gpu_flash_attention_mma.cu). Not on HIP.
  *
  * WARP_SIZE: 32 on NVIDIA; on AMD the wavefront of the architecture being compiled (64 on CDNA
  * such as gfx908/gfx90a, 32 on RDNA such as gfx1030). Kernels use it only inside warp-level
@@ -146,7 +150,7 @@
 #define XDT_GPU_BLAS_NAME "cuBLAS"
 #define XDT_GPU_BLAS_BF16 1
 
-#define WARP_SIZE             32
+#define WARP_SIZE                32
 #define XDT_SHFL_XOR(v, lane)    __shfl_xor_sync(0xffffffffu, (v), (lane))
 #define XDT_LAUNCH(g, b, s, ...) __VA_ARGS__<<<(g), (b), 0, (s)>>>
 #endif
@@ -157,6 +161,11 @@
 #endif
 #ifndef XDT_GPU_BLAS_BF16
 #define XDT_GPU_BLAS_BF16 0
+#endif
+#if !defined(XDT_GPU_HIP) && (!defined(XDT_GPU_EMU) || XDT_EMU_WARP_SIZE == 32)
+#define XDT_GPU_HAVE_MMA_BF16 1
+#else
+#define XDT_GPU_HAVE_MMA_BF16 0
 #endif
 
 #endif

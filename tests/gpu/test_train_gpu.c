@@ -4,8 +4,9 @@
  * relative in fp32 and 1e-3 with the bf16 GEMM precision, and the final parameters to 1e-4
  * (fp32, normalised). Where test_device_ops checks each op alone, this checks them in the
  * sequence a step runs them: workspaces shared between ops, the embedding backward's host round
- * trip, the optimizer over one parameter allocation, errors surfacing at sync. The fp32 run is
- * repeated with the GPU's fused (flash) attention, whose state the stage sizes from the device.
+ * trip, the optimizer over one parameter allocation, errors surfacing at sync. The fp32 and bf16
+ * runs are repeated with the GPU's fused (flash) attention, whose state the stage sizes from the
+ * device (in bf16, on tensor cores where the device has them).
  *
  * The device is XDT_TEST_GPU when set, else cuda:0, else hip:0; without one it exits 77. Built
  * with XDT_TEST_EMU, it runs the backend's sources under the CPU emulation (gpu_emu.h). */
@@ -191,5 +192,6 @@ int main(void) {
     compare(&cfg, XDT_PRECISION_FP32, false, 1e-4);
     compare(&cfg, XDT_PRECISION_BF16, false, 1e-3);
     compare(&cfg, XDT_PRECISION_FP32, true, 1e-4);
+    compare(&cfg, XDT_PRECISION_BF16, true, 1e-3); /* flash on bf16 tensor cores, where present */
     return test_exit_code("test_train_gpu");
 }
