@@ -113,10 +113,16 @@ static xdt_status setup(train_run *r) {
     if (!xdt_precision_parse(a->precision, &dopts.gemm_precision))
         return xdt_fail(XDT_ERR_CONFIG, "xdt train: --precision %s: expected fp32, tf32 or bf16",
                         a->precision);
-    if (strcmp(a->attention, "explicit") != 0 && strcmp(a->attention, "flash") != 0)
-        return xdt_fail(XDT_ERR_CONFIG, "xdt train: --attention %s: expected explicit or flash",
+    if (strcmp(a->attention, "auto") && strcmp(a->attention, "explicit") &&
+        strcmp(a->attention, "flash"))
+        return xdt_fail(XDT_ERR_CONFIG,
+                        "xdt train: --attention %s: expected auto, explicit or flash",
                         a->attention);
-    dopts.flash_attention = !strcmp(a->attention, "flash");
+    /* auto: what measured faster on an H200 (docs/BENCHMARKS.md): the fused kernels in bf16,
+     * where they run on tensor cores; the explicit path's cuBLAS products in fp32 and tf32 */
+    dopts.flash_attention =
+        !strcmp(a->attention, "flash") || (!strcmp(a->attention, "auto") && !host_memory &&
+                                           dopts.gemm_precision == XDT_PRECISION_BF16);
     if (dopts.flash_attention && host_memory)
         return xdt_fail(XDT_ERR_CONFIG,
                         "xdt train: --attention flash is for GPU devices (the CPU's attention is "
@@ -218,7 +224,7 @@ int xdt_cmd_train(int argc, char **argv) {
     train_run r = {0};
     train_args *a = &r.a;
     *a = (train_args){
-        .device = "cpu", .batch = 8, .seq = 0, .precision = "fp32", .attention = "explicit"};
+        .device = "cpu", .batch = 8, .seq = 0, .precision = "fp32", .attention = "auto"};
     xdt_train_hparams_defaults(&a->h);
     xdt_cli_opt opts[14 + XDT_TRAIN_OPTION_COUNT] = {
         XDT_OPT_REQUIRED("model", &a->model, "FILE.yaml", "model config"),
@@ -230,10 +236,10 @@ int xdt_cmd_train(int argc, char **argv) {
         XDT_OPT_STRING("precision", &a->precision, "fp32|tf32|bf16",
                        "GEMM precision; storage and the optimizer stay fp32 (bf16 on the CPU "
                        "computes the GPU's numbers, more slowly) [fp32]"),
-        XDT_OPT_STRING("attention", &a->attention, "explicit|flash",
+        XDT_OPT_STRING("attention", &a->attention, "auto|explicit|flash",
                        "GPU attention: the t x t probabilities kept (explicit) or fused kernels "
-                       "keeping per-row statistics, for long sequences (flash; heads <= 64 dims) "
-                       "[explicit]"),
+                       "keeping per-row statistics, for long sequences (flash; heads <= 64 dims); "
+                       "auto: flash in bf16 on a GPU, else explicit [auto]"),
         XDT_OPT_STRING("ckpt-dir", &a->ckpt_dir, "DIR", "checkpoint directory"),
         XDT_OPT_INT("ckpt-every", &a->ckpt_every, "N",
                     "checkpoint every N steps (and at the end) [0 = end only]", 0, 1e9),

@@ -96,6 +96,27 @@ __device__ inline float bf16_round(float x) {
     return __uint_as_float((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
 }
 
+/* bf16_round's bits. */
+__device__ inline uint16_t bf16_bits(float x) {
+    return (uint16_t)(__float_as_uint(bf16_round(x)) >> 16);
+}
+
+/* Two values rounded to bf16 in one word, lo in the low half (the order mma reads a pair in). */
+__device__ inline uint32_t pack_bf16x2(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(XDT_GPU_HIP)
+    uint32_t r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+#else
+    return (uint32_t)bf16_bits(lo) | ((uint32_t)bf16_bits(hi) << 16);
+#endif
+}
+
+/* gpu_bf16.cu: out (packed: ld = cols, stride rows cols) = `batch` rows x cols matrices of in
+ * (leading dimension ld, stride s) rounded to bf16; false after recording a launch failure. */
+bool pack_bf16(gpu_ctx *c, uint16_t *out, const float *in, int rows, int cols, int ld, long s,
+               int batch, const char *op);
+
 /* ---- reductions over the four lanes of a quad (lanes 4g..4g+3, every one gets the result) ---- */
 
 __device__ inline float quad_max(float v) {

@@ -4,17 +4,19 @@
  * atomics, so every run gives the same bits), with each tile's products done by the warp-level
  * mma.sync.m16n8k16 on bf16 operands with fp32 sums, as FlashAttention-2 does them.
  *
- * Rounding, as the bf16 GEMM mode everywhere: q, k, v and dout are rounded to bf16 when staged,
- * and so are the probabilities (and dS) before their product with v (q, k); the softmax, its
- * sums, the log-sum-exp and every accumulator stay fp32.
+ * Rounding, as the bf16 GEMM mode everywhere: q, k, v and dout are rounded to bf16 (one pass
+ * into bf16 copies in the device's workspace, which the kernels read), and so are the
+ * probabilities (and dS) before their product with v (q, k); the softmax, its sums, the
+ * log-sum-exp and every accumulator stay fp32.
  *
  * Layout: 128 threads (four warps) own 64 rows (queries; keys in the dK/dV kernel), 16 per warp,
- * and stream the other side in tiles of 64 rows through shared memory as bf16. Heads are
+ * and stream the other side in tiles of 64 rows through shared memory, double-buffered: the next
+ * tile's async copies (cp.async) are in flight while the current one is multiplied. Heads are
  * zero-padded to 64 dims. A warp's own rows live in registers as mma "a" fragments; a product's
- * 16 x 8 accumulator tiles are turned into the next product's "a" fragments without a trip
- * through shared memory (FlashAttention-2's register reuse), which is why the probabilities are
- * laid out rows x keys in both kernels of the backward. The "b" operand must be read
- * k-contiguous, so v (forward), q and dout (dK/dV) and k (dQ) are also staged transposed.
+ * 16 x 8 accumulator tiles become the next product's "a" fragments without a trip through shared
+ * memory (FlashAttention-2's register reuse), which is why the probabilities are laid out rows x
+ * keys in both kernels of the backward. "b" fragments are read from the row-major tiles either
+ * across a row (for products with a transposed tile) or down a column.
  *
  * CUDA for devices of compute capability 8.0 and up, and the CPU emulation (gpu_emu.h emulates
  * the mma); gpu_flash_attention.cu calls it in bf16 mode when the device has it. */
@@ -36,21 +38,6 @@ static_assert(kTile == kD, "the transposed tiles share the row tiles' shape");
 static_assert(kTile == 16 * (kMmaThreads / 32), "16 rows per warp");
 
 typedef uint16_t tile_t[kTile][kLd];
-
-__device__ inline uint16_t bf16_bits(float x) {
-    return (uint16_t)(__float_as_uint(bf16_round(x)) >> 16);
-}
-
-/* Two values rounded to bf16, lo in the low half (the order mma reads a pair in). */
-__device__ inline uint32_t pack_bf16x2(float lo, float hi) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    uint32_t r;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-    return r;
-#else
-    return (uint32_t)bf16_bits(lo) | ((uint32_t)bf16_bits(hi) << 16);
-#endif
-}
 
 /* The pair of bf16 values at p (p even-indexed within a 4-byte aligned row). */
 __device__ inline uint32_t load_pair(const uint16_t *p) {
@@ -78,6 +65,30 @@ __device__ inline void mma(float d[4], const uint32_t a[4], const uint32_t b[2])
 #endif
 }
 
+/* 16 bytes from global to shared memory without waiting (cp.async, compute capability 8.0); the
+ * copies issued since the last async_commit form a group, and async_wait<N> returns once at most
+ * N groups are still in flight. The emulation copies at once. */
+__device__ inline void copy16_async(void *smem, const void *gmem) {
+#if defined(XDT_GPU_EMU)
+    memcpy(smem, gmem, 16);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned dst = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(gmem));
+#else
+    (void)smem, (void)gmem;
+#endif
+}
+__device__ inline void async_commit() {
+#if !defined(XDT_GPU_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;");
+#endif
+}
+template <int N> __device__ inline void async_wait() {
+#if !defined(XDT_GPU_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;" ::"n"(N));
+#endif
+}
+
 /* The "a" fragment of rows r0..r0+15, columns k0..k0+15 of a row-major shared tile (g: the lane's
  * group, lane / 4; q: its place in the group, lane % 4). */
 __device__ inline void frag_a(uint32_t a[4], const tile_t &m, int r0, int k0, int g, int q) {
@@ -87,10 +98,20 @@ __device__ inline void frag_a(uint32_t a[4], const tile_t &m, int r0, int k0, in
     a[3] = load_pair(&m[r0 + g + 8][k0 + 8 + 2 * q]);
 }
 
-/* The "b" fragment b[kk][n] = m[n0 + n][k0 + kk] (kk < 16, n < 8): a tile's rows as b's columns. */
+/* The "b" fragment b[kk][n] = m[n0 + n][k0 + kk] (kk < 16, n < 8): a tile's rows as b's columns
+ * (for products with a tile transposed: q k^T, dout v^T). */
 __device__ inline void frag_b(uint32_t b[2], const tile_t &m, int n0, int k0, int g, int q) {
     b[0] = load_pair(&m[n0 + g][k0 + 2 * q]);
     b[1] = load_pair(&m[n0 + g][k0 + 8 + 2 * q]);
+}
+
+/* The "b" fragment b[kk][n] = m[k0 + kk][n0 + n]: the tile as it is (p v, dS k, ...). A
+ * register's pair lies down a column, so it takes two 16-bit reads; the quad's rows 2q, 2q + 1
+ * and the group's columns fall in distinct banks (or share a word), so none conflict. */
+__device__ inline void frag_b_down(uint32_t b[2], const tile_t &m, int k0, int n0, int g, int q) {
+    const int r = k0 + 2 * q, col = n0 + g;
+    b[0] = (uint32_t)m[r][col] | ((uint32_t)m[r + 1][col] << 16);
+    b[1] = (uint32_t)m[r + 8][col] | ((uint32_t)m[r + 9][col] << 16);
 }
 
 /* The "a" fragment made of two accumulator tiles side by side (columns 0-7 and 8-15). */
@@ -101,16 +122,27 @@ __device__ inline void acc_to_a(uint32_t a[4], const float lo[4], const float hi
     a[3] = pack_bf16x2(hi[2], hi[3]);
 }
 
-/* Rows [r0, r0 + kTile) of one head's slice (column offset col, hs dims) of a (t x ld) matrix,
- * as bf16, into a row-major tile and/or a transposed one ([dim][row]); zeros past t and hs. */
-__device__ inline void stage(tile_t *rows, tile_t *cols, const float *m, size_t ld, int col, int r0,
-                             int t, int hs) {
+/* Starts copying rows [r0, r0 + kTile) of one head's slice (column offset col, hs dims) of a bf16
+ * (t x ld) matrix into a shared tile; zeros past t and hs. Whole 64-dim heads (fast: rows of 128
+ * bytes, 16-byte aligned) go by async 16-byte copies, four a thread; other heads value by value,
+ * at once. Either way the tile is ready after async_wait and a barrier. */
+__device__ inline void stage(tile_t &tile, const uint16_t *m, size_t ld, int col, int r0, int t,
+                             int hs, bool fast) {
+    if (fast) {
+        for (int x = threadIdx.x; x < kTile * (kD / 8); x += kMmaThreads) {
+            const int r = x / (kD / 8), d = 8 * (x % (kD / 8));
+            if (r0 + r < t) {
+                copy16_async(&tile[r][d], m + (size_t)(r0 + r) * ld + col + d);
+            } else {
+                const uint32_t zero[4] = {0, 0, 0, 0};
+                memcpy(&tile[r][d], zero, sizeof zero);
+            }
+        }
+        return;
+    }
     for (int x = threadIdx.x; x < kTile * kD; x += kMmaThreads) {
         const int r = x / kD, d = x % kD;
-        const float v = r0 + r < t && d < hs ? m[(size_t)(r0 + r) * ld + col + d] : 0.0f;
-        const uint16_t h = bf16_bits(v);
-        if (rows) (*rows)[r][d] = h;
-        if (cols) (*cols)[d][r] = h;
+        tile[r][d] = r0 + r < t && d < hs ? m[(size_t)(r0 + r) * ld + col + d] : (uint16_t)0;
     }
 }
 
@@ -122,37 +154,45 @@ __device__ inline int acc_col(int nt, int q, int e) {
     return 8 * nt + 2 * q + (e & 1);
 }
 
-/* grid (query tiles, nh, b); the last query tiles (most keys) first. out (b, t, c); lse (b, nh,
- * t). */
+/* grid (query tiles, nh, b); the last query tiles (most keys) first. qkv: bf16 (b, t, 3c);
+ * out (b, t, c); lse (b, nh, t). Key tiles are double-buffered: the next is copied in while the
+ * current one is multiplied. */
 __global__ void __launch_bounds__(kMmaThreads)
-    flash_forward_mma_kernel(float *out, float *lse, const float *qkv, int t, int c, int nh,
-                             float scale) {
+    flash_forward_mma_kernel(float *out, float *lse, const uint16_t *qkv, int t, int c, int nh,
+                             float scale, bool fast) {
     __shared__ __align__(16) uint16_t qs[kTile][kLd];
-    __shared__ __align__(16) uint16_t ks[kTile][kLd];
-    __shared__ __align__(16) uint16_t vt[kD][kLd];
+    __shared__ __align__(16) uint16_t ks[2][kTile][kLd];
+    __shared__ __align__(16) uint16_t vs[2][kTile][kLd];
     const int hs = c / nh, h = blockIdx.y, bi = blockIdx.z;
     const int q0 = (int)(gridDim.x - 1 - blockIdx.x) * kTile;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, q = lane & 3;
     const int row0 = q0 + 16 * warp; /* the warp's first query */
     const size_t ld = 3 * (size_t)c;
-    const float *x = qkv + (size_t)bi * t * ld;
-    stage(&qs, nullptr, x, ld, h * hs, q0, t, hs);
-    __syncthreads();
-    uint32_t qa[kD / 16][4];
-#pragma unroll
-    for (int kc = 0; kc < kD / 16; kc++)
-        frag_a(qa[kc], qs, 16 * warp, 16 * kc, g, q);
+    const uint16_t *x = qkv + (size_t)bi * t * ld;
+    stage(qs, x, ld, h * hs, q0, t, hs, fast);
+    stage(ks[0], x, ld, c + h * hs, 0, t, hs, fast);
+    stage(vs[0], x, ld, 2 * c + h * hs, 0, t, hs, fast);
+    async_commit();
     float o[kD / 8][4];
 #pragma unroll
     for (int dt = 0; dt < kD / 8; dt++)
         o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
     float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+    uint32_t qa[kD / 16][4];
     const int last = (q0 + kTile < t ? q0 + kTile : t) - 1;
-    for (int k0 = 0; k0 <= last; k0 += kTile) {
-        __syncthreads(); /* the previous tiles are read */
-        stage(&ks, nullptr, x, ld, c + h * hs, k0, t, hs);
-        stage(nullptr, &vt, x, ld, 2 * c + h * hs, k0, t, hs);
+    for (int k0 = 0, buf = 0; k0 <= last; k0 += kTile, buf ^= 1) {
+        if (k0 + kTile <= last) {
+            stage(ks[buf ^ 1], x, ld, c + h * hs, k0 + kTile, t, hs, fast);
+            stage(vs[buf ^ 1], x, ld, 2 * c + h * hs, k0 + kTile, t, hs, fast);
+        }
+        async_commit();
+        async_wait<1>(); /* this tile's copies (and, the first time, the queries') are in */
         __syncthreads();
+        if (k0 == 0) {
+#pragma unroll
+            for (int kc = 0; kc < kD / 16; kc++)
+                frag_a(qa[kc], qs, 16 * warp, 16 * kc, g, q);
+        }
         float s[kTile / 8][4];
 #pragma unroll
         for (int nt = 0; nt < kTile / 8; nt++) {
@@ -160,7 +200,7 @@ __global__ void __launch_bounds__(kMmaThreads)
 #pragma unroll
             for (int kc = 0; kc < kD / 16; kc++) {
                 uint32_t b[2];
-                frag_b(b, ks, 8 * nt, 16 * kc, g, q);
+                frag_b(b, ks[buf], 8 * nt, 16 * kc, g, q);
                 mma(s[nt], qa[kc], b);
             }
         }
@@ -206,10 +246,11 @@ __global__ void __launch_bounds__(kMmaThreads)
 #pragma unroll
             for (int dt = 0; dt < kD / 8; dt++) {
                 uint32_t b[2];
-                frag_b(b, vt, 8 * dt, 16 * kc, g, q);
+                frag_b_down(b, vs[buf], 16 * kc, 8 * dt, g, q);
                 mma(o[dt], pa, b);
             }
         }
+        __syncthreads(); /* the tile is read: the next iteration's copies may overwrite it */
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -229,30 +270,32 @@ __global__ void __launch_bounds__(kMmaThreads)
 }
 
 /* grid (key tiles, nh, b): dK and dV of kTile keys over every query that sees them (the first
- * key tiles, which see the most, are launched first). */
+ * key tiles, which see the most, are launched first). qkv and dout bf16; query tiles
+ * double-buffered. */
 __global__ void __launch_bounds__(kMmaThreads)
-    flash_backward_kv_mma_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse,
-                                 const float *dd, int t, int c, int nh, float scale) {
-    __shared__ __align__(16) uint16_t qs[kTile][kLd];
-    __shared__ __align__(16) uint16_t qt[kD][kLd];
-    __shared__ __align__(16) uint16_t dos[kTile][kLd];
-    __shared__ __align__(16) uint16_t dot[kD][kLd];
-    __shared__ float lse_s[kTile], dd_s[kTile];
+    flash_backward_kv_mma_kernel(float *dqkv, const uint16_t *dout, const uint16_t *qkv,
+                                 const float *lse, const float *dd, int t, int c, int nh,
+                                 float scale, bool fast) {
+    __shared__ __align__(16) uint16_t qs[2][kTile][kLd];
+    __shared__ __align__(16) uint16_t dos[2][kTile][kLd];
+    __shared__ float lse_s[2][kTile], dd_s[2][kTile];
     const int hs = c / nh, h = blockIdx.y, bi = blockIdx.z, k0 = blockIdx.x * kTile;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, q = lane & 3;
     const int j0 = k0 + 16 * warp; /* the warp's first key */
     const size_t ld = 3 * (size_t)c;
-    const float *x = qkv + (size_t)bi * t * ld, *dy = dout + (size_t)bi * t * c;
+    const uint16_t *x = qkv + (size_t)bi * t * ld, *dy = dout + (size_t)bi * t * c;
     const float *lse_bh = lse + ((size_t)bi * nh + h) * t, *dd_bh = dd + ((size_t)bi * nh + h) * t;
-    /* the block's keys and values, staged through the query tiles' buffers into registers */
-    stage(&qs, nullptr, x, ld, c + h * hs, k0, t, hs);
-    stage(&dos, nullptr, x, ld, 2 * c + h * hs, k0, t, hs);
+    /* the block's keys and values, staged through the second query buffers into registers */
+    stage(qs[1], x, ld, c + h * hs, k0, t, hs, fast);
+    stage(dos[1], x, ld, 2 * c + h * hs, k0, t, hs, fast);
+    async_commit();
+    async_wait<0>();
     __syncthreads();
     uint32_t ka[kD / 16][4], va[kD / 16][4];
 #pragma unroll
     for (int kc = 0; kc < kD / 16; kc++) {
-        frag_a(ka[kc], qs, 16 * warp, 16 * kc, g, q);
-        frag_a(va[kc], dos, 16 * warp, 16 * kc, g, q);
+        frag_a(ka[kc], qs[1], 16 * warp, 16 * kc, g, q);
+        frag_a(va[kc], dos[1], 16 * warp, 16 * kc, g, q);
     }
     float dk[kD / 8][4], dv[kD / 8][4];
 #pragma unroll
@@ -260,15 +303,23 @@ __global__ void __launch_bounds__(kMmaThreads)
 #pragma unroll
         for (int e = 0; e < 4; e++)
             dk[dt][e] = dv[dt][e] = 0.0f;
-    for (int q0 = k0; q0 < t; q0 += kTile) {
-        __syncthreads();
-        stage(&qs, &qt, x, ld, h * hs, q0, t, hs);
-        stage(&dos, &dot, dy, (size_t)c, h * hs, q0, t, hs);
+    /* query tile q0's data, into buffer b: async copies, and the rows' terms at once */
+    auto fetch = [&](int q0, int b) {
+        stage(qs[b], x, ld, h * hs, q0, t, hs, fast);
+        stage(dos[b], dy, (size_t)c, h * hs, q0, t, hs, fast);
         if (threadIdx.x < kTile) {
             const int i = q0 + (int)threadIdx.x;
-            lse_s[threadIdx.x] = i < t ? lse_bh[i] : 0.0f;
-            dd_s[threadIdx.x] = i < t ? dd_bh[i] : 0.0f;
+            lse_s[b][threadIdx.x] = i < t ? lse_bh[i] : 0.0f;
+            dd_s[b][threadIdx.x] = i < t ? dd_bh[i] : 0.0f;
         }
+    };
+    __syncthreads(); /* every warp has its fragments before buffer 1 is reused */
+    fetch(k0, 0);
+    async_commit();
+    for (int q0 = k0, buf = 0; q0 < t; q0 += kTile, buf ^= 1) {
+        if (q0 + kTile < t) fetch(q0 + kTile, buf ^ 1);
+        async_commit();
+        async_wait<1>();
         __syncthreads();
         /* p: keys x queries, s^T then the probabilities; ds: dP^T then dS^T */
         float p[kTile / 8][4], ds[kTile / 8][4];
@@ -280,9 +331,9 @@ __global__ void __launch_bounds__(kMmaThreads)
 #pragma unroll
             for (int kc = 0; kc < kD / 16; kc++) {
                 uint32_t b[2];
-                frag_b(b, qs, 8 * nt, 16 * kc, g, q);
+                frag_b(b, qs[buf], 8 * nt, 16 * kc, g, q);
                 mma(p[nt], ka[kc], b);
-                frag_b(b, dos, 8 * nt, 16 * kc, g, q);
+                frag_b(b, dos[buf], 8 * nt, 16 * kc, g, q);
                 mma(ds[nt], va[kc], b);
             }
         }
@@ -293,8 +344,8 @@ __global__ void __launch_bounds__(kMmaThreads)
                 const int j = j0 + acc_row(g, e), ii = acc_col(nt, q, e), i = q0 + ii;
                 float pv = 0.0f, dsv = 0.0f;
                 if (j <= i && i < t) {
-                    pv = expf(p[nt][e] * scale - lse_s[ii]);
-                    dsv = pv * (ds[nt][e] - dd_s[ii]);
+                    pv = expf(p[nt][e] * scale - lse_s[buf][ii]);
+                    dsv = pv * (ds[nt][e] - dd_s[buf][ii]);
                 }
                 p[nt][e] = pv;
                 ds[nt][e] = dsv;
@@ -307,12 +358,13 @@ __global__ void __launch_bounds__(kMmaThreads)
 #pragma unroll
             for (int dt = 0; dt < kD / 8; dt++) {
                 uint32_t b[2];
-                frag_b(b, dot, 8 * dt, 16 * kc, g, q);
+                frag_b_down(b, dos[buf], 16 * kc, 8 * dt, g, q);
                 mma(dv[dt], pa, b);
-                frag_b(b, qt, 8 * dt, 16 * kc, g, q);
+                frag_b_down(b, qs[buf], 16 * kc, 8 * dt, g, q);
                 mma(dk[dt], dsa, b);
             }
         }
+        __syncthreads();
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -331,28 +383,31 @@ __global__ void __launch_bounds__(kMmaThreads)
     }
 }
 
-/* grid (query tiles, nh, b): dQ of kTile queries over the keys they see (most keys first). */
+/* grid (query tiles, nh, b): dQ of kTile queries over the keys they see (most keys first); key
+ * tiles double-buffered. */
 __global__ void __launch_bounds__(kMmaThreads)
-    flash_backward_q_mma_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse,
-                                const float *dd, int t, int c, int nh, float scale) {
-    __shared__ __align__(16) uint16_t ks[kTile][kLd];
-    __shared__ __align__(16) uint16_t kt[kD][kLd];
-    __shared__ __align__(16) uint16_t vs[kTile][kLd];
+    flash_backward_q_mma_kernel(float *dqkv, const uint16_t *dout, const uint16_t *qkv,
+                                const float *lse, const float *dd, int t, int c, int nh,
+                                float scale, bool fast) {
+    __shared__ __align__(16) uint16_t ks[2][kTile][kLd];
+    __shared__ __align__(16) uint16_t vs[2][kTile][kLd];
     const int hs = c / nh, h = blockIdx.y, bi = blockIdx.z;
     const int q0 = (int)(gridDim.x - 1 - blockIdx.x) * kTile;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, q = lane & 3;
     const int row0 = q0 + 16 * warp;
     const size_t ld = 3 * (size_t)c;
-    const float *x = qkv + (size_t)bi * t * ld;
-    /* the block's queries and their output gradients, staged through the key tiles' buffers */
-    stage(&ks, nullptr, x, ld, h * hs, q0, t, hs);
-    stage(&vs, nullptr, dout + (size_t)bi * t * c, (size_t)c, h * hs, q0, t, hs);
+    const uint16_t *x = qkv + (size_t)bi * t * ld;
+    /* the block's queries and their output gradients, staged through the second key buffers */
+    stage(ks[1], x, ld, h * hs, q0, t, hs, fast);
+    stage(vs[1], dout + (size_t)bi * t * c, (size_t)c, h * hs, q0, t, hs, fast);
+    async_commit();
+    async_wait<0>();
     __syncthreads();
     uint32_t qa[kD / 16][4], da[kD / 16][4];
 #pragma unroll
     for (int kc = 0; kc < kD / 16; kc++) {
-        frag_a(qa[kc], ks, 16 * warp, 16 * kc, g, q);
-        frag_a(da[kc], vs, 16 * warp, 16 * kc, g, q);
+        frag_a(qa[kc], ks[1], 16 * warp, 16 * kc, g, q);
+        frag_a(da[kc], vs[1], 16 * warp, 16 * kc, g, q);
     }
     const size_t bh = ((size_t)bi * nh + h) * t;
     float lse_r[2], dd_r[2];
@@ -367,10 +422,17 @@ __global__ void __launch_bounds__(kMmaThreads)
     for (int dt = 0; dt < kD / 8; dt++)
         dq[dt][0] = dq[dt][1] = dq[dt][2] = dq[dt][3] = 0.0f;
     const int last = (q0 + kTile < t ? q0 + kTile : t) - 1;
-    for (int k0 = 0; k0 <= last; k0 += kTile) {
-        __syncthreads();
-        stage(&ks, &kt, x, ld, c + h * hs, k0, t, hs);
-        stage(&vs, nullptr, x, ld, 2 * c + h * hs, k0, t, hs);
+    __syncthreads(); /* every warp has its fragments before buffer 1 is reused */
+    stage(ks[0], x, ld, c + h * hs, 0, t, hs, fast);
+    stage(vs[0], x, ld, 2 * c + h * hs, 0, t, hs, fast);
+    async_commit();
+    for (int k0 = 0, buf = 0; k0 <= last; k0 += kTile, buf ^= 1) {
+        if (k0 + kTile <= last) {
+            stage(ks[buf ^ 1], x, ld, c + h * hs, k0 + kTile, t, hs, fast);
+            stage(vs[buf ^ 1], x, ld, 2 * c + h * hs, k0 + kTile, t, hs, fast);
+        }
+        async_commit();
+        async_wait<1>();
         __syncthreads();
         float s[kTile / 8][4], dp[kTile / 8][4];
 #pragma unroll
@@ -381,9 +443,9 @@ __global__ void __launch_bounds__(kMmaThreads)
 #pragma unroll
             for (int kc = 0; kc < kD / 16; kc++) {
                 uint32_t b[2];
-                frag_b(b, ks, 8 * nt, 16 * kc, g, q);
+                frag_b(b, ks[buf], 8 * nt, 16 * kc, g, q);
                 mma(s[nt], qa[kc], b);
-                frag_b(b, vs, 8 * nt, 16 * kc, g, q);
+                frag_b(b, vs[buf], 8 * nt, 16 * kc, g, q);
                 mma(dp[nt], da[kc], b);
             }
         }
@@ -405,10 +467,11 @@ __global__ void __launch_bounds__(kMmaThreads)
 #pragma unroll
             for (int dt = 0; dt < kD / 8; dt++) {
                 uint32_t b[2];
-                frag_b(b, kt, 8 * dt, 16 * kc, g, q);
+                frag_b_down(b, ks[buf], 16 * kc, 8 * dt, g, q);
                 mma(dq[dt], dsa, b);
             }
         }
+        __syncthreads();
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -429,22 +492,42 @@ static dim3 mma_tiles(int t, int nh, int b) {
     return dim3((unsigned)((t + kTile - 1) / kTile), (unsigned)nh, (unsigned)b);
 }
 
+/* Whole 64-dim heads of 16-byte aligned rows take the async copies. */
+static bool fast_rows(int c, int nh) {
+    return c / nh == kD && c % 8 == 0;
+}
+
+static size_t round_up_128(size_t n) {
+    return (n + 127) / 128 * 128;
+}
+
 void flash_mma_forward(gpu_ctx *g, float *out, float *lse, const float *qkv, int b, int t, int c,
                        int nh) {
+    const char *op = "attention_forward (flash, bf16)";
+    const size_t n = (size_t)b * t * 3 * c;
+    uint16_t *qkv16 = static_cast<uint16_t *>(workspace(g, n * sizeof(uint16_t), op));
+    if (!qkv16 || !pack_bf16(g, qkv16, qkv, b * t, 3 * c, 3 * c, 0, 1, op)) return;
     XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_forward_mma_kernel)
-    (out, lse, qkv, t, c, nh, 1.0f / sqrtf((float)(c / nh)));
-    check_launch(g, "attention_forward (flash, bf16)");
+    (out, lse, qkv16, t, c, nh, 1.0f / sqrtf((float)(c / nh)), fast_rows(c, nh));
+    check_launch(g, op);
 }
 
 void flash_mma_backward(gpu_ctx *g, float *dqkv, const float *dd, const float *dout,
                         const float *qkv, const float *lse, int b, int t, int c, int nh) {
     const char *op = "attention_backward (flash, bf16)";
     const float scale = 1.0f / sqrtf((float)(c / nh));
+    const size_t n3 = round_up_128((size_t)b * t * 3 * c), n1 = (size_t)b * t * c;
+    uint16_t *qkv16 = static_cast<uint16_t *>(workspace(g, (n3 + n1) * sizeof(uint16_t), op));
+    uint16_t *dout16 = qkv16 ? qkv16 + n3 : NULL;
+    if (!qkv16 || !pack_bf16(g, qkv16, qkv, b * t, 3 * c, 3 * c, 0, 1, op) ||
+        !pack_bf16(g, dout16, dout, b * t, c, c, 0, 1, op))
+        return;
+    const bool fast = fast_rows(c, nh);
     XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_backward_kv_mma_kernel)
-    (dqkv, dout, qkv, lse, dd, t, c, nh, scale);
+    (dqkv, dout16, qkv16, lse, dd, t, c, nh, scale, fast);
     if (!check_launch(g, op)) return;
     XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_backward_q_mma_kernel)
-    (dqkv, dout, qkv, lse, dd, t, c, nh, scale);
+    (dqkv, dout16, qkv16, lse, dd, t, c, nh, scale, fast);
     check_launch(g, op);
 }
 

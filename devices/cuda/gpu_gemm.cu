@@ -105,30 +105,6 @@ static void tiled_gemm(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float 
 /* Values per bf16 copy pass: the workspace holds one chunk of a and one of b (2 bytes each). */
 constexpr size_t kBf16Chunk = (size_t)32 << 20;
 
-/* out (packed: ld = cols, stride rows cols) = the bf16 bits of `batch` rows x cols matrices of
- * `in` (leading dimension ld, stride s), rounded as bf16_round. grid.y walks the rows of all
- * the matrices, grid.x the columns. */
-__global__ void pack_bf16_kernel(uint16_t *out, const float *in, int rows, int cols, int ld, long s,
-                                 int batch) {
-    const long total = (long)rows * batch;
-    for (long rz = blockIdx.y; rz < total; rz += gridDim.y) {
-        const long z = rz / rows, r = rz % rows;
-        const float *src = in + z * s + r * ld;
-        uint16_t *dst = out + rz * cols;
-        for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < cols; j += gridDim.x * blockDim.x)
-            dst[j] = (uint16_t)(__float_as_uint(bf16_round(src[j])) >> 16);
-    }
-}
-
-static void pack_bf16(gpu_ctx *c, uint16_t *out, const float *in, int rows, int cols, int ld,
-                      long s, int batch) {
-    const long total = (long)rows * batch;
-    const unsigned gx = (unsigned)((cols + kBlock - 1) / kBlock);
-    const unsigned gy = (unsigned)(total < 65535 ? total : 65535);
-    XDT_LAUNCH(dim3(gx, gy), kBlock, c->stream, pack_bf16_kernel)
-    (out, in, rows, cols, ld, s, batch);
-}
-
 static size_t round_up_128(size_t n) {
     return (n + 127) / 128 * 128;
 }
@@ -203,15 +179,13 @@ static void gemm_bf16(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float a
     cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
     const char *what = XDT_GPU_BLAS_NAME " GemmEx (bf16 operands, fp32 sums)";
     if (batch == 1) {
-        pack_bf16(c, b16, b, rows_b, cols_b, ldb, 0, 1);
+        if (!pack_bf16(c, b16, b, rows_b, cols_b, ldb, 0, 1, op)) return;
         for (size_t i0 = 0; i0 < (size_t)m && s == CUBLAS_STATUS_SUCCESS; i0 += step) {
             const int mc = (int)((size_t)m - i0 < step ? (size_t)m - i0 : step);
             /* rows i0.. of op(a): rows of a, or its columns when transposed */
-            if (ta)
-                pack_bf16(c, a16, a + i0, k, mc, lda, 0, 1);
-            else
-                pack_bf16(c, a16, a + i0 * (size_t)lda, mc, k, lda, 0, 1);
-            if (!check_launch(c, op)) return;
+            const bool packed = ta ? pack_bf16(c, a16, a + i0, k, mc, lda, 0, 1, op)
+                                   : pack_bf16(c, a16, a + i0 * (size_t)lda, mc, k, lda, 0, 1, op);
+            if (!packed) return;
             s = cublasGemmEx(c->blas, opb, opa, n, mc, k, &alpha, b16, CUDA_R_16BF, cols_b, a16,
                              CUDA_R_16BF, ta ? mc : k, &beta, cm + i0 * (size_t)ldc, CUDA_R_32F,
                              ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
@@ -221,9 +195,9 @@ static void gemm_bf16(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float a
         const int rows_a = ta ? k : m, cols_a = ta ? m : k;
         for (size_t z0 = 0; z0 < (size_t)batch && s == CUBLAS_STATUS_SUCCESS; z0 += step) {
             const int nz = (int)((size_t)batch - z0 < step ? (size_t)batch - z0 : step);
-            pack_bf16(c, a16, a + z0 * sa, rows_a, cols_a, lda, sa, nz);
-            pack_bf16(c, b16, b + z0 * sb, rows_b, cols_b, ldb, sb, nz);
-            if (!check_launch(c, op)) return;
+            if (!pack_bf16(c, a16, a + z0 * sa, rows_a, cols_a, lda, sa, nz, op) ||
+                !pack_bf16(c, b16, b + z0 * sb, rows_b, cols_b, ldb, sb, nz, op))
+                return;
             s = cublasGemmStridedBatchedEx(c->blas, opb, opa, n, m, k, &alpha, b16, CUDA_R_16BF,
                                            cols_b, (long long)per_b, a16, CUDA_R_16BF, cols_a,
                                            (long long)per_a, &beta, cm + z0 * sc, CUDA_R_32F, ldc,

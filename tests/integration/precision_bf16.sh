@@ -47,7 +47,7 @@ check "the pipeline gives the bf16 losses" losses_match "$WORK/pipe.jsonl" "$WOR
 # bad input
 expect_error "--precision fp8: expected fp32, tf32 or bf16" "$XDT" train --model "$WORK/model.yaml" \
     --data "$TEXT" --steps 1 --precision fp8
-expect_error "--attention sparse: expected explicit or flash" "$XDT" train \
+expect_error "--attention sparse: expected auto, explicit or flash" "$XDT" train \
     --model "$WORK/model.yaml" --data "$TEXT" --steps 1 --attention sparse
 expect_error "--attention flash is for GPU devices" "$XDT" train --model "$WORK/model.yaml" \
     --data "$TEXT" --steps 1 --attention flash

@@ -1,0 +1,71 @@
+/* gpu_bf16.cu: bf16 copies of fp32 arrays, for the bf16 mode's products: cuBLAS's bf16 GEMMs
+ * (gpu_gemm.cu) and the tensor-core attention (gpu_flash_attention_mma.cu) read bf16 operands.
+ * Rounding is bf16_round's (nearest, ties to even: the CPU backend's). A contiguous array is
+ * copied as one flat run, four values a thread per step (16-byte loads, 8-byte stores) where
+ * aligned; a strided one row by row. */
+#include "devices/cuda/gpu_common.cuh"
+
+#include <string.h>
+
+namespace XDT_GPU_NS {
+
+/* Four values from in, rounded, to out (in 16-byte aligned, out 8-byte aligned). */
+__device__ inline void pack4(uint16_t *out, const float *in) {
+#if defined(XDT_GPU_EMU)
+    float v[4];
+    memcpy(v, in, sizeof v);
+    const uint32_t w[2] = {pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3])};
+    memcpy(out, w, sizeof w);
+#else
+    const float4 v = *reinterpret_cast<const float4 *>(in);
+    *reinterpret_cast<uint2 *>(out) = make_uint2(pack_bf16x2(v.x, v.y), pack_bf16x2(v.z, v.w));
+#endif
+}
+
+__global__ void pack_bf16_flat4_kernel(uint16_t *out, const float *in, size_t n4) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4;
+         i += (size_t)gridDim.x * blockDim.x)
+        pack4(out + 4 * i, in + 4 * i);
+}
+
+__global__ void pack_bf16_flat_kernel(uint16_t *out, const float *in, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        out[i] = bf16_bits(in[i]);
+}
+
+/* grid.y walks the rows of all the matrices, grid.x the columns */
+__global__ void pack_bf16_rows_kernel(uint16_t *out, const float *in, int rows, int cols, int ld,
+                                      long s, int batch) {
+    const long total = (long)rows * batch;
+    for (long rz = blockIdx.y; rz < total; rz += gridDim.y) {
+        const long z = rz / rows, r = rz % rows;
+        const float *src = in + z * s + r * ld;
+        uint16_t *dst = out + rz * cols;
+        for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < cols; j += gridDim.x * blockDim.x)
+            dst[j] = bf16_bits(src[j]);
+    }
+}
+
+bool pack_bf16(gpu_ctx *c, uint16_t *out, const float *in, int rows, int cols, int ld, long s,
+               int batch, const char *op) {
+    if (rows <= 0 || cols <= 0 || batch <= 0) return true;
+    if (ld == cols && (batch == 1 || s == (long)rows * cols)) {
+        const size_t n = (size_t)rows * cols * batch;
+        if (n % 4 == 0 && (uintptr_t)in % 16 == 0 && (uintptr_t)out % 8 == 0) {
+            XDT_LAUNCH(grid_for(n / 4, kBlock), kBlock, c->stream, pack_bf16_flat4_kernel)
+            (out, in, n / 4);
+        } else {
+            XDT_LAUNCH(grid_for(n, kBlock), kBlock, c->stream, pack_bf16_flat_kernel)(out, in, n);
+        }
+    } else {
+        const long total = (long)rows * batch;
+        const unsigned gx = (unsigned)((cols + kBlock - 1) / kBlock);
+        const unsigned gy = (unsigned)(total < 65535 ? total : 65535);
+        XDT_LAUNCH(dim3(gx, gy), kBlock, c->stream, pack_bf16_rows_kernel)
+        (out, in, rows, cols, ld, s, batch);
+    }
+    return check_launch(c, op);
+}
+
+} // namespace XDT_GPU_NS
