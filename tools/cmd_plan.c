@@ -94,7 +94,7 @@ int xdt_cmd_plan(int argc, char **argv) {
                    .codec = "auto",
                    .search = "auto",
                    .precision = "auto",
-                   .attention = "explicit"};
+                   .attention = "auto"};
     xdt_cli_opt opts[] = {
         XDT_OPT_REQUIRED("cluster", &a.cluster, "C.yaml", "cluster file"),
         XDT_OPT_REQUIRED("model", &a.model, "M.yaml", "model config"),
@@ -123,10 +123,10 @@ int xdt_cmd_plan(int argc, char **argv) {
         XDT_OPT_STRING("precision", &a.precision, "auto|fp32|tf32|bf16",
                        "GEMM precision the devices compute in; auto: bf16 when every rank is a "
                        "GPU, fp32 when CPU ranks take part [auto]"),
-        XDT_OPT_STRING("attention", &a.attention, "explicit|flash",
+        XDT_OPT_STRING("attention", &a.attention, "auto|explicit|flash",
                        "how GPU ranks run attention: keeping the t x t probabilities, or fused "
                        "kernels keeping per-row statistics (long sequences; heads <= 64 dims); "
-                       "the memory figures follow [explicit]"),
+                       "the memory figures follow; auto: fused in bf16 [auto]"),
         XDT_OPT_STRING("o", &a.out, "plan.json", "write the plan"),
     };
     opts[2].required = true;
@@ -161,8 +161,9 @@ int xdt_cmd_plan(int argc, char **argv) {
         xdt_log_error("xdt plan: --precision %s: expected auto, fp32, tf32 or bf16", a.precision);
         return 2;
     }
-    if (strcmp(a.attention, "explicit") && strcmp(a.attention, "flash")) {
-        xdt_log_error("xdt plan: --attention %s: expected explicit or flash", a.attention);
+    if (strcmp(a.attention, "auto") && strcmp(a.attention, "explicit") &&
+        strcmp(a.attention, "flash")) {
+        xdt_log_error("xdt plan: --attention %s: expected auto, explicit or flash", a.attention);
         return 2;
     }
     xdt_device_catalog cat;
@@ -212,6 +213,9 @@ int xdt_cmd_plan(int argc, char **argv) {
     else
         for (int n = 0; n < topo.n_nodes; n++)
             if (topo.nodes[n].type->backend == XDT_BACKEND_CPU) in.cost.dtype = XDT_PRECISION_FP32;
+    /* auto attention: the fused kernels in bf16 (on tensor cores there), the explicit path
+     * otherwise, as measured on an H200 (docs/BENCHMARKS.md) */
+    if (!strcmp(a.attention, "auto")) in.cost.fused_attention = in.cost.dtype == XDT_PRECISION_BF16;
     xdt_solution *s = malloc(sizeof *s);
     if (s && xdt_solve(&in, s) == XDT_OK) {
         print_plan(&topo, &cfg, &in, s);

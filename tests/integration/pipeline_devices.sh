@@ -42,7 +42,7 @@ assert e['attention'] == 'explicit' and f['attention'] == 'flash', (e['attention
 act = lambda plan, b: [s['chunks'][0]['activation_bytes'] for s in plan['stages'] if s['backend'] == b][0]
 assert act(f, 'cuda') < act(e, 'cuda'), (act(f, 'cuda'), act(e, 'cuda'))
 assert act(f, 'cpu') == act(e, 'cpu'), (act(f, 'cpu'), act(e, 'cpu'))" "$WORK/mixed.json" "$WORK/flash.json"
-expect_error "--attention sparse: expected explicit or flash" "$XDT" plan \
+expect_error "--attention sparse: expected auto, explicit or flash" "$XDT" plan \
     --cluster "$ROOT/configs/clusters/local-cpu-cuda.yaml" --catalog "$ROOT/configs/devices.yaml" \
     --model "$WORK/model.yaml" --global-batch 4 --attention sparse
 sed 's/"attention":[[:space:]]*"flash"/"attention": "sparse"/' "$WORK/flash.json" >"$WORK/bad-att.json"
