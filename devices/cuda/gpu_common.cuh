@@ -112,6 +112,12 @@ __device__ inline uint32_t pack_bf16x2(float lo, float hi) {
 #endif
 }
 
+/* n rounded up to a multiple of 128 elements: sub-buffers of one workspace stay 256-byte aligned
+ * for 2-byte elements (cuBLAS's and cp.async's alignment). */
+static inline size_t round_up_128(size_t n) {
+    return (n + 127) / 128 * 128;
+}
+
 /* gpu_bf16.cu: out (packed: ld = cols, stride rows cols) = `batch` rows x cols matrices of in
  * (leading dimension ld, stride s) rounded to bf16; false after recording a launch failure. */
 bool pack_bf16(gpu_ctx *c, uint16_t *out, const float *in, int rows, int cols, int ld, long s,

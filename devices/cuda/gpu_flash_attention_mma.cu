@@ -497,10 +497,6 @@ static bool fast_rows(int c, int nh) {
     return c / nh == kD && c % 8 == 0;
 }
 
-static size_t round_up_128(size_t n) {
-    return (n + 127) / 128 * 128;
-}
-
 void flash_mma_forward(gpu_ctx *g, float *out, float *lse, const float *qkv, int b, int t, int c,
                        int nh) {
     const char *op = "attention_forward (flash, bf16)";

@@ -104,10 +104,6 @@ static void tiled_gemm(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float 
 #if XDT_GPU_BLAS_BF16
 /* Values per bf16 copy pass: the workspace holds one chunk of a and one of b (2 bytes each). */
 constexpr size_t kBf16Chunk = (size_t)32 << 20;
-
-static size_t round_up_128(size_t n) {
-    return (n + 127) / 128 * 128;
-}
 #endif
 
 #if XDT_GPU_HAVE_BLAS
