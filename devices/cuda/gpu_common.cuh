@@ -228,6 +228,7 @@ void flash_attention_backward(gpu_ctx *g, float *dqkv, float *workspace, const f
                               int c, int nh);
 /* gpu_flash_attention_mma.cu: the same in bf16 mode on tensor cores (XDT_GPU_HAVE_MMA_BF16 and
  * gpu_ctx.mma_bf16); dd is the rows' dout . out, which the backward's caller computes. */
+bool flash_mma_compiled(); /* the kernels were built for compute capability 8.0 or later */
 void flash_mma_forward(gpu_ctx *g, float *out, float *lse, const float *qkv, int b, int t, int c,
                        int nh);
 void flash_mma_backward(gpu_ctx *g, float *dqkv, const float *dd, const float *dout,

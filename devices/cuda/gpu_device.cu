@@ -376,7 +376,7 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
         int major = 0;
         if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->index) ==
             cudaSuccess)
-            c->mma_bf16 = major >= 8;
+            c->mma_bf16 = major >= 8 && flash_mma_compiled();
         else
             (void)cudaGetLastError();
     }

@@ -14,9 +14,10 @@
  * tile's async copies (cp.async) are in flight while the current one is multiplied. Heads are
  * zero-padded to 64 dims. A warp's own rows live in registers as mma "a" fragments; a product's
  * 16 x 8 accumulator tiles become the next product's "a" fragments without a trip through shared
- * memory (FlashAttention-2's register reuse), which is why the probabilities are laid out rows x
- * keys in both kernels of the backward. "b" fragments are read from the row-major tiles either
- * across a row (for products with a transposed tile) or down a column.
+ * memory (FlashAttention-2's register reuse), which is why the probabilities are laid out as the
+ * block's own rows x the streamed rows (queries x keys; keys x queries in the dK/dV kernel). "b"
+ * fragments are read from the row-major tiles either across a row (for products with a transposed
+ * tile) or down a column.
  *
  * CUDA for devices of compute capability 8.0 and up, and the CPU emulation (gpu_emu.h emulates
  * the mma); gpu_flash_attention.cu calls it in bf16 mode when the device has it. */
@@ -486,6 +487,21 @@ __global__ void __launch_bounds__(kMmaThreads)
                 if (d < hs) row[d] = dq[dt][e] * scale;
             }
     }
+}
+
+bool flash_mma_compiled() {
+#if defined(XDT_GPU_EMU)
+    return true;
+#else
+    /* a build for older targets only (-Dnvcc_archs below 80) carries these kernels as PTX whose
+     * mma is a trap; its PTX version says so (0: not reported, trust the device's capability) */
+    cudaFuncAttributes attr;
+    if (cudaFuncGetAttributes(&attr, flash_forward_mma_kernel) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return attr.ptxVersion == 0 || attr.ptxVersion >= 80;
+#endif
 }
 
 static dim3 mma_tiles(int t, int nh, int b) {

@@ -3,10 +3,10 @@
  * c^T = op(b)^T op(a)^T, i.e. the BLAS call takes (b, a) and (n, m) with the same leading
  * dimensions. cuBLAS runs in full fp32 unless TF32 was allowed (gpu_device.cu). In bf16 mode
  * (xdt_precision) the operands are first rounded into bf16 copies in the workspace (a pass over
- * each, in chunks of about kBf16Chunk values) and cuBLAS multiplies those on bf16 tensor cores
- * with fp32 sums into the fp32 c: the CPU backend's bf16 products. (CUBLAS_COMPUTE_32F_FAST_16BF
- * on the fp32 arrays was measured on an H200 to give TF32's rate and TF32's rounding, not
- * bf16's: docs/BENCHMARKS.md.)
+ * each: a in chunks of about kBf16Chunk values, b whole for one product) and cuBLAS multiplies
+ * those on bf16 tensor cores with fp32 sums into the fp32 c: the CPU backend's bf16 products.
+ * (CUBLAS_COMPUTE_32F_FAST_16BF on the fp32 arrays was measured on an H200 to give TF32's rate and
+ * TF32's rounding, not bf16's: docs/BENCHMARKS.md.)
  *
  * Without a vendor BLAS (HIP builds without hipBLAS), or when the device was opened with
  * tiled_gemm, GEMMs run in the tiled kernel below: 64 x 64 output tiles, 16-deep slices of a and
@@ -219,7 +219,7 @@ void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha
         cublasStatus_t s;
         const char *what;
 #if XDT_GPU_BLAS_BF16
-        if (c->bf16) {
+        if (c->bf16 && k > 0) { /* k == 0 only scales c: the fp32 call below does it */
             gemm_bf16(c, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, cm, ldc, sc, batch,
                       op);
             return;
