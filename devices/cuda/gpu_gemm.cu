@@ -150,9 +150,41 @@ static xdt_status blas_status_of(cublasStatus_t s) {
 #endif
 
 #if XDT_GPU_BLAS_BF16
+/* One product whose transposed a (stored k x m) is too large for one chunk: split along k, where
+ * a's rows (and b's, unless b is transposed) are contiguous, so the copies stay flat passes
+ * (split by rows of c, they would be strided column blocks); each part after the first adds its
+ * product to c. The LM head's weight gradient (dlogits^T x) is such a product. */
+static void gemm_bf16_k_split(gpu_ctx *c, bool tb, int m, int n, int k, float alpha, const float *a,
+                              int lda, const float *b, int ldb, float beta, float *cm, int ldc,
+                              const char *op) {
+    size_t kstep = kBf16Chunk / (size_t)m;
+    if (kstep < 64) kstep = 64;
+    if (kstep > (size_t)k) kstep = (size_t)k;
+    const size_t a_vals = round_up_128(kstep * m), b_vals = round_up_128(kstep * n);
+    uint16_t *a16 = static_cast<uint16_t *>(workspace(c, (a_vals + b_vals) * 2, op));
+    if (!a16) return;
+    uint16_t *b16 = a16 + a_vals;
+    cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
+    for (size_t k0 = 0; k0 < (size_t)k && s == CUBLAS_STATUS_SUCCESS; k0 += kstep) {
+        const int kc = (int)((size_t)k - k0 < kstep ? (size_t)k - k0 : kstep);
+        /* rows k0.. of a, and of op(b): rows of b, or its columns when transposed */
+        if (!pack_bf16(c, a16, a + k0 * (size_t)lda, kc, m, lda, 0, 1, op)) return;
+        const bool packed = tb ? pack_bf16(c, b16, b + k0, n, kc, ldb, 0, 1, op)
+                               : pack_bf16(c, b16, b + k0 * (size_t)ldb, kc, n, ldb, 0, 1, op);
+        if (!packed) return;
+        const float beta_k = k0 == 0 ? beta : 1.0f;
+        s = cublasGemmEx(c->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_T, n, m, kc, &alpha,
+                         b16, CUDA_R_16BF, tb ? kc : n, a16, CUDA_R_16BF, m, &beta_k, cm,
+                         CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    }
+    if (s != CUBLAS_STATUS_SUCCESS)
+        record(c, blas_status_of(s), op, XDT_GPU_BLAS_NAME " GemmEx (bf16 operands, split on k)",
+               blas_status_name(s));
+}
+
 /* The bf16 mode's GEMM: bf16 copies of a and b, then cuBLAS with bf16 operands and fp32 sums and
- * output. One product is split by rows of c so a's copy fits a chunk (b is copied whole); a batch
- * by matrices so both fit. */
+ * output. One product is split by rows of c so a's copy fits a chunk (b is copied whole), or
+ * along k when a is transposed (gemm_bf16_k_split); a batch by matrices so both fit. */
 static void gemm_bf16(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha,
                       const float *a, int lda, long sa, const float *b, int ldb, long sb,
                       float beta, float *cm, int ldc, long sc, int batch, const char *op) {
@@ -167,6 +199,10 @@ static void gemm_bf16(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float a
     if (step < 1) step = 1;
     const size_t span = batch == 1 ? (size_t)m : (size_t)batch;
     if (step > span) step = span;
+    if (batch == 1 && ta && step < (size_t)m) {
+        gemm_bf16_k_split(c, tb, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc, op);
+        return;
+    }
     const size_t a_vals = round_up_128(batch == 1 ? step * kk : step * per_a);
     const size_t b_vals = round_up_128(batch == 1 ? per_b : step * per_b);
     uint16_t *a16 = static_cast<uint16_t *>(workspace(c, (a_vals + b_vals) * 2, op));

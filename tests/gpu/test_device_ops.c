@@ -592,6 +592,15 @@ static void test_bf16(env *e, const char *name, bool tiled) {
     if (!tiled) test_bf16_live(&e16);
 #endif
     test_gemm(&e16);
+#ifndef XDT_TEST_EMU
+    if (!tiled) {
+        /* products whose a is larger than cuBLAS's bf16 copy chunk (32M values): split by rows
+         * of c (not transposed), or along k (transposed, b either way) */
+        test_gemm_case(&e16, false, false, 40000, 64, 1024, 1.0f, 0.5f, 1);
+        test_gemm_case(&e16, true, false, 40000, 64, 1024, 1.0f, 0.5f, 1);
+        test_gemm_case(&e16, true, true, 40000, 64, 1024, 0.5f, 0.0f, 1);
+    }
+#endif
     e16.cpu = e->cpu; /* the CPU's attention is fp32 in every mode */
     e16.cpu_fp32 = NULL;
     e16.attn_tol = 2e-2;
