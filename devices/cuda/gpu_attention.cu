@@ -149,14 +149,21 @@ __global__ void softmax_xent_kernel(float *logits, float *losses, const int32_t 
     const size_t i = blockIdx.x;
     float *l = logits + i * vp;
     const int y = targets[i];
-    float mx = -INFINITY;
-    for (int j = threadIdx.x; j < v; j += blockDim.x)
-        mx = l[j] > mx ? l[j] : mx;
-    mx = block_max(mx, sh);
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < v; j += blockDim.x)
-        s += expf(l[j] - mx);
-    s = block_sum(s, sh);
+    /* one read of the row for both the maximum and the sum: each thread keeps a running sum
+     * rescaled whenever its maximum rises (the online softmax), and the block's sums are
+     * rescaled to the block's maximum before they are added */
+    float m = -INFINITY, sm = 0.0f;
+    for (int j = threadIdx.x; j < v; j += blockDim.x) {
+        const float x = l[j];
+        if (x > m) {
+            sm = (m == -INFINITY ? 0.0f : sm * expf(m - x)) + 1.0f;
+            m = x;
+        } else {
+            sm += expf(x - m);
+        }
+    }
+    const float mx = block_max(m, sh);
+    const float s = block_sum(m == -INFINITY ? 0.0f : sm * expf(m - mx), sh);
     if (y < 0 || y >= v) { /* the same for the whole block */
         if (threadIdx.x == 0) {
             host->bad_target = 1;

@@ -44,6 +44,18 @@ struct gpu_ctx {
     host_area *host_dev; /* the same memory: device view */
     void *ws;            /* device workspace for reduction partials and index tables */
     size_t ws_bytes;
+    unsigned ws_generation;         /* bumped whenever ws is (re)allocated: its contents are gone */
+    unsigned long long ops_entered; /* ops queued so far (enter()) */
+    /* the bf16 copy of a GEMM's a left at the workspace's start (gpu_gemm.cu), reusable by the
+     * very next op when that is a GEMM reading the same matrix (a linear layer's backward reads
+     * dout in both of its products) */
+    struct {
+        bool valid;
+        const float *src;
+        int rows, cols, ld;
+        unsigned long long op;
+        unsigned ws_generation;
+    } bf16_a;
     int32_t *pin_ints; /* pinned host scratch for embedding_backward (4 N + 1 ints) */
     size_t pin_ints_cap;
     int32_t *counts; /* host scratch: per-token counts */

@@ -57,6 +57,7 @@ bool check_launch(gpu_ctx *c, const char *op) {
 
 void enter(gpu_ctx *c, const char *op) {
     c->last_op = op;
+    c->ops_entered++;
     cudaError_t e = cudaSetDevice(c->index);
     if (e != cudaSuccess) check(c, e, op, XDT_GPU_RT " set device");
 }
@@ -80,6 +81,7 @@ void *workspace(gpu_ctx *c, size_t bytes, const char *op) {
         return NULL;
     }
     c->ws_bytes = want;
+    c->ws_generation++;
     return c->ws;
 }
 

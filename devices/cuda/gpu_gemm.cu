@@ -210,18 +210,33 @@ static void gemm_bf16(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float a
     uint16_t *b16 = a16 + a_vals;
     cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
     const char *what = XDT_GPU_BLAS_NAME " GemmEx (bf16 operands, fp32 sums)";
+    const bool a_whole = batch == 1 && step == (size_t)m; /* a copied in one pass */
+    const int a_rows = ta ? k : m, a_cols = ta ? m : k;   /* a as stored */
+    const bool a_kept = a_whole && c->bf16_a.valid && c->bf16_a.src == a &&
+                        c->bf16_a.rows == a_rows && c->bf16_a.cols == a_cols &&
+                        c->bf16_a.ld == lda && c->bf16_a.op + 1 == c->ops_entered &&
+                        c->bf16_a.ws_generation == c->ws_generation;
+    c->bf16_a.valid = false;
     if (batch == 1) {
         if (!pack_bf16(c, b16, b, rows_b, cols_b, ldb, 0, 1, op)) return;
         for (size_t i0 = 0; i0 < (size_t)m && s == CUBLAS_STATUS_SUCCESS; i0 += step) {
             const int mc = (int)((size_t)m - i0 < step ? (size_t)m - i0 : step);
-            /* rows i0.. of op(a): rows of a, or its columns when transposed */
-            const bool packed = ta ? pack_bf16(c, a16, a + i0, k, mc, lda, 0, 1, op)
-                                   : pack_bf16(c, a16, a + i0 * (size_t)lda, mc, k, lda, 0, 1, op);
+            /* rows i0.. of op(a): rows of a, or its columns when transposed (the previous
+             * GEMM's copy of the same matrix, when it is still in place) */
+            const bool packed =
+                a_kept || (ta ? pack_bf16(c, a16, a + i0, k, mc, lda, 0, 1, op)
+                              : pack_bf16(c, a16, a + i0 * (size_t)lda, mc, k, lda, 0, 1, op));
             if (!packed) return;
             s = cublasGemmEx(c->blas, opb, opa, n, mc, k, &alpha, b16, CUDA_R_16BF, cols_b, a16,
                              CUDA_R_16BF, ta ? mc : k, &beta, cm + i0 * (size_t)ldc, CUDA_R_32F,
                              ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
         }
+        /* the copy stays valid for the next op if this product did not write over a */
+        const uintptr_t a0 = (uintptr_t)a, c0 = (uintptr_t)cm;
+        const uintptr_t a1 = (uintptr_t)(a + (size_t)(a_rows - 1) * lda + a_cols);
+        const uintptr_t c1 = (uintptr_t)(cm + (size_t)(m - 1) * ldc + n);
+        if (a_whole && s == CUBLAS_STATUS_SUCCESS && (c1 <= a0 || a1 <= c0))
+            c->bf16_a = {true, a, a_rows, a_cols, lda, c->ops_entered, c->ws_generation};
     } else {
         what = XDT_GPU_BLAS_NAME " GemmStridedBatchedEx (bf16 operands, fp32 sums)";
         const int rows_a = ta ? k : m, cols_a = ta ? m : k;

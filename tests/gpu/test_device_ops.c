@@ -563,6 +563,38 @@ static void test_bf16_live(env *e) {
 }
 #endif
 
+/* A linear layer's backward: two products in a row reading the same matrix (dout: rows of the
+ * first, transposed in the second), which cuBLAS's bf16 path copies once; then the same after
+ * dout was changed in between by another op, so the second product must copy it again. */
+static void test_gemm_shared_a(env *e) {
+    const int n = 256, oc = 192, ic = 128;
+    float *dout = host_rand(e, (size_t)n * oc, 1), *w = host_rand(e, (size_t)oc * ic, 1);
+    float *inp = host_rand(e, (size_t)n * ic, 1), *dw = host_rand(e, (size_t)oc * ic, 1);
+    float *dinp = calloc((size_t)n * ic, 4);
+    float *d_dout = up(e, dout, (size_t)n * oc * 4), *d_w = up(e, w, (size_t)oc * ic * 4);
+    float *d_inp = up(e, inp, (size_t)n * ic * 4), *d_dw = up(e, dw, (size_t)oc * ic * 4);
+    float *d_dinp = up_fill(e, (size_t)n * ic, NAN);
+    for (int changed = 0; changed < 2; changed++) {
+        CPU(e, gemm, false, false, n, ic, oc, 1.0f, dout, oc, w, ic, 0.0f, dinp, ic);
+        GPU(e, gemm, false, false, n, ic, oc, 1.0f, d_dout, oc, d_w, ic, 0.0f, d_dinp, ic);
+        if (changed) {
+            CPU(e, scale, dout, -2.0f, (size_t)n * oc);
+            GPU(e, scale, d_dout, -2.0f, (size_t)n * oc);
+        }
+        CPU(e, gemm, true, false, oc, ic, n, 1.0f, dout, oc, inp, ic, 1.0f, dw, ic);
+        GPU(e, gemm, true, false, oc, ic, n, 1.0f, d_dout, oc, d_inp, ic, 1.0f, d_dw, ic);
+        CHECK(xdt_device_sync(e->gpu) == XDT_OK);
+        float *g_dinp = down(e, d_dinp, (size_t)n * ic), *g_dw = down(e, d_dw, (size_t)oc * ic);
+        const double e1 = nerr(g_dinp, dinp, (size_t)n * ic), e2 = nerr(g_dw, dw, (size_t)oc * ic);
+        printf("  gemm NN then TN on one dout%s: normalised error %.2e, %.2e\n",
+               changed ? ", scaled between" : "", e1, e2);
+        CHECK_MSG(e1 <= e->gemm_tol && e2 <= e->gemm_tol, "shared-a products: %.3e, %.3e", e1, e2);
+        HFREE(g_dinp, g_dw);
+    }
+    DFREE(e, d_dout, d_w, d_inp, d_dw, d_dinp);
+    HFREE(dout, w, inp, dw, dinp);
+}
+
 /* The bf16 GEMM mode on both devices: the GPU's GEMMs against the CPU's bf16 GEMMs (the same
  * rounded products, summed in another order: 1e-5 in the tiled kernel; 1e-4 for cuBLAS, whose
  * tensor cores add in their own order and width), and attention, explicit and flash (on tensor
@@ -592,6 +624,7 @@ static void test_bf16(env *e, const char *name, bool tiled) {
     if (!tiled) test_bf16_live(&e16);
 #endif
     test_gemm(&e16);
+    test_gemm_shared_a(&e16);
 #ifndef XDT_TEST_EMU
     if (!tiled) {
         /* products whose a is larger than cuBLAS's bf16 copy chunk (32M values): split by rows
