@@ -123,6 +123,22 @@ __device__ inline void acc_to_a(uint32_t a[4], const float lo[4], const float hi
     a[3] = pack_bf16x2(hi[2], hi[3]);
 }
 
+/* acc = (the warp's 16 rows, as "a" fragments over the 64 dims) x (the tile's 64 rows)^T: a 16 x 64
+ * product in eight accumulator tiles, started from zero (q k^T, dout v^T and their transposes). */
+__device__ inline void rows_times_tile(float acc[kTile / 8][4], const uint32_t a[kD / 16][4],
+                                       const tile_t &m, int g, int q) {
+#pragma unroll
+    for (int nt = 0; nt < kTile / 8; nt++) {
+        acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+#pragma unroll
+        for (int kc = 0; kc < kD / 16; kc++) {
+            uint32_t b[2];
+            frag_b(b, m, 8 * nt, 16 * kc, g, q);
+            mma(acc[nt], a[kc], b);
+        }
+    }
+}
+
 /* Starts copying rows [r0, r0 + kTile) of one head's slice (column offset col, hs dims) of a bf16
  * (t x ld) matrix into a shared tile; zeros past t and hs. Whole 64-dim heads (fast: rows of 128
  * bytes, 16-byte aligned) go by async 16-byte copies, four a thread; other heads value by value,
@@ -195,16 +211,7 @@ __global__ void __launch_bounds__(kMmaThreads)
                 frag_a(qa[kc], qs, 16 * warp, 16 * kc, g, q);
         }
         float s[kTile / 8][4];
-#pragma unroll
-        for (int nt = 0; nt < kTile / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-#pragma unroll
-            for (int kc = 0; kc < kD / 16; kc++) {
-                uint32_t b[2];
-                frag_b(b, ks[buf], 8 * nt, 16 * kc, g, q);
-                mma(s[nt], qa[kc], b);
-            }
-        }
+        rows_times_tile(s, qa, ks[buf], g, q);
         float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
         for (int nt = 0; nt < kTile / 8; nt++)
@@ -324,20 +331,8 @@ __global__ void __launch_bounds__(kMmaThreads)
         __syncthreads();
         /* p: keys x queries, s^T then the probabilities; ds: dP^T then dS^T */
         float p[kTile / 8][4], ds[kTile / 8][4];
-#pragma unroll
-        for (int nt = 0; nt < kTile / 8; nt++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                p[nt][e] = ds[nt][e] = 0.0f;
-#pragma unroll
-            for (int kc = 0; kc < kD / 16; kc++) {
-                uint32_t b[2];
-                frag_b(b, qs[buf], 8 * nt, 16 * kc, g, q);
-                mma(p[nt], ka[kc], b);
-                frag_b(b, dos[buf], 8 * nt, 16 * kc, g, q);
-                mma(ds[nt], va[kc], b);
-            }
-        }
+        rows_times_tile(p, ka, qs[buf], g, q);
+        rows_times_tile(ds, va, dos[buf], g, q);
 #pragma unroll
         for (int nt = 0; nt < kTile / 8; nt++)
 #pragma unroll
@@ -436,20 +431,8 @@ __global__ void __launch_bounds__(kMmaThreads)
         async_wait<1>();
         __syncthreads();
         float s[kTile / 8][4], dp[kTile / 8][4];
-#pragma unroll
-        for (int nt = 0; nt < kTile / 8; nt++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                s[nt][e] = dp[nt][e] = 0.0f;
-#pragma unroll
-            for (int kc = 0; kc < kD / 16; kc++) {
-                uint32_t b[2];
-                frag_b(b, ks[buf], 8 * nt, 16 * kc, g, q);
-                mma(s[nt], qa[kc], b);
-                frag_b(b, vs[buf], 8 * nt, 16 * kc, g, q);
-                mma(dp[nt], da[kc], b);
-            }
-        }
+        rows_times_tile(s, qa, ks[buf], g, q);
+        rows_times_tile(dp, da, vs[buf], g, q);
         /* s becomes dS */
 #pragma unroll
         for (int nt = 0; nt < kTile / 8; nt++)
