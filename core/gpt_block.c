@@ -19,17 +19,15 @@ void gpt_block_forward(xdt_stage *st, int i, const float *inp, gpt_block_acts *a
     dev->ops->attention_forward(dev->ctx, a->atty, a->att, a->qkv, st->b, st->t, C, NH);
     /* res2 = inp + (atty Wproj^T + b): copy the residual in, then accumulate with beta = 1 */
     dev->ops->copy(dev->ctx, a->res2, inp, NC * sizeof(float), XDT_COPY_DEVICE_TO_DEVICE);
-    dev->ops->gemm(dev->ctx, false, true, N, C, C, 1.0f, a->atty, C, w->attprojw, C, 1.0f, a->res2,
-                   C);
-    dev->ops->bias_add(dev->ctx, a->res2, w->attprojb, N, C);
+    xdt_device_gemm_bias(dev, false, true, N, C, C, 1.0f, a->atty, C, w->attprojw, C, 1.0f, a->res2,
+                         C, w->attprojb);
     dev->ops->layernorm_forward(dev->ctx, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w->ln2w,
                                 w->ln2b, N, C);
     gpt_linear_forward(dev, a->fch, a->ln2, w->fcw, w->fcb, N, C, 4 * C);
     dev->ops->gelu_forward(dev->ctx, a->fch_gelu, a->fch, 4 * NC);
     dev->ops->copy(dev->ctx, a->out, a->res2, NC * sizeof(float), XDT_COPY_DEVICE_TO_DEVICE);
-    dev->ops->gemm(dev->ctx, false, true, N, C, 4 * C, 1.0f, a->fch_gelu, 4 * C, w->fcprojw, 4 * C,
-                   1.0f, a->out, C);
-    dev->ops->bias_add(dev->ctx, a->out, w->fcprojb, N, C);
+    xdt_device_gemm_bias(dev, false, true, N, C, 4 * C, 1.0f, a->fch_gelu, 4 * C, w->fcprojw, 4 * C,
+                         1.0f, a->out, C, w->fcprojb);
 }
 
 /* dout (N,C) is the gradient of the block output; it is modified in place (it becomes the

@@ -4,9 +4,13 @@
 
 void gpt_linear_forward(xdt_device *dev, float *out, const float *inp, const float *w,
                         const float *bias, int n, int ic, int oc) {
-    /* out (n,oc) = inp (n,ic) . W^T (ic,oc) */
-    dev->ops->gemm(dev->ctx, false, true, n, oc, ic, 1.0f, inp, ic, w, ic, 0.0f, out, oc);
-    if (bias) dev->ops->bias_add(dev->ctx, out, bias, n, oc);
+    /* out (n,oc) = inp (n,ic) . W^T (ic,oc) + b (the bias in the GEMM's epilogue where the
+     * backend can) */
+    if (bias)
+        xdt_device_gemm_bias(dev, false, true, n, oc, ic, 1.0f, inp, ic, w, ic, 0.0f, out, oc,
+                             bias);
+    else
+        dev->ops->gemm(dev->ctx, false, true, n, oc, ic, 1.0f, inp, ic, w, ic, 0.0f, out, oc);
 }
 
 void gpt_linear_backward(xdt_device *dev, float *dinp, float *dw, float *dbias, const float *dout,

@@ -120,3 +120,20 @@ void xdt_device_gemm_batched(xdt_device *dev, bool trans_a, bool trans_b, int m,
         dev->ops->gemm(dev->ctx, trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda,
                        b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
 }
+
+void xdt_device_gemm_bias(xdt_device *dev, bool trans_a, bool trans_b, int m, int n, int k,
+                          float alpha, const float *a, int lda, const float *b, int ldb, float beta,
+                          float *c, int ldc, const float *bias) {
+    if (dev->ops->gemm_bias) {
+        dev->ops->gemm_bias(dev->ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                            ldc, bias);
+        return;
+    }
+    dev->ops->gemm(dev->ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (ldc == n) {
+        dev->ops->bias_add(dev->ctx, c, bias, m, n);
+        return;
+    }
+    for (int i = 0; i < m; i++)
+        dev->ops->bias_add(dev->ctx, c + (size_t)i * ldc, bias, 1, n);
+}

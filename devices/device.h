@@ -52,6 +52,11 @@ typedef struct xdt_device_ops {
                                  float alpha, const float *a, int lda, long stride_a,
                                  const float *b, int ldb, long stride_b, float beta, float *c,
                                  int ldc, long stride_c, int batch);
+    /* optional: gemm, then bias[j] added to column j of each of c's m rows, in one pass where
+     * the backend can (a BLAS epilogue); NULL: gemm then bias_add (xdt_device_gemm_bias) */
+    void (*gemm_bias)(void *ctx, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                      const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                      int ldc, const float *bias);
     void (*bias_add)(void *ctx, float *out, const float *bias, int n, int c);
     void (*bias_grad)(void *ctx, float *dbias, const float *dout, int n, int c);
     void (*layernorm_forward)(void *ctx, float *out, float *mean, float *rstd, const float *inp,
@@ -148,6 +153,12 @@ void xdt_device_gemm_batched(xdt_device *dev, bool trans_a, bool trans_b, int m,
                              float alpha, const float *a, int lda, long stride_a, const float *b,
                              int ldb, long stride_b, float beta, float *c, int ldc, long stride_c,
                              int batch);
+
+/* c = alpha op(a) op(b) + beta c, plus bias[j] on column j of every row: gemm_bias, or gemm then
+ * bias_add (row by row when ldc != n). */
+void xdt_device_gemm_bias(xdt_device *dev, bool trans_a, bool trans_b, int m, int n, int k,
+                          float alpha, const float *a, int lda, const float *b, int ldb, float beta,
+                          float *c, int ldc, const float *bias);
 
 /* The CPU backend's constructor (devices/cpu/cpu_device.c). */
 xdt_status xdt_cpu_device_create(const xdt_device_options *opts, xdt_device **out);

@@ -283,6 +283,18 @@ static void prof_gemm_strided_batched(void *ctx, bool trans_a, bool trans_b, int
                                          batch));
 }
 
+static void prof_gemm_bias(void *ctx, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                           const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                           int ldc, const float *bias) {
+    profiler *p = as_prof(ctx);
+    char name[80];
+    gemm_name(name, sizeof name, trans_a, trans_b, m, n, k, 1);
+    strncat(name, " + bias", sizeof name - strlen(name) - 1);
+    TIMED(p, name, 2.0 * m * n * k,
+          INNER(p)->gemm_bias(p->inner->ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta,
+                              c, ldc, bias));
+}
+
 static void prof_bias_add(void *ctx, float *out, const float *bias, int n, int c) {
     profiler *p = as_prof(ctx);
     TIMED(p, "bias_add", 0, INNER(p)->bias_add(p->inner->ctx, out, bias, n, c));
@@ -399,6 +411,7 @@ static const xdt_device_ops template_ops = {
     .sync = prof_sync,
     .gemm = prof_gemm,
     .gemm_strided_batched = prof_gemm_strided_batched,
+    .gemm_bias = prof_gemm_bias,
     .bias_add = prof_bias_add,
     .bias_grad = prof_bias_grad,
     .layernorm_forward = prof_layernorm_forward,
@@ -442,6 +455,7 @@ xdt_status xdt_device_profiler_create(xdt_device *inner, xdt_device **out) {
     if (!in->alloc_pinned) p->ops.alloc_pinned = NULL;
     if (!in->free_pinned) p->ops.free_pinned = NULL;
     if (!in->gemm_strided_batched) p->ops.gemm_strided_batched = NULL;
+    if (!in->gemm_bias) p->ops.gemm_bias = NULL;
     if (!in->mem_info) p->ops.mem_info = NULL;
     if (!in->attention_sizes) p->ops.attention_sizes = NULL;
     if (!in->gpu_stream) p->ops.gpu_stream = NULL;

@@ -31,12 +31,12 @@ static void bh_gemm(gpu_ctx *g, bool ta, bool tb, int m, int n, int k, float alp
         for (int bi = 0; bi < nb; bi++)
             gemm_batched(g, ta, tb, m, n, k, alpha, a.p + bi * a.batch_stride, a.ld, a.head_stride,
                          b.p + bi * b.batch_stride, b.ld, b.head_stride, beta, c + bi * c_bs, ldc,
-                         c_hs, nh, op);
+                         c_hs, nh, nullptr, op);
     } else {
         for (int h = 0; h < nh; h++)
             gemm_batched(g, ta, tb, m, n, k, alpha, a.p + h * a.head_stride, a.ld, a.batch_stride,
                          b.p + h * b.head_stride, b.ld, b.batch_stride, beta, c + h * c_hs, ldc,
-                         c_bs, nb, op);
+                         c_bs, nb, nullptr, op);
     }
 }
 

@@ -2,7 +2,7 @@
  * (gpu_gemm.cu) and the tensor-core attention (gpu_flash_attention_mma.cu) read bf16 operands.
  * Rounding is bf16_round's (nearest, ties to even: the CPU backend's). A contiguous array is
  * copied as one flat run, four values a thread per step (16-byte loads, 8-byte stores) where
- * aligned; a strided one row by row. */
+ * aligned; a strided one row by row (four values a thread where its rows are aligned). */
 #include "devices/cuda/gpu_common.cuh"
 
 #include <string.h>
@@ -47,6 +47,19 @@ __global__ void pack_bf16_rows_kernel(uint16_t *out, const float *in, int rows, 
     }
 }
 
+/* the same, four values a thread per step (rows 16-byte aligned: cols and ld multiples of 4) */
+__global__ void pack_bf16_rows4_kernel(uint16_t *out, const float *in, int rows, int cols4, int ld,
+                                       long s, int batch) {
+    const long total = (long)rows * batch;
+    for (long rz = blockIdx.y; rz < total; rz += gridDim.y) {
+        const long z = rz / rows, r = rz % rows;
+        const float *src = in + z * s + r * ld;
+        uint16_t *dst = out + rz * 4 * cols4;
+        for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < cols4; j += gridDim.x * blockDim.x)
+            pack4(dst + 4 * j, src + 4 * j);
+    }
+}
+
 bool pack_bf16(gpu_ctx *c, uint16_t *out, const float *in, int rows, int cols, int ld, long s,
                int batch, const char *op) {
     if (rows <= 0 || cols <= 0 || batch <= 0) return true;
@@ -60,10 +73,18 @@ bool pack_bf16(gpu_ctx *c, uint16_t *out, const float *in, int rows, int cols, i
         }
     } else {
         const long total = (long)rows * batch;
-        const unsigned gx = (unsigned)((cols + kBlock - 1) / kBlock);
+        const bool by4 = cols % 4 == 0 && ld % 4 == 0 && (batch == 1 || s % 4 == 0) &&
+                         (uintptr_t)in % 16 == 0 && (uintptr_t)out % 8 == 0;
+        const int per_row = by4 ? cols / 4 : cols;
+        const unsigned gx = (unsigned)((per_row + kBlock - 1) / kBlock);
         const unsigned gy = (unsigned)(total < 65535 ? total : 65535);
-        XDT_LAUNCH(dim3(gx, gy), kBlock, c->stream, pack_bf16_rows_kernel)
-        (out, in, rows, cols, ld, s, batch);
+        if (by4) {
+            XDT_LAUNCH(dim3(gx, gy), kBlock, c->stream, pack_bf16_rows4_kernel)
+            (out, in, rows, per_row, ld, s, batch);
+        } else {
+            XDT_LAUNCH(dim3(gx, gy), kBlock, c->stream, pack_bf16_rows_kernel)
+            (out, in, rows, cols, ld, s, batch);
+        }
     }
     return check_launch(c, op);
 }

@@ -35,6 +35,12 @@ struct gpu_ctx {
 #if XDT_GPU_HAVE_BLAS
     cublasHandle_t blas;
 #endif
+#if XDT_GPU_HAVE_BLASLT
+    cublasLtHandle_t lt; /* GEMMs with the bias in the epilogue (NULL: bias by kernel) */
+    void *lt_ws;         /* cuBLASLt's own workspace (kLtWorkspaceBytes, or none) */
+    size_t lt_ws_bytes;
+#endif
+    size_t bf16_chunk;   /* values of a per bf16 copy pass (gpu_gemm.cu) */
     bool blas_ok;        /* GEMMs go to the vendor BLAS (else the tiled kernel) */
     bool tf32;           /* TF32 tensor-core GEMMs allowed (cuBLAS only) */
     bool bf16;           /* GEMM inputs rounded to bf16, fp32 sums (xdt_precision) */
@@ -95,10 +101,19 @@ static inline unsigned grid_for(size_t n, int block) {
 }
 
 /* Row-major c = alpha op(a) op(b) + beta c for `batch` products at the given element strides
- * (gpu_gemm.cu): the vendor BLAS when present, else the tiled kernel. */
+ * (gpu_gemm.cu): the vendor BLAS when present, else the tiled kernel. With a bias (batch 1 only),
+ * bias[j] is added to column j of every row of c, in the BLAS's epilogue where it has one. */
 void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
                   int lda, long sa, const float *b, int ldb, long sb, float beta, float *cm,
-                  int ldc, long sc, int batch, const char *op);
+                  int ldc, long sc, int batch, const float *bias, const char *op);
+
+/* Values of a per bf16 copy pass by default (XDT_GPU_BF16_CHUNK overrides it, for tests), and
+ * the bytes of cuBLASLt's workspace (NVIDIA's recommendation for Hopper). */
+constexpr size_t kBf16Chunk = (size_t)32 << 20;
+constexpr size_t kLtWorkspaceBytes = (size_t)32 << 20;
+
+/* gpu_kernels.cu: bias[j] added to column j of the m rows of out (leading dimension ld). */
+void add_row_bias(gpu_ctx *c, float *out, int ld, const float *bias, int m, int n, const char *op);
 
 /* x rounded to the nearest bf16 value (even on ties) as an fp32, NaN kept NaN: the rounding of
  * core/float_bits.h, so the tiled kernel's bf16 GEMMs equal the CPU backend's. */
@@ -194,6 +209,9 @@ template <typename T> __device__ inline T block_max(T v, T *shared) {
 /* gpu_gemm.cu */
 void op_gemm(void *ctx, bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc);
+void op_gemm_bias(void *ctx, bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
+                  int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                  const float *bias);
 void op_gemm_strided_batched(void *ctx, bool ta, bool tb, int m, int n, int k, float alpha,
                              const float *a, int lda, long sa, const float *b, int ldb, long sb,
                              float beta, float *c, int ldc, long sc, int batch);

@@ -128,6 +128,10 @@ static void gpu_destroy(void *ctx) {
 #if XDT_GPU_HAVE_BLAS
     if (c->blas) (void)cublasDestroy(c->blas);
 #endif
+#if XDT_GPU_HAVE_BLASLT
+    if (c->lt) (void)cublasLtDestroy(c->lt);
+    if (c->lt_ws) (void)cudaFree(c->lt_ws);
+#endif
     if (c->ws) (void)cudaFree(c->ws);
     if (c->pin_ints) (void)cudaFreeHost(c->pin_ints);
     if (c->host) (void)cudaFreeHost(c->host);
@@ -312,6 +316,7 @@ static const xdt_device_ops gpu_ops = {
     .sync = gpu_sync,
     .gemm = op_gemm,
     .gemm_strided_batched = op_gemm_strided_batched,
+    .gemm_bias = op_gemm_bias,
     .bias_add = op_bias_add,
     .bias_grad = op_bias_grad,
     .layernorm_forward = op_layernorm_forward,
@@ -402,8 +407,37 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
                             "device %s: cannot initialise the BLAS library (status %d)", c->name,
                             (int)bs);
         c->blas_ok = true;
+#if XDT_GPU_HAVE_BLASLT
+        /* cuBLASLt for GEMMs with a bias (XDT_GPU_BLASLT=0: none, for comparison); without it
+         * or its workspace, the bias is added by a kernel */
+        const char *lt_env = getenv("XDT_GPU_BLASLT");
+        if (!(lt_env && !strcmp(lt_env, "0")) && cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS)
+            c->lt = NULL;
+        if (c->lt && cudaMalloc(&c->lt_ws, kLtWorkspaceBytes) == cudaSuccess) {
+            c->lt_ws_bytes = kLtWorkspaceBytes;
+        } else {
+            (void)cudaGetLastError();
+            c->lt_ws = NULL;
+        }
+#endif
     }
 #endif
+    /* values of a per bf16 copy pass: XDT_GPU_BF16_CHUNK (at least 1024) makes the splits of
+     * gpu_gemm.cu testable on small products */
+    c->bf16_chunk = kBf16Chunk;
+    {
+        const char *env = getenv("XDT_GPU_BF16_CHUNK");
+        char *end = NULL;
+        const unsigned long long v = env ? strtoull(env, &end, 10) : 0;
+        if (env && *env) {
+            if (*end || v < 1024)
+                return xdt_fail(XDT_ERR_INVALID_ARG,
+                                "device %s: XDT_GPU_BF16_CHUNK=%s: expected a number of values "
+                                ">= 1024",
+                                c->name, env);
+            c->bf16_chunk = (size_t)v;
+        }
+    }
     return XDT_OK;
 fail:
     (void)cudaGetLastError();

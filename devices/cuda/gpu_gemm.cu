@@ -101,11 +101,6 @@ static void tiled_gemm(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float 
     }
 }
 
-#if XDT_GPU_BLAS_BF16
-/* Values per bf16 copy pass: the workspace holds one chunk of a and one of b (2 bytes each). */
-constexpr size_t kBf16Chunk = (size_t)32 << 20;
-#endif
-
 #if XDT_GPU_HAVE_BLAS
 static const char *blas_status_name(cublasStatus_t s) {
     switch (s) {
@@ -149,67 +144,134 @@ static xdt_status blas_status_of(cublasStatus_t s) {
 }
 #endif
 
-#if XDT_GPU_BLAS_BF16
-/* One product whose transposed a (stored k x m) is too large for one chunk: split along k, where
- * a's rows (and b's, unless b is transposed) are contiguous, so the copies stay flat passes
- * (split by rows of c, they would be strided column blocks); each part after the first adds its
- * product to c. The LM head's weight gradient (dlogits^T x) is such a product. */
-static void gemm_bf16_k_split(gpu_ctx *c, bool tb, int m, int n, int k, float alpha, const float *a,
-                              int lda, const float *b, int ldb, float beta, float *cm, int ldc,
-                              const char *op) {
-    size_t kstep = kBf16Chunk / (size_t)m;
-    if (kstep < 64) kstep = 64;
-    if (kstep > (size_t)k) kstep = (size_t)k;
-    const size_t a_vals = round_up_128(kstep * m), b_vals = round_up_128(kstep * n);
-    uint16_t *a16 = static_cast<uint16_t *>(workspace(c, (a_vals + b_vals) * 2, op));
-    if (!a16) return;
-    uint16_t *b16 = a16 + a_vals;
-    cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
-    for (size_t k0 = 0; k0 < (size_t)k && s == CUBLAS_STATUS_SUCCESS; k0 += kstep) {
-        const int kc = (int)((size_t)k - k0 < kstep ? (size_t)k - k0 : kstep);
-        /* rows k0.. of a, and of op(b): rows of b, or its columns when transposed */
-        if (!pack_bf16(c, a16, a + k0 * (size_t)lda, kc, m, lda, 0, 1, op)) return;
-        const bool packed = tb ? pack_bf16(c, b16, b + k0, n, kc, ldb, 0, 1, op)
-                               : pack_bf16(c, b16, b + k0 * (size_t)ldb, kc, n, ldb, 0, 1, op);
-        if (!packed) return;
-        const float beta_k = k0 == 0 ? beta : 1.0f;
-        s = cublasGemmEx(c->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_T, n, m, kc, &alpha,
-                         b16, CUDA_R_16BF, tb ? kc : n, a16, CUDA_R_16BF, m, &beta_k, cm,
-                         CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+#if XDT_GPU_HAVE_BLASLT
+/* One product in BLAS (column-major) terms, d (m x n, ldd) = alpha op(a) op(b) + beta d + bias
+ * (bias[i] on row i), by cuBLASLt with the bias in its epilogue. *offered is false when cuBLASLt
+ * has no algorithm for it (then nothing ran and the caller adds the bias itself). */
+static cublasStatus_t lt_gemm_bias(gpu_ctx *c, cudaDataType type, cublasOperation_t ta,
+                                   cublasOperation_t tb, int m, int n, int k, const float *alpha,
+                                   const void *a, int lda, const void *b, int ldb,
+                                   const float *beta, float *d, int ldd, const float *bias,
+                                   bool *offered) {
+    *offered = false;
+    const cublasComputeType_t compute =
+        type == CUDA_R_32F && c->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    cublasLtMatmulDesc_t desc = NULL;
+    cublasLtMatrixLayout_t al = NULL, bl = NULL, dl = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    const int32_t opa = ta, opb = tb;
+    const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    const uint64_t ws = c->lt_ws_bytes;
+    cublasLtMatmulHeuristicResult_t found = {};
+    int returned = 0;
+    cublasStatus_t s = cublasLtMatmulDescCreate(&desc, compute, CUDA_R_32F);
+    if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa);
+    if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb);
+    if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                           sizeof epilogue);
+    if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                           sizeof bias);
+    /* layouts of the matrices as stored: op(a) is m x k, op(b) k x n */
+    if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasLtMatrixLayoutCreate(&al, type, ta == CUBLAS_OP_N ? m : k,
+                                       ta == CUBLAS_OP_N ? k : m, lda);
+    if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasLtMatrixLayoutCreate(&bl, type, tb == CUBLAS_OP_N ? k : n,
+                                       tb == CUBLAS_OP_N ? n : k, ldb);
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatrixLayoutCreate(&dl, CUDA_R_32F, m, n, ldd);
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatmulPreferenceCreate(&pref);
+    if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                 &ws, sizeof ws);
+    if (s == CUBLAS_STATUS_SUCCESS) {
+        /* "none offered" is an answer, not a failure */
+        if (cublasLtMatmulAlgoGetHeuristic(c->lt, desc, al, bl, dl, dl, pref, 1, &found,
+                                           &returned) != CUBLAS_STATUS_SUCCESS)
+            returned = 0;
+        if (returned > 0) {
+            *offered = true;
+            s = cublasLtMatmul(c->lt, desc, alpha, a, al, b, bl, beta, d, dl, d, dl, &found.algo,
+                               c->lt_ws, c->lt_ws_bytes, c->stream);
+        }
     }
-    if (s != CUBLAS_STATUS_SUCCESS)
-        record(c, blas_status_of(s), op, XDT_GPU_BLAS_NAME " GemmEx (bf16 operands, split on k)",
-               blas_status_name(s));
+    if (pref) (void)cublasLtMatmulPreferenceDestroy(pref);
+    if (dl) (void)cublasLtMatrixLayoutDestroy(dl);
+    if (bl) (void)cublasLtMatrixLayoutDestroy(bl);
+    if (al) (void)cublasLtMatrixLayoutDestroy(al);
+    if (desc) (void)cublasLtMatmulDescDestroy(desc);
+    return s;
 }
+#endif
 
+#if XDT_GPU_HAVE_BLAS
+/* One product in BLAS terms (see lt_gemm_bias) with fp32 operands, or bf16 copies (bf16_ops), and
+ * fp32 sums and output; with a bias, in cuBLASLt's epilogue where it takes the product, else by a
+ * kernel right after. Failures are recorded; returns false after one. */
+static bool blas_gemm(gpu_ctx *c, bool bf16_ops, cublasOperation_t ta, cublasOperation_t tb, int m,
+                      int n, int k, float alpha, const void *a, int lda, const void *b, int ldb,
+                      float beta, float *d, int ldd, const float *bias, const char *op) {
+    cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
+    bool fused = false;
+    const char *what = "cuBLASLt matmul with bias epilogue";
+#if XDT_GPU_HAVE_BLASLT
+    if (bias && c->lt)
+        s = lt_gemm_bias(c, bf16_ops ? CUDA_R_16BF : CUDA_R_32F, ta, tb, m, n, k, &alpha, a, lda, b,
+                         ldb, &beta, d, ldd, bias, &fused);
+#endif
+    if (!fused && s == CUBLAS_STATUS_SUCCESS) {
+        if (!bf16_ops) {
+            what = XDT_GPU_BLAS_NAME " Sgemm";
+            s = cublasSgemm(c->blas, ta, tb, m, n, k, &alpha, static_cast<const float *>(a), lda,
+                            static_cast<const float *>(b), ldb, &beta, d, ldd);
+        } else {
+#if XDT_GPU_BLAS_BF16
+            what = XDT_GPU_BLAS_NAME " GemmEx (bf16 operands, fp32 sums)";
+            s = cublasGemmEx(c->blas, ta, tb, m, n, k, &alpha, a, CUDA_R_16BF, lda, b, CUDA_R_16BF,
+                             ldb, &beta, d, CUDA_R_32F, ldd, CUBLAS_COMPUTE_32F,
+                             CUBLAS_GEMM_DEFAULT);
+#endif
+        }
+    }
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        record(c, blas_status_of(s), op, what, blas_status_name(s));
+        return false;
+    }
+    /* BLAS rows are the caller's columns: bias[i] goes down column i of the caller's c */
+    if (bias && !fused) add_row_bias(c, d, ldd, bias, n, m, op);
+    return true;
+}
+#endif
+
+#if XDT_GPU_BLAS_BF16
 /* The bf16 mode's GEMM: bf16 copies of a and b, then cuBLAS with bf16 operands and fp32 sums and
- * output. One product is split by rows of c so a's copy fits a chunk (b is copied whole), or
- * along k when a is transposed (gemm_bf16_k_split); a batch by matrices so both fit. */
+ * output. One product is split by rows of c so that a's copy fits a chunk (b is copied whole; a
+ * transposed a gives column blocks, copied row by row) with every part a full-depth product
+ * written once; a batch is split by matrices so both copies fit. */
 static void gemm_bf16(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha,
                       const float *a, int lda, long sa, const float *b, int ldb, long sb,
-                      float beta, float *cm, int ldc, long sc, int batch, const char *op) {
+                      float beta, float *cm, int ldc, long sc, int batch, const float *bias,
+                      const char *op) {
     const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     const int rows_b = tb ? n : k, cols_b = tb ? k : n;
     const size_t per_b = (size_t)rows_b * cols_b, per_a = (size_t)m * k;
-    const size_t kk = k > 0 ? (size_t)k : 1;
+    const size_t kk = k > 0 ? (size_t)k : 1, chunk = c->bf16_chunk;
     /* rows of c per pass (one product: a's copy within a chunk) or matrices per pass */
-    size_t step = batch == 1 ? kBf16Chunk / kk : kBf16Chunk / (per_a + per_b + 1);
+    size_t step = batch == 1 ? chunk / kk : chunk / (per_a + per_b + 1);
     if (batch == 1 && step < 64) step = 64;
+    if (batch == 1 && step >= 128) step = step / 64 * 64; /* parts the tensor cores' tiles fit */
     if (step < 1) step = 1;
     const size_t span = batch == 1 ? (size_t)m : (size_t)batch;
     if (step > span) step = span;
-    if (batch == 1 && ta && step < (size_t)m) {
-        gemm_bf16_k_split(c, tb, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc, op);
-        return;
-    }
     const size_t a_vals = round_up_128(batch == 1 ? step * kk : step * per_a);
     const size_t b_vals = round_up_128(batch == 1 ? per_b : step * per_b);
     uint16_t *a16 = static_cast<uint16_t *>(workspace(c, (a_vals + b_vals) * 2, op));
     if (!a16) return;
     uint16_t *b16 = a16 + a_vals;
-    cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
-    const char *what = XDT_GPU_BLAS_NAME " GemmEx (bf16 operands, fp32 sums)";
     const bool a_whole = batch == 1 && step == (size_t)m; /* a copied in one pass */
     const int a_rows = ta ? k : m, a_cols = ta ? m : k;   /* a as stored */
     const bool a_kept = a_whole && c->bf16_a.valid && c->bf16_a.src == a &&
@@ -219,47 +281,54 @@ static void gemm_bf16(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float a
     c->bf16_a.valid = false;
     if (batch == 1) {
         if (!pack_bf16(c, b16, b, rows_b, cols_b, ldb, 0, 1, op)) return;
-        for (size_t i0 = 0; i0 < (size_t)m && s == CUBLAS_STATUS_SUCCESS; i0 += step) {
+        for (size_t i0 = 0; i0 < (size_t)m; i0 += step) {
             const int mc = (int)((size_t)m - i0 < step ? (size_t)m - i0 : step);
             /* rows i0.. of op(a): rows of a, or its columns when transposed (the previous
              * GEMM's copy of the same matrix, when it is still in place) */
             const bool packed =
                 a_kept || (ta ? pack_bf16(c, a16, a + i0, k, mc, lda, 0, 1, op)
                               : pack_bf16(c, a16, a + i0 * (size_t)lda, mc, k, lda, 0, 1, op));
-            if (!packed) return;
-            s = cublasGemmEx(c->blas, opb, opa, n, mc, k, &alpha, b16, CUDA_R_16BF, cols_b, a16,
-                             CUDA_R_16BF, ta ? mc : k, &beta, cm + i0 * (size_t)ldc, CUDA_R_32F,
-                             ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            if (!packed || !blas_gemm(c, true, opb, opa, n, mc, k, alpha, b16, cols_b, a16,
+                                      ta ? mc : k, beta, cm + i0 * (size_t)ldc, ldc, bias, op))
+                return;
         }
         /* the copy stays valid for the next op if this product did not write over a */
         const uintptr_t a0 = (uintptr_t)a, c0 = (uintptr_t)cm;
         const uintptr_t a1 = (uintptr_t)(a + (size_t)(a_rows - 1) * lda + a_cols);
         const uintptr_t c1 = (uintptr_t)(cm + (size_t)(m - 1) * ldc + n);
-        if (a_whole && s == CUBLAS_STATUS_SUCCESS && (c1 <= a0 || a1 <= c0))
+        if (a_whole && (c1 <= a0 || a1 <= c0))
             c->bf16_a = {true, a, a_rows, a_cols, lda, c->ops_entered, c->ws_generation};
-    } else {
-        what = XDT_GPU_BLAS_NAME " GemmStridedBatchedEx (bf16 operands, fp32 sums)";
-        const int rows_a = ta ? k : m, cols_a = ta ? m : k;
-        for (size_t z0 = 0; z0 < (size_t)batch && s == CUBLAS_STATUS_SUCCESS; z0 += step) {
-            const int nz = (int)((size_t)batch - z0 < step ? (size_t)batch - z0 : step);
-            if (!pack_bf16(c, a16, a + z0 * sa, rows_a, cols_a, lda, sa, nz, op) ||
-                !pack_bf16(c, b16, b + z0 * sb, rows_b, cols_b, ldb, sb, nz, op))
-                return;
-            s = cublasGemmStridedBatchedEx(c->blas, opb, opa, n, m, k, &alpha, b16, CUDA_R_16BF,
-                                           cols_b, (long long)per_b, a16, CUDA_R_16BF, cols_a,
-                                           (long long)per_a, &beta, cm + z0 * sc, CUDA_R_32F, ldc,
-                                           sc, nz, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        return;
+    }
+    const int rows_a = ta ? k : m, cols_a = ta ? m : k;
+    for (size_t z0 = 0; z0 < (size_t)batch; z0 += step) {
+        const int nz = (int)((size_t)batch - z0 < step ? (size_t)batch - z0 : step);
+        if (!pack_bf16(c, a16, a + z0 * sa, rows_a, cols_a, lda, sa, nz, op) ||
+            !pack_bf16(c, b16, b + z0 * sb, rows_b, cols_b, ldb, sb, nz, op))
+            return;
+        const cublasStatus_t s = cublasGemmStridedBatchedEx(
+            c->blas, opb, opa, n, m, k, &alpha, b16, CUDA_R_16BF, cols_b, (long long)per_b, a16,
+            CUDA_R_16BF, cols_a, (long long)per_a, &beta, cm + z0 * sc, CUDA_R_32F, ldc, sc, nz,
+            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        if (s != CUBLAS_STATUS_SUCCESS) {
+            record(c, blas_status_of(s), op,
+                   XDT_GPU_BLAS_NAME " GemmStridedBatchedEx (bf16 operands, fp32 sums)",
+                   blas_status_name(s));
+            return;
         }
     }
-    if (s != CUBLAS_STATUS_SUCCESS) record(c, blas_status_of(s), op, what, blas_status_name(s));
 }
 #endif
 
 void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
                   int lda, long sa, const float *b, int ldb, long sb, float beta, float *cm,
-                  int ldc, long sc, int batch, const char *op) {
+                  int ldc, long sc, int batch, const float *bias, const char *op) {
     if (m < 0 || n < 0 || k < 0 || batch < 0) {
         record(c, XDT_ERR_INVALID_ARG, op, "GEMM with a negative size", NULL);
+        return;
+    }
+    if (bias && batch != 1) {
+        record(c, XDT_ERR_INVALID_ARG, op, "GEMM with a bias is one product", NULL);
         return;
     }
     if (m == 0 || n == 0 || batch == 0) return;
@@ -267,35 +336,44 @@ void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha
     if (c->blas_ok && (!c->bf16 || XDT_GPU_BLAS_BF16)) {
         const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
         const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-        cublasStatus_t s;
-        const char *what;
 #if XDT_GPU_BLAS_BF16
         if (c->bf16 && k > 0) { /* k == 0 only scales c: the fp32 call below does it */
             gemm_bf16(c, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, cm, ldc, sc, batch,
-                      op);
+                      bias, op);
             return;
         }
 #endif
         if (batch == 1) {
-            what = XDT_GPU_BLAS_NAME " Sgemm";
-            s = cublasSgemm(c->blas, opb, opa, n, m, k, &alpha, b, ldb, a, lda, &beta, cm, ldc);
-        } else {
-            what = XDT_GPU_BLAS_NAME " SgemmStridedBatched";
-            s = cublasSgemmStridedBatched(c->blas, opb, opa, n, m, k, &alpha, b, ldb, sb, a, lda,
-                                          sa, &beta, cm, ldc, sc, batch);
+            blas_gemm(c, false, opb, opa, n, m, k, alpha, b, ldb, a, lda, beta, cm, ldc, bias, op);
+            return;
         }
-        if (s != CUBLAS_STATUS_SUCCESS) record(c, blas_status_of(s), op, what, blas_status_name(s));
+        const cublasStatus_t s = cublasSgemmStridedBatched(
+            c->blas, opb, opa, n, m, k, &alpha, b, ldb, sb, a, lda, sa, &beta, cm, ldc, sc, batch);
+        if (s != CUBLAS_STATUS_SUCCESS)
+            record(c, blas_status_of(s), op, XDT_GPU_BLAS_NAME " SgemmStridedBatched",
+                   blas_status_name(s));
         return;
     }
 #endif
     tiled_gemm(c, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, cm, ldc, sc, batch, op);
+    if (bias) add_row_bias(c, cm, ldc, bias, m, n, op);
 }
 
 void op_gemm(void *ctx, bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc) {
     gpu_ctx *g = as_ctx(ctx);
     enter(g, "gemm");
-    gemm_batched(g, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1, "gemm");
+    gemm_batched(g, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1, nullptr,
+                 "gemm");
+}
+
+void op_gemm_bias(void *ctx, bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
+                  int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                  const float *bias) {
+    gpu_ctx *g = as_ctx(ctx);
+    enter(g, "gemm_bias");
+    gemm_batched(g, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1, bias,
+                 "gemm_bias");
 }
 
 void op_gemm_strided_batched(void *ctx, bool ta, bool tb, int m, int n, int k, float alpha,
@@ -304,7 +382,7 @@ void op_gemm_strided_batched(void *ctx, bool ta, bool tb, int m, int n, int k, f
     gpu_ctx *g = as_ctx(ctx);
     enter(g, "gemm_strided_batched");
     gemm_batched(g, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch,
-                 "gemm_strided_batched");
+                 nullptr, "gemm_strided_batched");
 }
 
 } // namespace XDT_GPU_NS

@@ -12,19 +12,58 @@ namespace XDT_GPU_NS {
 
 /* ---- element-wise ---- */
 
-__global__ void bias_add_kernel(float *out, const float *bias, size_t total, int c) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x)
-        out[i] += bias[i % (size_t)c];
+/* grid.y walks the rows, the threads of grid.x the columns: no division per value */
+__global__ void add_row_bias_kernel(float *out, int ld, const float *bias, int m, int n) {
+    for (int i = blockIdx.y; i < m; i += gridDim.y) {
+        float *row = out + (size_t)i * ld;
+        for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < n; j += gridDim.x * blockDim.x)
+            row[j] += bias[j];
+    }
+}
+
+/* the same four columns at a time (16-byte loads and stores) */
+__global__ void add_row_bias4_kernel(float *out, int ld, const float *bias, int m, int n4) {
+    for (int i = blockIdx.y; i < m; i += gridDim.y) {
+        float *row = out + (size_t)i * ld;
+        for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < n4; j += gridDim.x * blockDim.x) {
+#if defined(XDT_GPU_EMU)
+            for (int q = 0; q < 4; q++)
+                row[4 * j + q] += bias[4 * j + q];
+#else
+            float4 v = reinterpret_cast<float4 *>(row)[j];
+            const float4 b = reinterpret_cast<const float4 *>(bias)[j];
+            v.x += b.x;
+            v.y += b.y;
+            v.z += b.z;
+            v.w += b.w;
+            reinterpret_cast<float4 *>(row)[j] = v;
+#endif
+        }
+    }
+}
+
+void add_row_bias(gpu_ctx *c, float *out, int ld, const float *bias, int m, int n, const char *op) {
+    if (m <= 0 || n <= 0) return;
+    const bool by4 =
+        n % 4 == 0 && ld % 4 == 0 && (uintptr_t)out % 16 == 0 && (uintptr_t)bias % 16 == 0;
+    const int cols = by4 ? n / 4 : n;
+    const unsigned gx = (unsigned)((cols + kBlock - 1) / kBlock);
+    const size_t rows_per = kMaxGrid / gx > 0 ? kMaxGrid / gx : 1; /* blocks in all: ~kMaxGrid */
+    const unsigned gy =
+        (unsigned)((size_t)m < rows_per ? m : (rows_per < 65535 ? rows_per : 65535));
+    if (by4) {
+        XDT_LAUNCH(dim3(gx, gy), kBlock, c->stream, add_row_bias4_kernel)(out, ld, bias, m, cols);
+    } else {
+        XDT_LAUNCH(dim3(gx, gy), kBlock, c->stream, add_row_bias_kernel)(out, ld, bias, m, n);
+    }
+    check_launch(c, op);
 }
 
 void op_bias_add(void *ctx, float *out, const float *bias, int n, int c) {
     gpu_ctx *g = as_ctx(ctx);
-    const size_t total = (size_t)n * c;
-    if (!total) return;
+    if ((size_t)n * c == 0) return;
     enter(g, "bias_add");
-    XDT_LAUNCH(grid_for(total, kBlock), kBlock, g->stream, bias_add_kernel)(out, bias, total, c);
-    check_launch(g, "bias_add");
+    add_row_bias(g, out, c, bias, n, c, "bias_add");
 }
 
 #define XDT_GELU_K 0.7978845608028654f /* sqrt(2 / pi) */

@@ -14,6 +14,9 @@
  * operands: gpu_gemm.cu); where it cannot (hipBLAS of ROCm 5), bf16 GEMMs run in the tiled
  * kernel.
  *
+ * XDT_GPU_HAVE_BLASLT: cuBLASLt is there for GEMMs with a fused bias (CUDA; the 32-lane
+ * emulation's stand-in, gpu_emu_blas.h); elsewhere the bias is added by a kernel after the GEMM.
+ *
  * XDT_GPU_HAVE_MMA_BF16: the warp-level bf16 tensor-core product mma.sync.m16n8k16 exists
  * (CUDA, for devices of compute capability 8.0 and up; the CPU emulation with 32-lane warps), for
  * the bf16 flash attention (gpu_flash_attention_mma.cu). Not on HIP.
@@ -35,6 +38,13 @@
 #define XDT_GPU_MEM    XDT_MEM_HOST
 #define XDT_GPU_PREFIX "emu"
 #define XDT_GPU_RT     "emulated GPU"
+#if XDT_EMU_WARP_SIZE == 32 /* the CUDA flavour: with (emulated) cuBLAS and cuBLASLt */
+#include "devices/cuda/gpu_emu_blas.h"
+#define XDT_GPU_HAVE_BLAS   1
+#define XDT_GPU_BLAS_NAME   "cuBLAS (emulated)"
+#define XDT_GPU_BLAS_BF16   1
+#define XDT_GPU_HAVE_BLASLT 1
+#endif
 
 #elif defined(XDT_GPU_HIP) || defined(__HIP_PLATFORM_AMD__)
 #ifndef XDT_GPU_HIP
@@ -138,17 +148,19 @@
 #endif
 
 #else /* CUDA */
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#define XDT_GPU_NS        xdt_cuda
-#define XDT_GPU_CREATE    xdt_cuda_device_create
-#define XDT_GPU_MEM       XDT_MEM_CUDA
-#define XDT_GPU_PREFIX    "cuda"
-#define XDT_GPU_RT        "CUDA"
-#define XDT_GPU_HAVE_BLAS 1
-#define XDT_GPU_BLAS_NAME "cuBLAS"
-#define XDT_GPU_BLAS_BF16 1
+#define XDT_GPU_NS          xdt_cuda
+#define XDT_GPU_CREATE      xdt_cuda_device_create
+#define XDT_GPU_MEM         XDT_MEM_CUDA
+#define XDT_GPU_PREFIX      "cuda"
+#define XDT_GPU_RT          "CUDA"
+#define XDT_GPU_HAVE_BLAS   1
+#define XDT_GPU_BLAS_NAME   "cuBLAS"
+#define XDT_GPU_BLAS_BF16   1
+#define XDT_GPU_HAVE_BLASLT 1
 
 #define WARP_SIZE                32
 #define XDT_SHFL_XOR(v, lane)    __shfl_xor_sync(0xffffffffu, (v), (lane))
@@ -161,6 +173,9 @@
 #endif
 #ifndef XDT_GPU_BLAS_BF16
 #define XDT_GPU_BLAS_BF16 0
+#endif
+#ifndef XDT_GPU_HAVE_BLASLT
+#define XDT_GPU_HAVE_BLASLT 0
 #endif
 #if !defined(XDT_GPU_HIP) && (!defined(XDT_GPU_EMU) || XDT_EMU_WARP_SIZE == 32)
 #define XDT_GPU_HAVE_MMA_BF16 1

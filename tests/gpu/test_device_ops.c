@@ -185,6 +185,68 @@ static void test_gemm(env *e) {
     test_gemm_case(e, true, false, 192, 576, 256, 1.0f, 1.0f, 1); /* its weight gradient */
 }
 
+/* gemm_bias (the bias in cuBLASLt's epilogue on CUDA, a kernel after the GEMM elsewhere) against
+ * the CPU's gemm then bias_add; pad > 0 pads c's rows (the fallback's row-by-row case). */
+static void test_gemm_bias_case(env *e, bool ta, bool tb, int m, int n, int k, float beta,
+                                int pad) {
+    const int lda = ta ? m : k, ldb = tb ? k : n, ldc = n + pad;
+    const size_t na = (size_t)m * k, nb = (size_t)k * n, nc = (size_t)m * ldc;
+    float *a = host_rand(e, na, 1), *b = host_rand(e, nb, 1), *c = host_rand(e, nc, 1);
+    float *bias = host_rand(e, n, 1);
+    float *da = up(e, a, na * 4), *db = up(e, b, nb * 4), *dbias = up(e, bias, (size_t)n * 4);
+    if (beta == 0)
+        for (size_t i = 0; i < nc; i++)
+            c[i] = 0; /* the CPU's c; the GPU's is NaN, which it must not read */
+    float *dc = beta == 0 ? up_fill(e, nc, NAN) : up(e, c, nc * 4);
+    CHECK_MSG(e->gpu->ops->gemm_bias, "%s has no gemm_bias", e->gpu->name);
+    if (e->gpu->ops->gemm_bias)
+        GPU(e, gemm_bias, ta, tb, m, n, k, 1.0f, da, lda, db, ldb, beta, dc, ldc, dbias);
+    xdt_device_gemm_bias(e->cpu, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc, bias);
+    char what[96];
+    snprintf(what, sizeof what, "gemm_bias %c%c %dx%dx%d beta=%g ldc=%d", ta ? 'T' : 'N',
+             tb ? 'T' : 'N', m, n, k, beta, ldc);
+    CHECK_MSG(xdt_device_sync(e->gpu) == XDT_OK, "%s: sync failed", what);
+    float *all = down(e, dc, nc);
+    float *got = malloc((size_t)m * n * 4), *want = malloc((size_t)m * n * 4);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            got[(size_t)i * n + j] = all[(size_t)i * ldc + j];
+            want[(size_t)i * n + j] = c[(size_t)i * ldc + j];
+        }
+    const double err = nerr(got, want, (size_t)m * n);
+    printf("  %-46s normalised error %.2e\n", what, err);
+    CHECK_MSG(err <= e->gemm_tol, "%s: normalised error %.3e > %.1e", what, err, e->gemm_tol);
+    HFREE(all, got, want, a, b, c, bias);
+    DFREE(e, da, db, dc, dbias);
+}
+
+static void test_gemm_bias(env *e) {
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            test_gemm_bias_case(e, ta, tb, 70, 68, 40, 0.0f, 0);
+            test_gemm_bias_case(e, ta, tb, 33, 45, 29, 1.0f, 3);
+        }
+    test_gemm_bias_case(e, false, true, 256, 576, 192, 0.0f, 0); /* a linear layer */
+    test_gemm_bias_case(e, false, true, 256, 192, 768, 1.0f, 0); /* a residual projection */
+}
+
+/* gemm_bias on a device opened without cuBLASLt (XDT_GPU_BLASLT=0): the BLAS GEMM, then the
+ * bias kernel down the BLAS's rows (the path taken where cuBLASLt offers no algorithm). */
+static void test_gemm_bias_no_lt(env *e, const char *name, const xdt_device_options *o) {
+    xdt_device *dev = NULL;
+    setenv("XDT_GPU_BLASLT", "0", 1);
+    const xdt_status st = OPEN_DEVICE(name, o, &dev);
+    unsetenv("XDT_GPU_BLASLT");
+    CHECK_MSG(st == XDT_OK, "cannot open %s with XDT_GPU_BLASLT=0", name);
+    if (st != XDT_OK) return;
+    printf("device %s without cuBLASLt\n", name);
+    env en = *e;
+    en.gpu = dev;
+    test_gemm_bias(&en);
+    e->rng = en.rng;
+    xdt_device_destroy(dev);
+}
+
 static void test_bias(env *e) {
     const int n = 1100, c = 131; /* 18 chunks of rows: more than a column's 8 summing threads */
     float *out = host_rand(e, (size_t)n * c, 1), *bias = host_rand(e, c, 1);
@@ -541,7 +603,7 @@ static void test_cpu_bf16_gemm(env *e, xdt_device *cpu16) {
         }
 }
 
-#ifndef XDT_TEST_EMU /* the emulation has no BLAS */
+#if !defined(XDT_TEST_EMU) || defined(XDT_TEST_EMU_BLAS) /* a BLAS (or its emulation) */
 /* cuBLAS in bf16 on a product made for tensor cores (contiguous, every side a multiple of 64):
  * the CPU's bf16 result to 1e-4, and visibly not fp32's. */
 static void test_bf16_live(env *e) {
@@ -595,6 +657,39 @@ static void test_gemm_shared_a(env *e) {
     HFREE(dout, w, inp, dw, dinp);
 }
 
+/* The bf16 GEMM's splits, on small products: with a copy chunk of 4096 values
+ * (XDT_GPU_BF16_CHUNK) every product below is split into parts by rows of c (column blocks of a
+ * transposed a), with and without a bias, and the copy of a split a is not reused. A bad chunk
+ * setting is refused when the device opens. e: the bf16 pass's env. */
+static void test_bf16_chunks(env *e, const char *name, const xdt_device_options *o16) {
+    xdt_device *small = NULL;
+    setenv("XDT_GPU_BF16_CHUNK", "4096", 1);
+    const xdt_status st = OPEN_DEVICE(name, o16, &small);
+    unsetenv("XDT_GPU_BF16_CHUNK");
+    CHECK_MSG(st == XDT_OK, "cannot open %s with XDT_GPU_BF16_CHUNK=4096", name);
+    if (st != XDT_OK) return;
+    printf("device %s, bf16, copy chunk of 4096 values\n", name);
+    env es = *e;
+    es.gpu = small;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            /* 64-row parts and 44 left; one part deeper than a chunk; 64-row parts with a bias */
+            test_gemm_case(&es, ta, tb, 300, 40, 100, 1.0f, 0.5f, 1);
+            test_gemm_case(&es, ta, tb, 5, 7, 3000, 1.0f, 0.0f, 1);
+            test_gemm_bias_case(&es, ta, tb, 200, 48, 64, 1.0f, 0);
+        }
+    test_gemm_case(&es, false, false, 40, 24, 32, 1.0f, 0.0f, 9); /* batch split by matrices */
+    test_gemm_shared_a(&es);                                      /* dout split: no reuse */
+    e->rng = es.rng;
+    xdt_device_destroy(small);
+    setenv("XDT_GPU_BF16_CHUNK", "12", 1);
+    xdt_device *bad = NULL;
+    fprintf(stderr, "(an error about XDT_GPU_BF16_CHUNK expected next)\n");
+    CHECK(OPEN_DEVICE(name, o16, &bad) == XDT_ERR_INVALID_ARG);
+    unsetenv("XDT_GPU_BF16_CHUNK");
+    xdt_device_destroy(bad);
+}
+
 /* The bf16 GEMM mode on both devices: the GPU's GEMMs against the CPU's bf16 GEMMs (the same
  * rounded products, summed in another order: 1e-5 in the tiled kernel; 1e-4 for cuBLAS, whose
  * tensor cores add in their own order and width), and attention, explicit and flash (on tensor
@@ -620,15 +715,20 @@ static void test_bf16(env *e, const char *name, bool tiled) {
     e16.gemm_tol = 1e-5;
 #else
     e16.gemm_tol = tiled ? 1e-5 : 1e-4;
+#endif
+#if !defined(XDT_TEST_EMU) || defined(XDT_TEST_EMU_BLAS)
     if (!tiled) e16.cpu_fp32 = e->cpu;
     if (!tiled) test_bf16_live(&e16);
 #endif
     test_gemm(&e16);
+    test_gemm_bias(&e16);
+    if (!tiled) test_gemm_bias_no_lt(&e16, name, &o16);
     test_gemm_shared_a(&e16);
+    if (!tiled) test_bf16_chunks(&e16, name, &o16);
 #ifndef XDT_TEST_EMU
     if (!tiled) {
         /* products whose a is larger than cuBLAS's bf16 copy chunk (32M values): split by rows
-         * of c (not transposed), or along k (transposed, b either way) */
+         * of c (column blocks of a transposed a), at the real chunk size */
         test_gemm_case(&e16, false, false, 40000, 64, 1024, 1.0f, 0.5f, 1);
         test_gemm_case(&e16, true, false, 40000, 64, 1024, 1.0f, 0.5f, 1);
         test_gemm_case(&e16, true, true, 40000, 64, 1024, 0.5f, 0.0f, 1);
@@ -693,6 +793,8 @@ int main(void) {
     }
     printf("device %s against cpu\n", name);
     test_gemm(&e);
+    test_gemm_bias(&e);
+    test_gemm_bias_no_lt(&e, name, &o);
     test_bias(&e);
     test_layernorm_case(&e, 37, 768, false);
     test_layernorm_case(&e, 64, 67, true);
@@ -709,12 +811,13 @@ int main(void) {
     test_bf16(&e, name, false);
 
     /* the tiled GEMM kernel (HIP without hipBLAS) on the same products and on attention (the
-     * emulation has no BLAS: there the runs above already used it) */
-#ifndef XDT_TEST_EMU
+     * 64-lane emulation has no BLAS: there the runs above already used it) */
+#if !defined(XDT_TEST_EMU) || defined(XDT_TEST_EMU_BLAS)
     xdt_device_options tiled = {.tiled_gemm = true};
     if (OPEN_DEVICE(name, &tiled, &e.gpu) == XDT_OK) {
         printf("device %s with the tiled GEMM kernel\n", name);
         test_gemm(&e);
+        test_gemm_bias(&e);
         test_attention(&e);
         xdt_device_destroy(e.gpu);
         test_bf16(&e, name, true);

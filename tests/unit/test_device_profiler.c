@@ -43,6 +43,7 @@ static void check_device(xdt_device *inner, bool by_events) {
     CHECK(!strcmp(prof->name, inner->name) && prof->ops->mem_type == inner->ops->mem_type);
     CHECK(!prof->ops->alloc_pinned == !inner->ops->alloc_pinned);
     CHECK(!prof->ops->gemm_strided_batched == !inner->ops->gemm_strided_batched);
+    CHECK(!prof->ops->gemm_bias == !inner->ops->gemm_bias);
     CHECK(!prof->ops->mem_info == !inner->ops->mem_info);
     CHECK(!prof->ops->gpu_stream == !inner->ops->gpu_stream);
     CHECK(!prof->ops->event_record == !by_events);
