@@ -84,11 +84,13 @@ const char *xdt_param_role_name(xdt_param_role role);
 typedef struct xdt_stage xdt_stage;
 
 /* Bytes a stage would allocate: parameters with gradients, AdamW state, activations for n_slots
- * microbatches, and backward scratch. Lets callers refuse a batch that does not fit. On `dev`
- * when given (its attention may keep less than the t x t probabilities); dev NULL gives the
- * bound for any device. */
+ * microbatches, and backward scratch; and what the device's backend allocates for itself to
+ * run them (device_workspace_bytes: a GPU's bf16 copies and reduction partials). Lets callers
+ * refuse a batch that does not fit. On `dev` when given (its attention may keep less than the
+ * t x t probabilities); dev NULL gives the bound for any device without a workspace of its own. */
 typedef struct xdt_stage_memory {
     size_t params_bytes, grads_bytes, optimizer_bytes, activation_bytes, scratch_bytes;
+    size_t device_workspace_bytes;
 } xdt_stage_memory;
 void xdt_stage_memory_estimate(const xdt_model_config *cfg, xdt_device *dev, int first_unit,
                                int last_unit, int b, int t, int n_slots, xdt_stage_memory *out);

@@ -86,6 +86,9 @@ void gpt_head_forward(xdt_stage *st, gpt_slot *sl, const float *inp, bool want_g
 void gpt_head_backward(xdt_stage *st, gpt_slot *sl, const float *inp, float *dinp);
 
 /* Linear layer helpers over the device: out (N,OC) = inp (N,IC) W^T + bias, W is (OC,IC). */
+/* The three GEMMs of one linear layer (forward, input gradient, weight gradient), in the order and
+ * shapes gpt_linear_forward and gpt_linear_backward call them; returns 3. */
+int gpt_linear_gemm_shapes(int n, int ic, int oc, xdt_gemm_shape out[3]);
 void gpt_linear_forward(xdt_device *dev, float *out, const float *inp, const float *w,
                         const float *bias, int n, int ic, int oc);
 /* dinp (N,IC) = dout W (overwritten, skipped when NULL); dw += dout^T inp; dbias += colsum. */

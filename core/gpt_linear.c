@@ -22,3 +22,10 @@ void gpt_linear_backward(xdt_device *dev, float *dinp, float *dw, float *dbias, 
     dev->ops->gemm(dev->ctx, true, false, oc, ic, n, 1.0f, dout, oc, inp, ic, 1.0f, dw, ic);
     if (dbias) dev->ops->bias_grad(dev->ctx, dbias, dout, n, oc);
 }
+
+int gpt_linear_gemm_shapes(int n, int ic, int oc, xdt_gemm_shape out[3]) {
+    out[0] = (xdt_gemm_shape){false, true, n, oc, ic, 1};  /* out = inp W^T */
+    out[1] = (xdt_gemm_shape){false, false, n, ic, oc, 1}; /* dinp = dout W */
+    out[2] = (xdt_gemm_shape){true, false, oc, ic, n, 1};  /* dW += dout^T inp */
+    return 3;
+}

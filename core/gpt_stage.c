@@ -122,6 +122,34 @@ static size_t slot_bytes(xdt_stage *st) {
     return base + per_block * (size_t)n_blocks;
 }
 
+/* What the device's backend allocates for itself to run this stage's ops (0 when it says
+ * nothing): its answer for the stage's GEMMs (four linear layers a block, the LM head) and
+ * row-wise ops. */
+static size_t device_workspace(const xdt_stage *st, xdt_device *dev) {
+    if (!dev || !dev->ops->workspace_bytes) return 0;
+    const int N = st->b * st->t, C = st->cfg.n_embd, Vp = st->cfg.padded_vocab_size;
+    xdt_gemm_shape gemms[15];
+    int n = 0;
+    if (st->n_blocks > 0) {
+        n += gpt_linear_gemm_shapes(N, C, 3 * C, gemms + n); /* qkv */
+        n += gpt_linear_gemm_shapes(N, C, C, gemms + n);     /* attention projection */
+        n += gpt_linear_gemm_shapes(N, C, 4 * C, gemms + n); /* fc */
+        n += gpt_linear_gemm_shapes(N, 4 * C, C, gemms + n); /* fc projection */
+    }
+    if (st->has_head) n += gpt_linear_gemm_shapes(N, C, Vp, gemms + n);
+    const xdt_op_shapes shapes = {
+        .gemms = gemms,
+        .n_gemms = n,
+        .rows = N,
+        .widest_row = st->n_blocks > 0 ? 4 * C : C,
+        .att_b = st->n_blocks > 0 ? st->b : 0,
+        .att_t = st->t,
+        .att_c = C,
+        .att_nh = st->cfg.n_head,
+    };
+    return dev->ops->workspace_bytes(dev->ctx, &shapes);
+}
+
 void xdt_stage_memory_estimate(const xdt_model_config *cfg, xdt_device *dev, int first_unit,
                                int last_unit, int b, int t, int n_slots, xdt_stage_memory *out) {
     xdt_stage st = {0};
@@ -138,6 +166,7 @@ void xdt_stage_memory_estimate(const xdt_model_config *cfg, xdt_device *dev, int
     out->optimizer_bytes = 2 * p;
     out->activation_bytes = slot_bytes(&st) * (size_t)n_slots;
     out->scratch_bytes = c.off;
+    out->device_workspace_bytes = device_workspace(&st, dev);
 }
 
 xdt_status xdt_stage_create(const xdt_model_config *cfg, xdt_device *dev, int first_unit,

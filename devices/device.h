@@ -29,6 +29,22 @@ typedef struct xdt_adamw_args {
     float bias_correction2; /* 1 - beta2^t */
 } xdt_adamw_args;
 
+/* One GEMM's shape (row-major, as the gemm slot takes it); batch 1 for a single product. */
+typedef struct xdt_gemm_shape {
+    bool trans_a, trans_b;
+    int m, n, k, batch;
+} xdt_gemm_shape;
+
+/* The shapes of the ops one stage runs, for a backend's estimate of the workspace it allocates
+ * for itself (workspace_bytes). */
+typedef struct xdt_op_shapes {
+    const xdt_gemm_shape *gemms; /* every GEMM the stage calls */
+    int n_gemms;
+    int rows;                        /* rows of the row-wise ops: b t tokens */
+    int widest_row;                  /* widest row of bias_grad and layernorm_backward (columns) */
+    int att_b, att_t, att_c, att_nh; /* attention's shape (att_b 0: none) */
+} xdt_op_shapes;
+
 typedef struct xdt_device_ops {
     const char *name;
     xdt_mem_type mem_type;
@@ -92,6 +108,10 @@ typedef struct xdt_device_ops {
      * b nh t t each); a fused attention keeps far less (xdt_device_attention_sizes) */
     void (*attention_sizes)(void *ctx, int b, int t, int c, int nh, size_t *state,
                             size_t *workspace);
+
+    /* optional: bytes of device memory the backend will allocate on its own (a workspace it
+     * keeps, beyond what callers allocate) while running ops of these shapes (NULL: none) */
+    size_t (*workspace_bytes)(void *ctx, const xdt_op_shapes *shapes);
 
     /* optional: free and total bytes of the device's own memory (NULL: it uses host memory) */
     xdt_status (*mem_info)(void *ctx, size_t *free_bytes, size_t *total_bytes);

@@ -224,6 +224,11 @@ static void prof_attention_sizes(void *ctx, int b, int t, int c, int nh, size_t 
     INNER(p)->attention_sizes(p->inner->ctx, b, t, c, nh, state, workspace);
 }
 
+static size_t prof_workspace_bytes(void *ctx, const xdt_op_shapes *shapes) {
+    profiler *p = as_prof(ctx);
+    return INNER(p)->workspace_bytes(p->inner->ctx, shapes);
+}
+
 static void prof_gpu_stream(void *ctx, xdt_gpu_stream *out) {
     profiler *p = as_prof(ctx);
     INNER(p)->gpu_stream(p->inner->ctx, out);
@@ -429,6 +434,7 @@ static const xdt_device_ops template_ops = {
     .sum = prof_sum,
     .sum_squares = prof_sum_squares,
     .attention_sizes = prof_attention_sizes,
+    .workspace_bytes = prof_workspace_bytes,
     .mem_info = prof_mem_info,
     .gpu_stream = prof_gpu_stream,
     .event_create = prof_event_create,
@@ -458,6 +464,7 @@ xdt_status xdt_device_profiler_create(xdt_device *inner, xdt_device **out) {
     if (!in->gemm_bias) p->ops.gemm_bias = NULL;
     if (!in->mem_info) p->ops.mem_info = NULL;
     if (!in->attention_sizes) p->ops.attention_sizes = NULL;
+    if (!in->workspace_bytes) p->ops.workspace_bytes = NULL;
     if (!in->gpu_stream) p->ops.gpu_stream = NULL;
     p->events = in->event_create && in->event_destroy && in->event_record && in->event_elapsed;
     if (!p->events) {

@@ -9,7 +9,7 @@ static double stage_need(const xdt_model_config *cfg, xdt_device *dev, int b, in
                          xdt_stage_memory *m) {
     xdt_stage_memory_estimate(cfg, dev, 0, cfg->n_layer + 1, b, t, 1, m);
     return (double)m->params_bytes + m->grads_bytes + m->activation_bytes + m->scratch_bytes +
-           (training ? m->optimizer_bytes : 0);
+           m->device_workspace_bytes + (training ? m->optimizer_bytes : 0);
 }
 
 xdt_status xdt_check_device_memory_fits(xdt_device *dev, const xdt_model_config *cfg, int b, int t,
@@ -23,11 +23,12 @@ xdt_status xdt_check_device_memory_fits(xdt_device *dev, const xdt_model_config 
     if (need > (double)free_bytes)
         return xdt_fail(XDT_ERR_NO_MEMORY,
                         "device %s: --batch %d --seq %d needs %.2f GiB (weights+grads+"
-                        "optimizer %.2f, activations %.2f) but %.2f GiB of its %.2f GiB is free; "
-                        "lower --batch or --seq",
+                        "optimizer %.2f, activations %.2f, the backend's workspace %.2f) but "
+                        "%.2f GiB of its %.2f GiB is free; lower --batch or --seq",
                         dev->name, b, t, need / 1073741824.0,
                         (double)(m.params_bytes + m.grads_bytes + m.optimizer_bytes) / 1073741824.0,
                         (double)(m.activation_bytes + m.scratch_bytes) / 1073741824.0,
+                        (double)m.device_workspace_bytes / 1073741824.0,
                         (double)free_bytes / 1073741824.0, (double)total_bytes / 1073741824.0);
     return XDT_OK;
 }

@@ -89,6 +89,28 @@ void op_attention_sizes(void *ctx, int b, int t, int c, int nh, size_t *state, s
     *state = *workspace = (size_t)b * nh * t * t;
 }
 
+size_t attention_workspace_need(const gpu_ctx *g, int b, int t, int c, int nh) {
+    if (b <= 0 || t <= 0 || c <= 0 || nh <= 0) return 0;
+    if (use_flash(g, c, nh)) {
+#if XDT_GPU_HAVE_MMA_BF16
+        if (g->bf16 && g->mma_bf16) return flash_mma_workspace_need(b, t, c);
+#endif
+        return 0;
+    }
+    /* the three kinds of product of the explicit path below (bh_gemm batches over the longer of
+     * batch and heads): Q K^T and dY V^T; P V and dS K; P^T dY and dS^T Q */
+    const int hs = c / nh, batch = b <= nh ? nh : b;
+    const xdt_gemm_shape kinds[] = {{false, true, t, t, hs, batch},
+                                    {false, false, t, hs, t, batch},
+                                    {true, false, t, hs, t, batch}};
+    size_t need = 0;
+    for (const xdt_gemm_shape &s : kinds) {
+        const size_t n = gemm_workspace_need(g, s);
+        if (n > need) need = n;
+    }
+    return need;
+}
+
 void op_attention_forward(void *ctx, float *out, float *att, const float *qkv, int b, int t, int c,
                           int nh) {
     gpu_ctx *g = as_ctx(ctx);

@@ -112,6 +112,11 @@ void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha
 constexpr size_t kBf16Chunk = (size_t)32 << 20;
 constexpr size_t kLtWorkspaceBytes = (size_t)32 << 20;
 
+/* gpu_gemm.cu: bytes of workspace one GEMM of shape s takes (its bf16 copies; 0 elsewhere). */
+size_t gemm_workspace_need(const gpu_ctx *c, const xdt_gemm_shape &s);
+/* gpu_device.cu: what workspace() allocates when asked for `need` bytes (its growth rule). */
+size_t workspace_alloc_bytes(size_t need);
+
 /* gpu_kernels.cu: bias[j] added to column j of the m rows of out (leading dimension ld). */
 void add_row_bias(gpu_ctx *c, float *out, int ld, const float *bias, int m, int n, const char *op);
 
@@ -247,6 +252,13 @@ void op_attention_backward(void *ctx, float *dqkv, float *ws, const float *dout,
 void op_softmax_xent(void *ctx, float *logits, float *losses, const int32_t *targets, int n, int v,
                      int vp, float dloss_scale, bool want_grad);
 void op_attention_sizes(void *ctx, int b, int t, int c, int nh, size_t *state, size_t *workspace);
+/* bytes of workspace attention of this shape takes (forward or backward, whichever is more) */
+size_t attention_workspace_need(const gpu_ctx *g, int b, int t, int c, int nh);
+/* gpu_embedding.cu: bytes of workspace embedding_backward takes for `rows` tokens */
+size_t embedding_workspace_need(int rows);
+/* gpu_kernels.cu: bytes of workspace the column sums (bias_grad, layernorm_backward) and the
+ * reductions take, for rows x widest_row */
+size_t row_ops_workspace_need(int rows, int widest_row);
 
 /* gpu_flash_attention.cu: the fused attention, for heads of up to 64 dims. */
 bool flash_attention_fits(int c, int nh);
@@ -263,6 +275,7 @@ void flash_mma_forward(gpu_ctx *g, float *out, float *lse, const float *qkv, int
                        int nh);
 void flash_mma_backward(gpu_ctx *g, float *dqkv, const float *dd, const float *dout,
                         const float *qkv, const float *lse, int b, int t, int c, int nh);
+size_t flash_mma_workspace_need(int b, int t, int c); /* its bf16 copies: the backward's */
 
 /* gpu_device.cu: the synchronising part of the reductions. */
 xdt_status sync_ctx(gpu_ctx *c);

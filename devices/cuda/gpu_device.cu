@@ -62,9 +62,14 @@ void enter(gpu_ctx *c, const char *op) {
     if (e != cudaSuccess) check(c, e, op, XDT_GPU_RT " set device");
 }
 
+size_t workspace_alloc_bytes(size_t need) {
+    if (need == 0) return 0;
+    return need < ((size_t)16 << 20) ? ((size_t)16 << 20) : need + need / 4; /* room to grow */
+}
+
 void *workspace(gpu_ctx *c, size_t bytes, const char *op) {
     if (bytes <= c->ws_bytes) return c->ws;
-    size_t want = bytes < ((size_t)16 << 20) ? ((size_t)16 << 20) : bytes + bytes / 4;
+    const size_t want = workspace_alloc_bytes(bytes > 0 ? bytes : 1);
     /* the old buffer may still be read by queued kernels */
     if (!check(c, cudaStreamSynchronize(c->stream), op, "sync before growing the workspace"))
         return NULL;
@@ -303,6 +308,24 @@ static xdt_status gpu_event_elapsed(void *ctx, const void *start, const void *en
     return XDT_OK;
 }
 
+/* The workspace the largest of the stage's ops grows it to (it is one buffer, regrown, never
+ * two at once). */
+static size_t gpu_workspace_bytes(void *ctx, const xdt_op_shapes *s) {
+    const gpu_ctx *c = as_ctx(ctx);
+    size_t need = row_ops_workspace_need(s->rows, s->widest_row);
+    const size_t emb = embedding_workspace_need(s->rows);
+    if (emb > need) need = emb;
+    for (int i = 0; i < s->n_gemms; i++) {
+        const size_t g = gemm_workspace_need(c, s->gemms[i]);
+        if (g > need) need = g;
+    }
+    if (s->att_b > 0) {
+        const size_t a = attention_workspace_need(c, s->att_b, s->att_t, s->att_c, s->att_nh);
+        if (a > need) need = a;
+    }
+    return workspace_alloc_bytes(need);
+}
+
 static const xdt_device_ops gpu_ops = {
     .name = XDT_GPU_PREFIX,
     .mem_type = XDT_GPU_MEM,
@@ -334,6 +357,7 @@ static const xdt_device_ops gpu_ops = {
     .sum = op_sum,
     .sum_squares = op_sum_squares,
     .attention_sizes = op_attention_sizes,
+    .workspace_bytes = gpu_workspace_bytes,
     .mem_info = gpu_mem_info,
     .gpu_stream = gpu_stream,
     .event_create = gpu_event_create,

@@ -95,6 +95,10 @@ static bool reserve_host(gpu_ctx *g, size_t ints, size_t counts, const char *op)
     return true;
 }
 
+size_t embedding_workspace_need(int rows) {
+    return rows > 0 ? (3 * (size_t)rows + 1) * sizeof(int32_t) : 0; /* order, segments, tokens */
+}
+
 void op_embedding_backward(void *ctx, float *dwte, float *dwpe, const float *dout,
                            const int32_t *tokens, int b, int t, int c) {
     gpu_ctx *g = as_ctx(ctx);
@@ -138,7 +142,7 @@ void op_embedding_backward(void *ctx, float *dwte, float *dwpe, const float *dou
     seg[u] = pos;
     for (int i = 0; i < n; i++) /* stable: rows of a token stay in ascending order */
         order[cnt[tok[i]]++] = i;
-    int32_t *dev = static_cast<int32_t *>(workspace(g, (3 * (size_t)n + 1) * sizeof(int32_t), op));
+    int32_t *dev = static_cast<int32_t *>(workspace(g, embedding_workspace_need(n), op));
     if (!dev) return;
     if (!check(g,
                cudaMemcpyAsync(dev, order, (3 * (size_t)n + 1) * sizeof(int32_t),

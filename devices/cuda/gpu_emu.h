@@ -21,7 +21,9 @@
 #include <time.h>
 #include <ucontext.h>
 
+#include <mutex>
 #include <tuple>
+#include <unordered_map>
 #include <utility>
 
 #ifndef XDT_EMU_WARP_SIZE
@@ -239,12 +241,39 @@ enum cudaMemcpyKind {
 /* Allocations above this fail as out of memory (a GPU's size, not the host's). */
 #define XDT_EMU_MEMORY ((size_t)16 << 30)
 
+/* Live allocations and their sizes: cudaMemGetInfo's free memory is XDT_EMU_MEMORY less these
+ * (so tests can see what a backend allocates for itself). */
+struct xdt_emu_heap {
+    std::mutex lock;
+    std::unordered_map<void *, size_t> sizes;
+    size_t live = 0;
+};
+inline xdt_emu_heap &xdt_emu_heap_state() {
+    static xdt_emu_heap h;
+    return h;
+}
+
 inline cudaError_t xdt_emu_alloc(void **p, size_t n) {
-    if (n > XDT_EMU_MEMORY || posix_memalign(p, 256, n ? n : 1) != 0) {
+    xdt_emu_heap &h = xdt_emu_heap_state();
+    std::lock_guard<std::mutex> guard(h.lock);
+    if (n > XDT_EMU_MEMORY - h.live || posix_memalign(p, 256, n ? n : 1) != 0) {
         ::xdt_emu::st().last_error = cudaErrorMemoryAllocation;
         return cudaErrorMemoryAllocation;
     }
+    h.sizes[*p] = n;
+    h.live += n;
     return cudaSuccess;
+}
+inline void xdt_emu_release(void *p) {
+    if (!p) return;
+    xdt_emu_heap &h = xdt_emu_heap_state();
+    std::lock_guard<std::mutex> guard(h.lock);
+    const auto it = h.sizes.find(p);
+    if (it != h.sizes.end()) {
+        h.live -= it->second;
+        h.sizes.erase(it);
+    }
+    free(p);
 }
 inline cudaError_t cudaMalloc(void **p, size_t n) {
     return xdt_emu_alloc(p, n);
@@ -263,11 +292,11 @@ inline cudaError_t cudaHostGetDevicePointer(void **d, void *h, int) {
     return cudaSuccess;
 }
 inline cudaError_t cudaFree(void *p) {
-    free(p);
+    xdt_emu_release(p);
     return cudaSuccess;
 }
 inline cudaError_t cudaFreeHost(void *p) {
-    free(p);
+    xdt_emu_release(p);
     return cudaSuccess;
 }
 inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) {
@@ -322,7 +351,9 @@ inline cudaError_t cudaGetDeviceCount(int *n) {
     return cudaSuccess;
 }
 inline cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
-    *free_b = XDT_EMU_MEMORY;
+    xdt_emu_heap &h = xdt_emu_heap_state();
+    std::lock_guard<std::mutex> guard(h.lock);
+    *free_b = XDT_EMU_MEMORY - h.live;
     *total_b = XDT_EMU_MEMORY;
     return cudaSuccess;
 }

@@ -507,12 +507,24 @@ void flash_mma_forward(gpu_ctx *g, float *out, float *lse, const float *qkv, int
     check_launch(g, op);
 }
 
+/* The backward's bf16 copies of qkv and dout (the forward copies qkv alone: less). */
+static size_t backward_copy_values(int b, int t, int c, size_t *n3) {
+    *n3 = round_up_128((size_t)b * t * 3 * c);
+    return *n3 + (size_t)b * t * c;
+}
+
+size_t flash_mma_workspace_need(int b, int t, int c) {
+    size_t n3;
+    return backward_copy_values(b, t, c, &n3) * sizeof(uint16_t);
+}
+
 void flash_mma_backward(gpu_ctx *g, float *dqkv, const float *dd, const float *dout,
                         const float *qkv, const float *lse, int b, int t, int c, int nh) {
     const char *op = "attention_backward (flash, bf16)";
     const float scale = 1.0f / sqrtf((float)(c / nh));
-    const size_t n3 = round_up_128((size_t)b * t * 3 * c), n1 = (size_t)b * t * c;
-    uint16_t *qkv16 = static_cast<uint16_t *>(workspace(g, (n3 + n1) * sizeof(uint16_t), op));
+    size_t n3;
+    const size_t values = backward_copy_values(b, t, c, &n3);
+    uint16_t *qkv16 = static_cast<uint16_t *>(workspace(g, values * sizeof(uint16_t), op));
     uint16_t *dout16 = qkv16 ? qkv16 + n3 : NULL;
     if (!qkv16 || !pack_bf16(g, qkv16, qkv, b * t, 3 * c, 3 * c, 0, 1, op) ||
         !pack_bf16(g, dout16, dout, b * t, c, c, 0, 1, op))

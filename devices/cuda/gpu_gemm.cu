@@ -246,6 +246,34 @@ static bool blas_gemm(gpu_ctx *c, bool bf16_ops, cublasOperation_t ta, cublasOpe
 }
 #endif
 
+/* How the bf16 mode splits a product and what its copies take of the workspace: `step` rows of
+ * c (one product: a's copy within a chunk, at least 64 rows, whole multiples of 64) or matrices
+ * (a batch: both copies within a chunk) per pass; a_vals and b_vals values of copies. */
+struct bf16_plan {
+    size_t step, a_vals, b_vals;
+};
+
+static bf16_plan plan_bf16(const gpu_ctx *c, bool tb, int m, int n, int k, int batch) {
+    const int rows_b = tb ? n : k, cols_b = tb ? k : n;
+    const size_t per_b = (size_t)rows_b * cols_b, per_a = (size_t)m * k;
+    const size_t kk = k > 0 ? (size_t)k : 1, chunk = c->bf16_chunk;
+    size_t step = batch == 1 ? chunk / kk : chunk / (per_a + per_b + 1);
+    if (batch == 1 && step < 64) step = 64;
+    if (batch == 1 && step >= 128) step = step / 64 * 64; /* parts the tensor cores' tiles fit */
+    if (step < 1) step = 1;
+    const size_t span = batch == 1 ? (size_t)m : (size_t)batch;
+    if (step > span) step = span;
+    return {step, round_up_128(batch == 1 ? step * kk : step * per_a),
+            round_up_128(batch == 1 ? per_b : step * per_b)};
+}
+
+size_t gemm_workspace_need(const gpu_ctx *c, const xdt_gemm_shape &s) {
+    const bool bf16_blas = XDT_GPU_BLAS_BF16 && c->blas_ok && c->bf16;
+    if (!bf16_blas || s.m <= 0 || s.n <= 0 || s.k <= 0 || s.batch <= 0) return 0;
+    const bf16_plan p = plan_bf16(c, s.trans_b, s.m, s.n, s.k, s.batch);
+    return (p.a_vals + p.b_vals) * 2;
+}
+
 #if XDT_GPU_BLAS_BF16
 /* The bf16 mode's GEMM: bf16 copies of a and b, then cuBLAS with bf16 operands and fp32 sums and
  * output. One product is split by rows of c so that a's copy fits a chunk (b is copied whole; a
@@ -259,16 +287,8 @@ static void gemm_bf16(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float a
     const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     const int rows_b = tb ? n : k, cols_b = tb ? k : n;
     const size_t per_b = (size_t)rows_b * cols_b, per_a = (size_t)m * k;
-    const size_t kk = k > 0 ? (size_t)k : 1, chunk = c->bf16_chunk;
-    /* rows of c per pass (one product: a's copy within a chunk) or matrices per pass */
-    size_t step = batch == 1 ? chunk / kk : chunk / (per_a + per_b + 1);
-    if (batch == 1 && step < 64) step = 64;
-    if (batch == 1 && step >= 128) step = step / 64 * 64; /* parts the tensor cores' tiles fit */
-    if (step < 1) step = 1;
-    const size_t span = batch == 1 ? (size_t)m : (size_t)batch;
-    if (step > span) step = span;
-    const size_t a_vals = round_up_128(batch == 1 ? step * kk : step * per_a);
-    const size_t b_vals = round_up_128(batch == 1 ? per_b : step * per_b);
+    const bf16_plan plan = plan_bf16(c, tb, m, n, k, batch);
+    const size_t step = plan.step, a_vals = plan.a_vals, b_vals = plan.b_vals;
     uint16_t *a16 = static_cast<uint16_t *>(workspace(c, (a_vals + b_vals) * 2, op));
     if (!a16) return;
     uint16_t *b16 = a16 + a_vals;

@@ -233,14 +233,20 @@ __global__ void col_finish_kernel(const float *partial, int chunks, int c, float
             (o == 0 ? out0 : out1)[j] += acc[o];
 }
 
+/* Chunks of rows the column sums split n rows into (at most 256, of at least 64 rows). */
+static int column_chunks(int n, int *rows_per_chunk) {
+    int chunks = (n + 63) / 64;
+    if (chunks > 256) chunks = 256;
+    *rows_per_chunk = (n + chunks - 1) / chunks;
+    return (n + *rows_per_chunk - 1) / *rows_per_chunk;
+}
+
 /* out0[j] (and out1[j]) += sum over rows of f's terms, deterministically. */
 template <int NOUT, typename F>
 static void column_sums(gpu_ctx *g, F f, int n, int c, float *out0, float *out1, const char *op) {
     if (n <= 0 || c <= 0) return;
-    int chunks = (n + 63) / 64;
-    if (chunks > 256) chunks = 256;
-    const int rows_per_chunk = (n + chunks - 1) / chunks;
-    chunks = (n + rows_per_chunk - 1) / rows_per_chunk;
+    int rows_per_chunk;
+    const int chunks = column_chunks(n, &rows_per_chunk);
     float *partial =
         static_cast<float *>(workspace(g, (size_t)chunks * NOUT * c * sizeof(float), op));
     if (!partial) return;
@@ -333,6 +339,17 @@ void op_layernorm_backward(void *ctx, float *dinp, float *dw, float *db, const f
 /* ---- sum and sum of squares, in double ---- */
 
 constexpr int kReduceBlocks = 1024;
+
+size_t row_ops_workspace_need(int rows, int widest_row) {
+    size_t need = kReduceBlocks * sizeof(double); /* reduce()'s partials */
+    if (rows > 0 && widest_row > 0) {
+        int rows_per_chunk;
+        /* layernorm_backward's two sums a column are the most */
+        const size_t cols = (size_t)column_chunks(rows, &rows_per_chunk) * 2 * widest_row;
+        if (cols * sizeof(float) > need) need = cols * sizeof(float);
+    }
+    return need;
+}
 
 template <bool SQUARE>
 __global__ void reduce_partials_kernel(const float *x, size_t n, double *partial) {

@@ -690,6 +690,57 @@ static void test_bf16_chunks(env *e, const char *name, const xdt_device_options 
     xdt_device_destroy(bad);
 }
 
+#if !defined(XDT_TEST_EMU) || defined(XDT_TEST_EMU_BLAS) /* bf16 copies need a BLAS */
+/* workspace_bytes against what the backend allocates for itself: a bf16 GEMM whose copies need
+ * more than the workspace's first 16 MiB grows it by exactly the reported bytes (on a GPU,
+ * cuBLAS may also allocate its own workspace on a handle's first product: up to 96 MiB more is
+ * allowed there). */
+static void test_workspace_bytes(env *e, const char *name, const xdt_device_options *o16) {
+    xdt_device *dev = NULL;
+    if (OPEN_DEVICE(name, o16, &dev) != XDT_OK) {
+        CHECK_MSG(0, "cannot open %s in bf16", name);
+        return;
+    }
+    const int m = 4096, n = 8, k = 4096;
+    const xdt_gemm_shape shape = {false, false, m, n, k, 1};
+    const xdt_op_shapes shapes = {.gemms = &shape, .n_gemms = 1};
+    CHECK_MSG(dev->ops->workspace_bytes, "%s has no workspace_bytes", name);
+    const size_t want =
+        dev->ops->workspace_bytes ? dev->ops->workspace_bytes(dev->ctx, &shapes) : 0;
+    float *a = host_rand(e, (size_t)m * k, 1), *b = host_rand(e, (size_t)k * n, 1);
+    void *da = NULL, *db = NULL, *dc = NULL;
+    CHECK(xdt_device_alloc(dev, (size_t)m * k * 4, &da) == XDT_OK);
+    CHECK(xdt_device_alloc(dev, (size_t)k * n * 4, &db) == XDT_OK);
+    CHECK(xdt_device_alloc(dev, (size_t)m * n * 4, &dc) == XDT_OK);
+    size_t free0 = 0, free1 = 0, total = 0;
+    if (da && db && dc && dev->ops->mem_info) {
+        dev->ops->copy(dev->ctx, da, a, (size_t)m * k * 4, XDT_COPY_HOST_TO_DEVICE);
+        dev->ops->copy(dev->ctx, db, b, (size_t)k * n * 4, XDT_COPY_HOST_TO_DEVICE);
+        CHECK(xdt_device_sync(dev) == XDT_OK);
+        CHECK(dev->ops->mem_info(dev->ctx, &free0, &total) == XDT_OK);
+        dev->ops->gemm(dev->ctx, false, false, m, n, k, 1.0f, da, k, db, n, 0.0f, dc, n);
+        CHECK(xdt_device_sync(dev) == XDT_OK);
+        CHECK(dev->ops->mem_info(dev->ctx, &free1, &total) == XDT_OK);
+        const size_t grew = free0 > free1 ? free0 - free1 : 0;
+        printf("  workspace for a bf16 gemm %dx%dx%d: reported %zu bytes, allocated %zu\n", m, n, k,
+               want, grew);
+        CHECK_MSG(want > ((size_t)16 << 20), "the reported workspace (%zu) is not the copies'",
+                  want);
+#ifdef XDT_TEST_EMU
+        CHECK_MSG(grew == want, "allocated %zu bytes, reported %zu", grew, want);
+#else
+        CHECK_MSG(grew >= want && grew <= want + ((size_t)96 << 20),
+                  "allocated %zu bytes, reported %zu", grew, want);
+#endif
+    }
+    xdt_device_free(dev, da);
+    xdt_device_free(dev, db);
+    xdt_device_free(dev, dc);
+    HFREE(a, b);
+    xdt_device_destroy(dev);
+}
+#endif
+
 /* The bf16 GEMM mode on both devices: the GPU's GEMMs against the CPU's bf16 GEMMs (the same
  * rounded products, summed in another order: 1e-5 in the tiled kernel; 1e-4 for cuBLAS, whose
  * tensor cores add in their own order and width), and attention, explicit and flash (on tensor
@@ -725,6 +776,9 @@ static void test_bf16(env *e, const char *name, bool tiled) {
     if (!tiled) test_gemm_bias_no_lt(&e16, name, &o16);
     test_gemm_shared_a(&e16);
     if (!tiled) test_bf16_chunks(&e16, name, &o16);
+#if !defined(XDT_TEST_EMU) || defined(XDT_TEST_EMU_BLAS)
+    if (!tiled) test_workspace_bytes(&e16, name, &o16);
+#endif
 #ifndef XDT_TEST_EMU
     if (!tiled) {
         /* products whose a is larger than cuBLAS's bf16 copy chunk (32M values): split by rows

@@ -40,6 +40,7 @@ typedef struct trainer {
     xdt_device *dev;
     xdt_stage *stage;
     xdt_optimizer *opt;
+    size_t free_at_open; /* the device's free memory before the stage was built */
 } trainer;
 
 static xdt_status open_gpu(const xdt_device_options *o, xdt_device **out) {
@@ -59,6 +60,10 @@ static xdt_status trainer_open(trainer *tr, const xdt_model_config *cfg, bool gp
         .threads = 2, .gemm_precision = precision, .flash_attention = flash};
     xdt_status st = gpu ? open_gpu(&o, &tr->dev) : xdt_device_create("cpu", &o, &tr->dev);
     if (st) return st;
+    size_t total = 0;
+    if (tr->dev->ops->mem_info &&
+        (st = tr->dev->ops->mem_info(tr->dev->ctx, &tr->free_at_open, &total)))
+        return st;
     const xdt_optim_config oc = {.lr = 3e-3f,
                                  .beta1 = 0.9f,
                                  .beta2 = 0.95f,
@@ -110,6 +115,33 @@ static float *params_of(trainer *tr, size_t *n) {
     return h;
 }
 
+/* What the stage, its optimizer and the backend's own workspace took of the device, after the
+ * steps, against xdt_stage_memory_estimate: the emulation's allocations are counted exactly
+ * (within 1%: the stage rounds its carvings); a GPU may also hold cuBLAS's workspaces and round
+ * to its pages, so there the estimate must cover all but 128 MiB of it. */
+static void check_memory_estimate(trainer *tr, const xdt_model_config *cfg) {
+    size_t free_now = 0, total = 0;
+    if (!tr->dev->ops->mem_info ||
+        tr->dev->ops->mem_info(tr->dev->ctx, &free_now, &total) != XDT_OK) {
+        CHECK_MSG(0, "%s: no free-memory figure", tr->dev->name);
+        return;
+    }
+    xdt_stage_memory m;
+    xdt_stage_memory_estimate(cfg, tr->dev, 0, cfg->n_layer + 1, B, T, 1, &m);
+    const double est = (double)m.params_bytes + m.grads_bytes + m.optimizer_bytes +
+                       m.activation_bytes + m.scratch_bytes + m.device_workspace_bytes;
+    const double used = (double)tr->free_at_open - (double)free_now;
+    printf("  device memory: %.1f MiB used, %.1f MiB estimated (%.1f MiB the backend's "
+           "workspace)\n",
+           used / 1048576.0, est / 1048576.0, m.device_workspace_bytes / 1048576.0);
+    CHECK_MSG(m.device_workspace_bytes > 0, "%s: no backend workspace estimated", tr->dev->name);
+#ifdef XDT_TEST_EMU
+    CHECK_MSG(fabs(used - est) <= 0.01 * est, "used %.0f bytes, estimated %.0f", used, est);
+#else
+    CHECK_MSG(used <= est + 128.0 * 1048576.0, "used %.0f bytes, estimated %.0f", used, est);
+#endif
+}
+
 /* Trains on both devices (the GPU known to open). */
 static void compare(const xdt_model_config *cfg, xdt_precision precision, bool flash, double tol) {
     trainer cpu = {0}, gpu = {0};
@@ -145,6 +177,7 @@ static void compare(const xdt_model_config *cfg, xdt_precision precision, bool f
     CHECK_MSG(worst <= tol, "%s: losses differ by %.3e relative (> %.0e)",
               xdt_precision_name(precision), worst, tol);
     CHECK_MSG(last < first - 0.05, "the loss did not fall (%.4f -> %.4f)", first, last);
+    check_memory_estimate(&gpu, cfg);
     if (precision == XDT_PRECISION_FP32) {
         size_t n = 0, m = 0;
         float *pc = params_of(&cpu, &n), *pg = params_of(&gpu, &m);
