@@ -40,15 +40,16 @@ struct gpu_ctx {
     void *lt_ws;         /* cuBLASLt's own workspace (kLtWorkspaceBytes, or none) */
     size_t lt_ws_bytes;
 #endif
-    size_t bf16_chunk;   /* values of a per bf16 copy pass (gpu_gemm.cu) */
-    bool blas_ok;        /* GEMMs go to the vendor BLAS (else the tiled kernel) */
-    bool tf32;           /* TF32 tensor-core GEMMs allowed (cuBLAS only) */
-    bool bf16;           /* GEMM inputs rounded to bf16, fp32 sums (xdt_precision) */
-    bool flash;          /* attention in the fused kernels (gpu_flash_attention.cu) where fit */
-    bool mma_bf16;       /* bf16 mode's flash attention on tensor cores (XDT_GPU_HAVE_MMA_BF16) */
-    host_area *host;     /* mapped pinned: host view */
-    host_area *host_dev; /* the same memory: device view */
-    void *ws;            /* device workspace for reduction partials and index tables */
+    size_t bf16_chunk;     /* values of a per bf16 copy pass (gpu_gemm.cu) */
+    bool blas_ok;          /* GEMMs go to the vendor BLAS (else the tiled kernel) */
+    bool tf32;             /* TF32 tensor-core GEMMs allowed (cuBLAS only) */
+    bool bf16;             /* GEMM inputs rounded to bf16, fp32 sums (xdt_precision) */
+    bool flash;            /* attention in the fused kernels (gpu_flash_attention.cu) where fit */
+    bool mma_bf16;         /* bf16 mode's flash attention on tensor cores (XDT_GPU_HAVE_MMA_BF16) */
+    size_t flash_ds_bytes; /* its backward keeps dS^T in up to this much workspace (0: never) */
+    host_area *host;       /* mapped pinned: host view */
+    host_area *host_dev;   /* the same memory: device view */
+    void *ws;              /* device workspace for reduction partials and index tables */
     size_t ws_bytes;
     unsigned ws_generation;         /* bumped whenever ws is (re)allocated: its contents are gone */
     unsigned long long ops_entered; /* ops queued so far (enter()) */
@@ -111,6 +112,8 @@ void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha
  * the bytes of cuBLASLt's workspace (NVIDIA's recommendation for Hopper). */
 constexpr size_t kBf16Chunk = (size_t)32 << 20;
 constexpr size_t kLtWorkspaceBytes = (size_t)32 << 20;
+/* The tensor-core attention backward's budget for dS^T planes (XDT_GPU_FLASH_DS overrides). */
+constexpr size_t kFlashDsBytes = (size_t)256 << 20;
 
 /* gpu_gemm.cu: bytes of workspace one GEMM of shape s takes (its bf16 copies; 0 elsewhere). */
 size_t gemm_workspace_need(const gpu_ctx *c, const xdt_gemm_shape &s);
@@ -275,7 +278,8 @@ void flash_mma_forward(gpu_ctx *g, float *out, float *lse, const float *qkv, int
                        int nh);
 void flash_mma_backward(gpu_ctx *g, float *dqkv, const float *dd, const float *dout,
                         const float *qkv, const float *lse, int b, int t, int c, int nh);
-size_t flash_mma_workspace_need(int b, int t, int c); /* its bf16 copies: the backward's */
+/* its workspace: the backward's bf16 copies and dS^T planes (more than the forward's) */
+size_t flash_mma_workspace_need(const gpu_ctx *g, int b, int t, int c, int nh);
 
 /* gpu_device.cu: the synchronising part of the reductions. */
 xdt_status sync_ctx(gpu_ctx *c);

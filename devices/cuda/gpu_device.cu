@@ -446,6 +446,21 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
 #endif
     }
 #endif
+    /* bytes the tensor-core attention backward may keep dS^T in: XDT_GPU_FLASH_DS (0: it
+     * recomputes dS instead, as it does when one batch row's planes exceed the budget) */
+    c->flash_ds_bytes = kFlashDsBytes;
+    {
+        const char *env = getenv("XDT_GPU_FLASH_DS");
+        char *end = NULL;
+        const unsigned long long v = env ? strtoull(env, &end, 10) : 0;
+        if (env && *env) {
+            if (*end)
+                return xdt_fail(XDT_ERR_INVALID_ARG,
+                                "device %s: XDT_GPU_FLASH_DS=%s: expected a number of bytes",
+                                c->name, env);
+            c->flash_ds_bytes = (size_t)v;
+        }
+    }
     /* values of a per bf16 copy pass: XDT_GPU_BF16_CHUNK (at least 1024) makes the splits of
      * gpu_gemm.cu testable on small products */
     c->bf16_chunk = kBf16Chunk;

@@ -51,6 +51,15 @@ __device__ inline uint32_t load_pair(const uint16_t *p) {
 #endif
 }
 
+/* Stores a pair of bf16 values at p (4-byte aligned). */
+__device__ inline void store_pair(uint16_t *p, uint32_t v) {
+#if defined(XDT_GPU_EMU)
+    memcpy(p, &v, sizeof v);
+#else
+    *reinterpret_cast<uint32_t *>(p) = v;
+#endif
+}
+
 /* d += a b for a 16 x 16 a and a 16 x 8 b (fragments as in gpu_emu.h's mma_bf16_16816). */
 __device__ inline void mma(float d[4], const uint32_t a[4], const uint32_t b[2]) {
 #if defined(XDT_GPU_EMU)
@@ -113,6 +122,16 @@ __device__ inline void frag_b_down(uint32_t b[2], const tile_t &m, int k0, int n
     const int r = k0 + 2 * q, col = n0 + g;
     b[0] = (uint32_t)m[r][col] | ((uint32_t)m[r + 1][col] << 16);
     b[1] = (uint32_t)m[r + 8][col] | ((uint32_t)m[r + 9][col] << 16);
+}
+
+/* The "a" fragment of rows r0..r0+15, columns k0..k0+15 of the transpose of a shared tile
+ * (a[r][kk] = m[k0 + kk][r0 + r]): pairs lie down m's columns, read as frag_b_down reads them. */
+__device__ inline void frag_a_down(uint32_t a[4], const tile_t &m, int r0, int k0, int g, int q) {
+    const int r = k0 + 2 * q, col = r0 + g;
+    a[0] = (uint32_t)m[r][col] | ((uint32_t)m[r + 1][col] << 16);
+    a[1] = (uint32_t)m[r][col + 8] | ((uint32_t)m[r + 1][col + 8] << 16);
+    a[2] = (uint32_t)m[r + 8][col] | ((uint32_t)m[r + 9][col] << 16);
+    a[3] = (uint32_t)m[r + 8][col + 8] | ((uint32_t)m[r + 9][col + 8] << 16);
 }
 
 /* The "a" fragment made of two accumulator tiles side by side (columns 0-7 and 8-15). */
@@ -277,19 +296,24 @@ __global__ void __launch_bounds__(kMmaThreads)
     }
 }
 
-/* grid (key tiles, nh, b): dK and dV of kTile keys over every query that sees them (the first
- * key tiles, which see the most, are launched first). qkv and dout bf16; query tiles
- * double-buffered. */
+/* grid (key tiles, nh, batch rows b0..): dK and dV of kTile keys over every query that sees
+ * them (the first key tiles, which see the most, are launched first). qkv and dout bf16; query
+ * tiles double-buffered. With dst, it also stores dS^T in bf16 for the dQ kernel that reads it
+ * (flash_backward_q_from_ds_kernel): per (row of the group, head) a tp x tp plane (tp: t rounded
+ * up to the tile), keys down, queries across; the tiles with queries before the keys are left
+ * unwritten (nothing reads them). */
 __global__ void __launch_bounds__(kMmaThreads)
     flash_backward_kv_mma_kernel(float *dqkv, const uint16_t *dout, const uint16_t *qkv,
                                  const float *lse, const float *dd, int t, int c, int nh,
-                                 float scale, bool fast) {
+                                 float scale, bool fast, int b0, uint16_t *dst, int tp) {
     __shared__ __align__(16) uint16_t qs[2][kTile][kLd];
     __shared__ __align__(16) uint16_t dos[2][kTile][kLd];
     __shared__ float lse_s[2][kTile], dd_s[2][kTile];
-    const int hs = c / nh, h = blockIdx.y, bi = blockIdx.z, k0 = blockIdx.x * kTile;
+    const int hs = c / nh, h = blockIdx.y, bi = b0 + (int)blockIdx.z, k0 = blockIdx.x * kTile;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, q = lane & 3;
     const int j0 = k0 + 16 * warp; /* the warp's first key */
+    uint16_t *dst_rows = dst ? dst + ((size_t)blockIdx.z * nh + h) * tp * tp + (size_t)j0 * tp
+                             : nullptr; /* the warp's keys' rows of dS^T */
     const size_t ld = 3 * (size_t)c;
     const uint16_t *x = qkv + (size_t)bi * t * ld, *dy = dout + (size_t)bi * t * c;
     const float *lse_bh = lse + ((size_t)bi * nh + h) * t, *dd_bh = dd + ((size_t)bi * nh + h) * t;
@@ -351,6 +375,13 @@ __global__ void __launch_bounds__(kMmaThreads)
             uint32_t pa[4], dsa[4];
             acc_to_a(pa, p[2 * kc], p[2 * kc + 1]);
             acc_to_a(dsa, ds[2 * kc], ds[2 * kc + 1]);
+            if (dst_rows) { /* the a fragment's pairs are rows g, g + 8 by queries 2q, 2q + 8 */
+                uint16_t *at = dst_rows + (size_t)g * tp + q0 + 16 * kc + 2 * q;
+                store_pair(at, dsa[0]);
+                store_pair(at + 8 * (size_t)tp, dsa[1]);
+                store_pair(at + 8, dsa[2]);
+                store_pair(at + 8 * (size_t)tp + 8, dsa[3]);
+            }
 #pragma unroll
             for (int dt = 0; dt < kD / 8; dt++) {
                 uint32_t b[2];
@@ -379,8 +410,27 @@ __global__ void __launch_bounds__(kMmaThreads)
     }
 }
 
-/* grid (query tiles, nh, b): dQ of kTile queries over the keys they see (most keys first); key
- * tiles double-buffered. */
+/* The warp's 16 rows of dQ (times scale) into dqkv's q columns of head column col. */
+__device__ inline void store_dq(float *dqkv, const float dq[kD / 8][4], int bi, int row0, int g,
+                                int q, int t, size_t ld, int col, int hs, float scale) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int i = row0 + g + 8 * r;
+        if (i >= t) continue;
+        float *row = dqkv + ((size_t)bi * t + i) * ld + (size_t)col;
+#pragma unroll
+        for (int dt = 0; dt < kD / 8; dt++)
+#pragma unroll
+            for (int e = 2 * r; e < 2 * r + 2; e++) {
+                const int d = acc_col(dt, q, e);
+                if (d < hs) row[d] = dq[dt][e] * scale;
+            }
+    }
+}
+
+/* grid (query tiles, nh, b): dQ of kTile queries over the keys they see (most keys first),
+ * recomputing dS; key tiles double-buffered. For planes of dS^T too large to keep
+ * (flash_mma_backward). */
 __global__ void __launch_bounds__(kMmaThreads)
     flash_backward_q_mma_kernel(float *dqkv, const uint16_t *dout, const uint16_t *qkv,
                                 const float *lse, const float *dd, int t, int c, int nh,
@@ -457,19 +507,56 @@ __global__ void __launch_bounds__(kMmaThreads)
         }
         __syncthreads();
     }
+    store_dq(dqkv, dq, bi, row0, g, q, t, ld, h * hs, hs, scale);
+}
+
+/* grid (query tiles, nh, batch rows b0..): dQ = dS K of kTile queries over the keys they see,
+ * from the dS^T planes the dK/dV kernel stored (dst, tp) instead of recomputing the probabilities:
+ * one product a tile where recomputing takes three. Key tiles and their dS^T tiles
+ * double-buffered. */
+__global__ void __launch_bounds__(kMmaThreads)
+    flash_backward_q_from_ds_kernel(float *dqkv, const uint16_t *qkv, const uint16_t *dst, int t,
+                                    int c, int nh, float scale, bool fast, int b0, int tp) {
+    __shared__ __align__(16) uint16_t ks[2][kTile][kLd];
+    __shared__ __align__(16) uint16_t dss[2][kTile][kLd];
+    const int hs = c / nh, h = blockIdx.y, bi = b0 + (int)blockIdx.z;
+    const int q0 = (int)(gridDim.x - 1 - blockIdx.x) * kTile;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, q = lane & 3;
+    const int row0 = q0 + 16 * warp;
+    const size_t ld = 3 * (size_t)c;
+    const uint16_t *x = qkv + (size_t)bi * t * ld;
+    const uint16_t *plane = dst + ((size_t)blockIdx.z * nh + h) * tp * tp;
+    float dq[kD / 8][4];
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int i = row0 + g + 8 * r;
-        if (i >= t) continue;
-        float *row = dqkv + ((size_t)bi * t + i) * ld + (size_t)h * hs;
+    for (int dt = 0; dt < kD / 8; dt++)
+        dq[dt][0] = dq[dt][1] = dq[dt][2] = dq[dt][3] = 0.0f;
+    const int last = (q0 + kTile < t ? q0 + kTile : t) - 1;
+    /* rows k0.. of dS^T, columns q0..: whole tiles inside the plane, 16-byte aligned rows */
+    stage(ks[0], x, ld, c + h * hs, 0, t, hs, fast);
+    stage(dss[0], plane, (size_t)tp, q0, 0, tp, kTile, true);
+    async_commit();
+    for (int k0 = 0, buf = 0; k0 <= last; k0 += kTile, buf ^= 1) {
+        if (k0 + kTile <= last) {
+            stage(ks[buf ^ 1], x, ld, c + h * hs, k0 + kTile, t, hs, fast);
+            stage(dss[buf ^ 1], plane, (size_t)tp, q0, k0 + kTile, tp, kTile, true);
+        }
+        async_commit();
+        async_wait<1>();
+        __syncthreads();
 #pragma unroll
-        for (int dt = 0; dt < kD / 8; dt++)
+        for (int kc = 0; kc < kTile / 16; kc++) {
+            uint32_t dsa[4];
+            frag_a_down(dsa, dss[buf], 16 * warp, 16 * kc, g, q);
 #pragma unroll
-            for (int e = 2 * r; e < 2 * r + 2; e++) {
-                const int d = acc_col(dt, q, e);
-                if (d < hs) row[d] = dq[dt][e] * scale;
+            for (int dt = 0; dt < kD / 8; dt++) {
+                uint32_t b[2];
+                frag_b_down(b, ks[buf], 16 * kc, 8 * dt, g, q);
+                mma(dq[dt], dsa, b);
             }
+        }
+        __syncthreads();
     }
+    store_dq(dqkv, dq, bi, row0, g, q, t, ld, h * hs, hs, scale);
 }
 
 bool flash_mma_compiled() {
@@ -507,35 +594,66 @@ void flash_mma_forward(gpu_ctx *g, float *out, float *lse, const float *qkv, int
     check_launch(g, op);
 }
 
-/* The backward's bf16 copies of qkv and dout (the forward copies qkv alone: less). */
-static size_t backward_copy_values(int b, int t, int c, size_t *n3) {
-    *n3 = round_up_128((size_t)b * t * 3 * c);
-    return *n3 + (size_t)b * t * c;
+/* t rounded up to whole tiles: the side of a dS^T plane. */
+static int plane_side(int t) {
+    return (t + kTile - 1) / kTile * kTile;
 }
 
-size_t flash_mma_workspace_need(int b, int t, int c) {
-    size_t n3;
-    return backward_copy_values(b, t, c, &n3) * sizeof(uint16_t);
+/* Batch rows whose dS^T planes fit the context's budget for them (flash_ds_bytes): 0 when not
+ * even one row's fit (then dQ recomputes dS). */
+static int ds_group(const gpu_ctx *g, int b, int t, int nh) {
+    const size_t tp = (size_t)plane_side(t), row = (size_t)nh * tp * tp * sizeof(uint16_t);
+    const size_t fit = g->flash_ds_bytes / row;
+    return (int)(fit < (size_t)b ? fit : (size_t)b);
+}
+
+/* The backward's workspace in bf16 values: copies of qkv (n3 of them, first) and dout, then the
+ * dS^T planes of one group of batch rows (ds_values, after n3 + n1). */
+static size_t backward_values(const gpu_ctx *g, int b, int t, int c, int nh, size_t *n3,
+                              size_t *n1) {
+    *n3 = round_up_128((size_t)b * t * 3 * c);
+    *n1 = round_up_128((size_t)b * t * c);
+    const size_t tp = (size_t)plane_side(t);
+    return *n3 + *n1 + (size_t)ds_group(g, b, t, nh) * nh * tp * tp;
+}
+
+size_t flash_mma_workspace_need(const gpu_ctx *g, int b, int t, int c, int nh) {
+    size_t n3, n1;
+    return backward_values(g, b, t, c, nh, &n3, &n1) * sizeof(uint16_t);
 }
 
 void flash_mma_backward(gpu_ctx *g, float *dqkv, const float *dd, const float *dout,
                         const float *qkv, const float *lse, int b, int t, int c, int nh) {
     const char *op = "attention_backward (flash, bf16)";
     const float scale = 1.0f / sqrtf((float)(c / nh));
-    size_t n3;
-    const size_t values = backward_copy_values(b, t, c, &n3);
+    size_t n3, n1;
+    const size_t values = backward_values(g, b, t, c, nh, &n3, &n1);
     uint16_t *qkv16 = static_cast<uint16_t *>(workspace(g, values * sizeof(uint16_t), op));
     uint16_t *dout16 = qkv16 ? qkv16 + n3 : NULL;
     if (!qkv16 || !pack_bf16(g, qkv16, qkv, b * t, 3 * c, 3 * c, 0, 1, op) ||
         !pack_bf16(g, dout16, dout, b * t, c, c, 0, 1, op))
         return;
     const bool fast = fast_rows(c, nh);
-    XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_backward_kv_mma_kernel)
-    (dqkv, dout16, qkv16, lse, dd, t, c, nh, scale, fast);
-    if (!check_launch(g, op)) return;
-    XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_backward_q_mma_kernel)
-    (dqkv, dout16, qkv16, lse, dd, t, c, nh, scale, fast);
-    check_launch(g, op);
+    const int group = ds_group(g, b, t, nh), tp = plane_side(t);
+    if (group == 0) { /* dS^T too large to keep: the dQ kernel recomputes it */
+        XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_backward_kv_mma_kernel)
+        (dqkv, dout16, qkv16, lse, dd, t, c, nh, scale, fast, 0, nullptr, tp);
+        if (!check_launch(g, op)) return;
+        XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_backward_q_mma_kernel)
+        (dqkv, dout16, qkv16, lse, dd, t, c, nh, scale, fast);
+        check_launch(g, op);
+        return;
+    }
+    uint16_t *dst = qkv16 + n3 + n1;
+    for (int b0 = 0; b0 < b; b0 += group) {
+        const int rows = b - b0 < group ? b - b0 : group;
+        XDT_LAUNCH(mma_tiles(t, nh, rows), kMmaThreads, g->stream, flash_backward_kv_mma_kernel)
+        (dqkv, dout16, qkv16, lse, dd, t, c, nh, scale, fast, b0, dst, tp);
+        if (!check_launch(g, op)) return;
+        XDT_LAUNCH(mma_tiles(t, nh, rows), kMmaThreads, g->stream, flash_backward_q_from_ds_kernel)
+        (dqkv, qkv16, dst, t, c, nh, scale, fast, b0, tp);
+        if (!check_launch(g, op)) return;
+    }
 }
 
 #endif

@@ -338,6 +338,51 @@ static void test_attention_case(env *e, int b, int t, int c, int nh) {
     HFREE(qkv, out, att, dout, dqkv, ws);
 }
 
+/* The tensor-core attention backward's three ways to dQ on one input: dS^T kept for all batch
+ * rows at once (the default), kept one batch row at a time (XDT_GPU_FLASH_DS: one row's planes),
+ * and recomputed (XDT_GPU_FLASH_DS=0). Grouping changes only the launches, so its bits must equal
+ * the default's; recomputing rounds the same dS, summed in another order: within 1e-3. The
+ * forward (the same kernel on each) feeds each device's own backward. */
+static void test_flash_ds_paths(env *e, const char *name, const xdt_device_options *f16) {
+    const int b = 3, t = 150, c = 128, nh = 2, tp = 192; /* tp: t in whole tiles of 64 */
+    char row_bytes[32];
+    snprintf(row_bytes, sizeof row_bytes, "%d", nh * tp * tp * 2);
+    const char *budgets[3] = {NULL, row_bytes, "0"};
+    const char *labels[3] = {"dS kept", "dS kept a batch row at a time", "dS recomputed"};
+    const size_t n3 = (size_t)b * t * 3 * c, nc = (size_t)b * t * c;
+    float *qkv = host_rand(e, n3, 1), *dout = host_rand(e, nc, 1), *first = NULL;
+    for (int v = 0; v < 3; v++) {
+        xdt_device *dev = NULL;
+        if (budgets[v]) setenv("XDT_GPU_FLASH_DS", budgets[v], 1);
+        const xdt_status st = OPEN_DEVICE(name, f16, &dev);
+        unsetenv("XDT_GPU_FLASH_DS");
+        CHECK_MSG(st == XDT_OK, "cannot open %s for %s", name, labels[v]);
+        if (st != XDT_OK) continue;
+        env ev = *e;
+        ev.gpu = dev;
+        size_t ns = 0, nw = 0;
+        xdt_device_attention_sizes(dev, b, t, c, nh, &ns, &nw);
+        float *d_qkv = up(&ev, qkv, n3 * 4), *d_dout = up(&ev, dout, nc * 4);
+        float *d_out = up_fill(&ev, nc, NAN), *d_att = up_fill(&ev, ns, NAN);
+        float *d_ws = up_fill(&ev, nw, NAN), *d_dqkv = up_fill(&ev, n3, NAN);
+        GPU(&ev, attention_forward, d_out, d_att, d_qkv, b, t, c, nh);
+        GPU(&ev, attention_backward, d_dqkv, d_ws, d_dout, d_qkv, d_att, d_out, b, t, c, nh);
+        char what[96];
+        snprintf(what, sizeof what, "flash bf16 backward, %s", labels[v]);
+        if (v == 0) {
+            CHECK_MSG(xdt_device_sync(dev) == XDT_OK, "%s: sync failed", what);
+            first = down(&ev, d_dqkv, n3);
+        } else if (v == 1) {
+            expect_equal(&ev, what, d_dqkv, first, n3);
+        } else {
+            expect_close(&ev, what, d_dqkv, first, n3, 1e-3);
+        }
+        DFREE(&ev, d_qkv, d_dout, d_out, d_att, d_ws, d_dqkv);
+        xdt_device_destroy(dev);
+    }
+    HFREE(qkv, dout, first);
+}
+
 static void test_attention(env *e) {
     test_attention_case(e, 2, 37, 48, 4);  /* batched over heads */
     test_attention_case(e, 3, 64, 64, 2);  /* batched over the batch */
@@ -804,6 +849,7 @@ static void test_bf16(env *e, const char *name, bool tiled) {
         test_attention_case(&e16, 1, 33, 18, 3);  /* 6 dims, padded */
         test_attention_case(&e16, 2, 150, 64, 1); /* 64 dims, three key tiles of 64 */
         xdt_device_destroy(flash16);
+        if (!tiled) test_flash_ds_paths(&e16, name, &f16);
     } else {
         CHECK_MSG(0, "cannot open %s with bf16 and flash attention", name);
     }
