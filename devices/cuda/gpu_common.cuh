@@ -41,6 +41,7 @@ struct gpu_ctx {
     size_t lt_ws_bytes;
 #endif
     size_t bf16_chunk;     /* values of a per bf16 copy pass (gpu_gemm.cu) */
+    bool bf16_whole;       /* ... or a whole a, where device memory is left for it */
     bool blas_ok;          /* GEMMs go to the vendor BLAS (else the tiled kernel) */
     bool tf32;             /* TF32 tensor-core GEMMs allowed (cuBLAS only) */
     bool bf16;             /* GEMM inputs rounded to bf16, fp32 sums (xdt_precision) */
@@ -108,9 +109,13 @@ void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha
                   int lda, long sa, const float *b, int ldb, long sb, float beta, float *cm,
                   int ldc, long sc, int batch, const float *bias, const char *op);
 
-/* Values of a per bf16 copy pass by default (XDT_GPU_BF16_CHUNK overrides it, for tests), and
- * the bytes of cuBLASLt's workspace (NVIDIA's recommendation for Hopper). */
+/* Values of a per bf16 copy pass by default (XDT_GPU_BF16_CHUNK overrides it, for tests), the
+ * most values of a copied whole instead when memory is free for it, the device memory such a
+ * copy must leave free (at least; or a sixteenth of the device), and the bytes of cuBLASLt's
+ * workspace (NVIDIA's recommendation for Hopper). */
 constexpr size_t kBf16Chunk = (size_t)32 << 20;
+constexpr size_t kBf16WholeMax = (size_t)512 << 20;
+constexpr size_t kBf16WholeMargin = (size_t)1 << 30;
 constexpr size_t kLtWorkspaceBytes = (size_t)32 << 20;
 /* The tensor-core attention backward's budget for dS^T planes (XDT_GPU_FLASH_DS overrides). */
 constexpr size_t kFlashDsBytes = (size_t)256 << 20;

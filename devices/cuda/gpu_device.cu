@@ -464,6 +464,7 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
     /* values of a per bf16 copy pass: XDT_GPU_BF16_CHUNK (at least 1024) makes the splits of
      * gpu_gemm.cu testable on small products */
     c->bf16_chunk = kBf16Chunk;
+    c->bf16_whole = true;
     {
         const char *env = getenv("XDT_GPU_BF16_CHUNK");
         char *end = NULL;
@@ -475,6 +476,7 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
                                 ">= 1024",
                                 c->name, env);
             c->bf16_chunk = (size_t)v;
+            c->bf16_whole = false; /* the chunk as set, always */
         }
     }
     return XDT_OK;

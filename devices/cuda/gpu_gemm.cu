@@ -253,10 +253,10 @@ struct bf16_plan {
     size_t step, a_vals, b_vals;
 };
 
-static bf16_plan plan_bf16(const gpu_ctx *c, bool tb, int m, int n, int k, int batch) {
+static bf16_plan plan_bf16(size_t chunk, bool tb, int m, int n, int k, int batch) {
     const int rows_b = tb ? n : k, cols_b = tb ? k : n;
     const size_t per_b = (size_t)rows_b * cols_b, per_a = (size_t)m * k;
-    const size_t kk = k > 0 ? (size_t)k : 1, chunk = c->bf16_chunk;
+    const size_t kk = k > 0 ? (size_t)k : 1;
     size_t step = batch == 1 ? chunk / kk : chunk / (per_a + per_b + 1);
     if (batch == 1 && step < 64) step = 64;
     if (batch == 1 && step >= 128) step = step / 64 * 64; /* parts the tensor cores' tiles fit */
@@ -270,9 +270,33 @@ static bf16_plan plan_bf16(const gpu_ctx *c, bool tb, int m, int n, int k, int b
 size_t gemm_workspace_need(const gpu_ctx *c, const xdt_gemm_shape &s) {
     const bool bf16_blas = XDT_GPU_BLAS_BF16 && c->blas_ok && c->bf16;
     if (!bf16_blas || s.m <= 0 || s.n <= 0 || s.k <= 0 || s.batch <= 0) return 0;
-    const bf16_plan p = plan_bf16(c, s.trans_b, s.m, s.n, s.k, s.batch);
+    const bf16_plan p = plan_bf16(c->bf16_chunk, s.trans_b, s.m, s.n, s.k, s.batch);
     return (p.a_vals + p.b_vals) * 2;
 }
+
+#if XDT_GPU_BLAS_BF16
+/* The chunk for one product: the context's, or all of a when a is larger but within
+ * kBf16WholeMax and the workspace can grow to hold it while leaving the device a margin free
+ * (the stage allocates everything before its first step, so what is free then stays free). One
+ * copy then serves the whole product, and the next GEMM reading the same matrix (a linear layer's
+ * weight gradient after its input gradient) reuses it: for the LM head, 412M values of dlogits
+ * copied once instead of twice, in one product instead of a dozen. */
+static size_t chunk_for(gpu_ctx *c, bool tb, int m, int n, int k) {
+    const size_t a_vals = (size_t)m * k;
+    if (!c->bf16_whole || a_vals <= c->bf16_chunk || a_vals > kBf16WholeMax) return c->bf16_chunk;
+    const bf16_plan whole = plan_bf16(a_vals, tb, m, n, k, 1);
+    const size_t need = (whole.a_vals + whole.b_vals) * 2;
+    if (need <= c->ws_bytes) return a_vals;
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return c->bf16_chunk;
+    }
+    const size_t margin = total_b / 16 > kBf16WholeMargin ? total_b / 16 : kBf16WholeMargin;
+    const size_t grown = workspace_alloc_bytes(need);
+    return free_b + c->ws_bytes >= grown + margin ? a_vals : c->bf16_chunk;
+}
+#endif
 
 #if XDT_GPU_BLAS_BF16
 /* The bf16 mode's GEMM: bf16 copies of a and b, then cuBLAS with bf16 operands and fp32 sums and
@@ -287,7 +311,8 @@ static void gemm_bf16(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float a
     const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     const int rows_b = tb ? n : k, cols_b = tb ? k : n;
     const size_t per_b = (size_t)rows_b * cols_b, per_a = (size_t)m * k;
-    const bf16_plan plan = plan_bf16(c, tb, m, n, k, batch);
+    const bf16_plan plan =
+        plan_bf16(batch == 1 ? chunk_for(c, tb, m, n, k) : c->bf16_chunk, tb, m, n, k, batch);
     const size_t step = plan.step, a_vals = plan.a_vals, b_vals = plan.b_vals;
     uint16_t *a16 = static_cast<uint16_t *>(workspace(c, (a_vals + b_vals) * 2, op));
     if (!a16) return;

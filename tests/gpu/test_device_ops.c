@@ -673,8 +673,7 @@ static void test_bf16_live(env *e) {
 /* A linear layer's backward: two products in a row reading the same matrix (dout: rows of the
  * first, transposed in the second), which cuBLAS's bf16 path copies once; then the same after
  * dout was changed in between by another op, so the second product must copy it again. */
-static void test_gemm_shared_a(env *e) {
-    const int n = 256, oc = 192, ic = 128;
+static void test_gemm_shared_a_sized(env *e, int n, int oc, int ic) {
     float *dout = host_rand(e, (size_t)n * oc, 1), *w = host_rand(e, (size_t)oc * ic, 1);
     float *inp = host_rand(e, (size_t)n * ic, 1), *dw = host_rand(e, (size_t)oc * ic, 1);
     float *dinp = calloc((size_t)n * ic, 4);
@@ -693,13 +692,17 @@ static void test_gemm_shared_a(env *e) {
         CHECK(xdt_device_sync(e->gpu) == XDT_OK);
         float *g_dinp = down(e, d_dinp, (size_t)n * ic), *g_dw = down(e, d_dw, (size_t)oc * ic);
         const double e1 = nerr(g_dinp, dinp, (size_t)n * ic), e2 = nerr(g_dw, dw, (size_t)oc * ic);
-        printf("  gemm NN then TN on one dout%s: normalised error %.2e, %.2e\n",
+        printf("  gemm NN then TN on one %dx%d dout%s: normalised error %.2e, %.2e\n", n, oc,
                changed ? ", scaled between" : "", e1, e2);
         CHECK_MSG(e1 <= e->gemm_tol && e2 <= e->gemm_tol, "shared-a products: %.3e, %.3e", e1, e2);
         HFREE(g_dinp, g_dw);
     }
     DFREE(e, d_dout, d_w, d_inp, d_dw, d_dinp);
     HFREE(dout, w, inp, dw, dinp);
+}
+
+static void test_gemm_shared_a(env *e) {
+    test_gemm_shared_a_sized(e, 256, 192, 128);
 }
 
 /* The bf16 GEMM's splits, on small products: with a copy chunk of 4096 values
@@ -777,6 +780,20 @@ static void test_workspace_bytes(env *e, const char *name, const xdt_device_opti
         CHECK_MSG(grew >= want && grew <= want + ((size_t)96 << 20),
                   "allocated %zu bytes, reported %zu", grew, want);
 #endif
+        /* a linear layer's backward whose dout (64M values) is twice the copy chunk: with memory
+         * free, it is copied whole (the workspace grows past the chunked estimate to hold it)
+         * and reused by the second product */
+        env ew = *e;
+        ew.gpu = dev;
+        test_gemm_shared_a_sized(&ew, 16384, 4096, 1);
+        e->rng = ew.rng;
+        size_t free2 = 0;
+        CHECK(dev->ops->mem_info(dev->ctx, &free2, &total) == XDT_OK);
+        const size_t grew2 = free0 > free2 ? free0 - free2 : 0, whole = (size_t)16384 * 4096 * 2;
+        printf("  workspace after a 16384x4096 dout: %zu bytes (its whole copy: %zu)\n", grew2,
+               whole);
+        CHECK_MSG(grew2 >= whole && grew2 <= whole + whole / 4 + ((size_t)96 << 20),
+                  "the workspace holds %zu bytes, not the whole copy of %zu", grew2, whole);
     }
     xdt_device_free(dev, da);
     xdt_device_free(dev, db);
