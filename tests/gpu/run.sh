@@ -25,7 +25,8 @@
 #      steps after 3 warm-up steps) in fp32 (TF32 off, the default), tf32 and bf16, each beside
 #      the same model in PyTorch on the same GPU (bench/torch_gpt.py: TF32 off, TF32 on, bf16
 #      autocast), when a python3 with CUDA-enabled torch is found; prints xdt/PyTorch tokens/s
-#      (xdt in fp32 and bf16 also with --attention flash: XDT_GPU_ATTENTION=flash)
+#      (xdt in fp32 and bf16 also with --attention flash: XDT_GPU_ATTENTION=flash); then, time
+#      left permitting, the bf16 flash step with each of its levers turned off in turn
 #   5. with the time left, where a bf16 and an fp32 step spend it: xdt's ops timed by device
 #      events (bench_train_step --profile) beside PyTorch's kernels (torch_gpt.py --profile)
 #   6. with the time left, test_device_ops under compute-sanitizer's memcheck
@@ -268,6 +269,25 @@ bench() { # bench PRECISION: xdt (explicit, then flash attention) and PyTorch on
 }
 for p in fp32 tf32 bf16; do bench $p; done
 [ $measured -gt 0 ] || fail "no gpt2-124M step was measured"
+
+# 4b. what each of the bf16 step's levers is worth: the bf16 flash step again with one of them
+# turned off (the bias in cuBLASLt's epilogue; the attention backward's kept dS; whole copies of
+# large GEMM operands), time left permitting; notes only
+echo "== 4b. bf16 levers, one at a time off (time left permitting)"
+ablate() { # ablate ENV=VALUE WHAT: the bf16 flash step with ENV=VALUE
+    local t out
+    t=$(limit 60 30) || { note "bf16 without $2: not run (time)"; return; }
+    out=$(env "$1" XDT_GPU_ATTENTION=flash timeout "$t" "$BENCH" configs/models/gpt2-124M.yaml 8         1024 "$(nproc)" 10 3 "$DEVICE" bf16 2>"$WORK/bench.err") || {
+        tail -3 "$WORK/bench.err" >&2
+        note "bf16 without $2 ($1): failed"
+        return
+    }
+    note "$(printf 'xdt gpt2-124M bf16 flash without %s (%s): %.1f ms/step' "$2" "$1" \
+        "$(field "$out" ms_per_step)")"
+}
+ablate XDT_GPU_BLASLT=0 "the bias epilogue"
+ablate XDT_GPU_FLASH_DS=0 "kept dS (dQ recomputes it)"
+ablate XDT_GPU_BF16_CHUNK=33554432 "whole copies of large operands"
 
 # 5. where the step's time goes, with the time left: xdt's ops (bench_train_step --profile) and
 # PyTorch's kernels (torch.profiler), bf16 first (the mode furthest from its peer, if any)
