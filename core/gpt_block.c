@@ -16,16 +16,18 @@ void gpt_block_forward(xdt_stage *st, int i, const float *inp, gpt_block_acts *a
     dev->ops->layernorm_forward(dev->ctx, a->ln1, a->ln1_mean, a->ln1_rstd, inp, w->ln1w, w->ln1b,
                                 N, C);
     gpt_linear_forward(dev, a->qkv, a->ln1, w->qkvw, w->qkvb, N, C, 3 * C);
-    dev->ops->attention_forward(dev->ctx, a->atty, a->att, a->qkv, st->b, st->t, C, NH);
-    /* res2 = inp + (atty Wproj^T + b): copy the residual in, then accumulate with beta = 1 */
+    /* res2 = inp + (atty Wproj^T + b): the residual copied in first, then accumulated with
+     * beta = 1 (each GEMM right after the op that wrote its input: a GPU's bf16 mode hands that
+     * op's copy of it on) */
     dev->ops->copy(dev->ctx, a->res2, inp, NC * sizeof(float), XDT_COPY_DEVICE_TO_DEVICE);
+    dev->ops->attention_forward(dev->ctx, a->atty, a->att, a->qkv, st->b, st->t, C, NH);
     xdt_device_gemm_bias(dev, false, true, N, C, C, 1.0f, a->atty, C, w->attprojw, C, 1.0f, a->res2,
                          C, w->attprojb);
     dev->ops->layernorm_forward(dev->ctx, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w->ln2w,
                                 w->ln2b, N, C);
     gpt_linear_forward(dev, a->fch, a->ln2, w->fcw, w->fcb, N, C, 4 * C);
-    dev->ops->gelu_forward(dev->ctx, a->fch_gelu, a->fch, 4 * NC);
     dev->ops->copy(dev->ctx, a->out, a->res2, NC * sizeof(float), XDT_COPY_DEVICE_TO_DEVICE);
+    dev->ops->gelu_forward(dev->ctx, a->fch_gelu, a->fch, 4 * NC);
     xdt_device_gemm_bias(dev, false, true, N, C, 4 * C, 1.0f, a->fch_gelu, 4 * C, w->fcprojw, 4 * C,
                          1.0f, a->out, C, w->fcprojb);
 }

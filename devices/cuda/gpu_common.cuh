@@ -42,6 +42,7 @@ struct gpu_ctx {
 #endif
     size_t bf16_chunk;     /* values of a per bf16 copy pass (gpu_gemm.cu) */
     bool bf16_whole;       /* ... or a whole a, where device memory is left for it */
+    bool bf16_sidecar;     /* ops write bf16 copies of their outputs for the next GEMM */
     bool blas_ok;          /* GEMMs go to the vendor BLAS (else the tiled kernel) */
     bool tf32;             /* TF32 tensor-core GEMMs allowed (cuBLAS only) */
     bool bf16;             /* GEMM inputs rounded to bf16, fp32 sums (xdt_precision) */
@@ -54,13 +55,14 @@ struct gpu_ctx {
     size_t ws_bytes;
     unsigned ws_generation;         /* bumped whenever ws is (re)allocated: its contents are gone */
     unsigned long long ops_entered; /* ops queued so far (enter()) */
-    /* the bf16 copy of a GEMM's a left at the workspace's start (gpu_gemm.cu), reusable by the
-     * very next op when that is a GEMM reading the same matrix (a linear layer's backward reads
-     * dout in both of its products) */
+    /* the bf16 copy of a matrix left at the workspace's start, reusable by the very next op when
+     * that is a GEMM whose a is that matrix: a GEMM's own copy of a (a linear layer's backward
+     * reads dout in both of its products), or the copy an op made of its own output as it wrote
+     * it (a sidecar: layernorm, GELU, attention, whose outputs the next GEMM multiplies) */
     struct {
         bool valid;
         const float *src;
-        int rows, cols, ld;
+        int rows, cols, ld; /* as stored; a sidecar is one contiguous row */
         unsigned long long op;
         unsigned ws_generation;
     } bf16_a;
@@ -124,6 +126,15 @@ constexpr size_t kFlashDsBytes = (size_t)256 << 20;
 size_t gemm_workspace_need(const gpu_ctx *c, const xdt_gemm_shape &s);
 /* gpu_device.cu: what workspace() allocates when asked for `need` bytes (its growth rule). */
 size_t workspace_alloc_bytes(size_t need);
+
+/* Sidecars (bf16_a): where an op that writes n contiguous values should also write their bf16
+ * copy (the workspace's start, grown to hold them), or NULL when no GEMM could take it (not the
+ * bf16 BLAS mode, sidecars off, or more than a copy chunk); then, once its kernels are queued,
+ * sidecar_made records the copy for the next op. Ops that keep more in the workspace place it
+ * after round_up_128(n) values. */
+bool sidecar_wanted(const gpu_ctx *c, size_t n);
+uint16_t *sidecar_begin(gpu_ctx *c, size_t n, const char *op);
+void sidecar_made(gpu_ctx *c, const float *src, size_t n);
 
 /* gpu_kernels.cu: bias[j] added to column j of the m rows of out (leading dimension ld). */
 void add_row_bias(gpu_ctx *c, float *out, int ld, const float *bias, int m, int n, const char *op);

@@ -466,6 +466,11 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
     c->bf16_chunk = kBf16Chunk;
     c->bf16_whole = true;
     {
+        /* XDT_GPU_BF16_SIDECAR=0: every GEMM copies its a itself (for comparison and tests) */
+        const char *env = getenv("XDT_GPU_BF16_SIDECAR");
+        c->bf16_sidecar = !(env && !strcmp(env, "0"));
+    }
+    {
         const char *env = getenv("XDT_GPU_BF16_CHUNK");
         char *end = NULL;
         const unsigned long long v = env ? strtoull(env, &end, 10) : 0;

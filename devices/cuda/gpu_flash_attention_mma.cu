@@ -194,8 +194,8 @@ __device__ inline int acc_col(int nt, int q, int e) {
  * out (b, t, c); lse (b, nh, t). Key tiles are double-buffered: the next is copied in while the
  * current one is multiplied. */
 __global__ void __launch_bounds__(kMmaThreads)
-    flash_forward_mma_kernel(float *out, float *lse, const uint16_t *qkv, int t, int c, int nh,
-                             float scale, bool fast) {
+    flash_forward_mma_kernel(float *out, uint16_t *out16, float *lse, const uint16_t *qkv, int t,
+                             int c, int nh, float scale, bool fast) {
     __shared__ __align__(16) uint16_t qs[kTile][kLd];
     __shared__ __align__(16) uint16_t ks[2][kTile][kLd];
     __shared__ __align__(16) uint16_t vs[2][kTile][kLd];
@@ -284,13 +284,16 @@ __global__ void __launch_bounds__(kMmaThreads)
         const int i = row0 + g + 8 * r;
         if (i >= t) continue;
         const float inv = 1.0f / l_run[r];
-        float *row = out + ((size_t)bi * t + i) * c + (size_t)h * hs;
+        const size_t at = ((size_t)bi * t + i) * c + (size_t)h * hs;
 #pragma unroll
         for (int dt = 0; dt < kD / 8; dt++)
 #pragma unroll
             for (int e = 2 * r; e < 2 * r + 2; e++) {
                 const int d = acc_col(dt, q, e);
-                if (d < hs) row[d] = o[dt][e] * inv;
+                if (d >= hs) continue;
+                const float y = o[dt][e] * inv;
+                out[at + d] = y;
+                if (out16) out16[at + d] = bf16_bits(y);
             }
         if (q == 0) lse[((size_t)bi * nh + h) * t + i] = m_run[r] + logf(l_run[r]);
     }
@@ -303,9 +306,10 @@ __global__ void __launch_bounds__(kMmaThreads)
  * up to the tile), keys down, queries across; the tiles with queries before the keys are left
  * unwritten (nothing reads them). */
 __global__ void __launch_bounds__(kMmaThreads)
-    flash_backward_kv_mma_kernel(float *dqkv, const uint16_t *dout, const uint16_t *qkv,
-                                 const float *lse, const float *dd, int t, int c, int nh,
-                                 float scale, bool fast, int b0, uint16_t *dst, int tp) {
+    flash_backward_kv_mma_kernel(float *dqkv, uint16_t *dqkv16, const uint16_t *dout,
+                                 const uint16_t *qkv, const float *lse, const float *dd, int t,
+                                 int c, int nh, float scale, bool fast, int b0, uint16_t *dst,
+                                 int tp) {
     __shared__ __align__(16) uint16_t qs[2][kTile][kLd];
     __shared__ __align__(16) uint16_t dos[2][kTile][kLd];
     __shared__ float lse_s[2][kTile], dd_s[2][kTile];
@@ -397,33 +401,43 @@ __global__ void __launch_bounds__(kMmaThreads)
     for (int r = 0; r < 2; r++) {
         const int j = j0 + g + 8 * r;
         if (j >= t) continue;
-        float *row = dqkv + ((size_t)bi * t + j) * ld + (size_t)h * hs;
+        const size_t at = ((size_t)bi * t + j) * ld + (size_t)h * hs;
 #pragma unroll
         for (int dt = 0; dt < kD / 8; dt++)
 #pragma unroll
             for (int e = 2 * r; e < 2 * r + 2; e++) {
                 const int d = acc_col(dt, q, e);
                 if (d >= hs) continue;
-                row[c + d] = dk[dt][e] * scale;
-                row[2 * c + d] = dv[dt][e];
+                const float gk = dk[dt][e] * scale, gv = dv[dt][e];
+                dqkv[at + c + d] = gk;
+                dqkv[at + 2 * c + d] = gv;
+                if (dqkv16) {
+                    dqkv16[at + c + d] = bf16_bits(gk);
+                    dqkv16[at + 2 * c + d] = bf16_bits(gv);
+                }
             }
     }
 }
 
-/* The warp's 16 rows of dQ (times scale) into dqkv's q columns of head column col. */
-__device__ inline void store_dq(float *dqkv, const float dq[kD / 8][4], int bi, int row0, int g,
-                                int q, int t, size_t ld, int col, int hs, float scale) {
+/* The warp's 16 rows of dQ (times scale) into dqkv's q columns of head column col (and into its
+ * bf16 sidecar, when there is one). */
+__device__ inline void store_dq(float *dqkv, uint16_t *dqkv16, const float dq[kD / 8][4], int bi,
+                                int row0, int g, int q, int t, size_t ld, int col, int hs,
+                                float scale) {
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         const int i = row0 + g + 8 * r;
         if (i >= t) continue;
-        float *row = dqkv + ((size_t)bi * t + i) * ld + (size_t)col;
+        const size_t at = ((size_t)bi * t + i) * ld + (size_t)col;
 #pragma unroll
         for (int dt = 0; dt < kD / 8; dt++)
 #pragma unroll
             for (int e = 2 * r; e < 2 * r + 2; e++) {
                 const int d = acc_col(dt, q, e);
-                if (d < hs) row[d] = dq[dt][e] * scale;
+                if (d >= hs) continue;
+                const float y = dq[dt][e] * scale;
+                dqkv[at + d] = y;
+                if (dqkv16) dqkv16[at + d] = bf16_bits(y);
             }
     }
 }
@@ -432,9 +446,9 @@ __device__ inline void store_dq(float *dqkv, const float dq[kD / 8][4], int bi, 
  * recomputing dS; key tiles double-buffered. For planes of dS^T too large to keep
  * (flash_mma_backward). */
 __global__ void __launch_bounds__(kMmaThreads)
-    flash_backward_q_mma_kernel(float *dqkv, const uint16_t *dout, const uint16_t *qkv,
-                                const float *lse, const float *dd, int t, int c, int nh,
-                                float scale, bool fast) {
+    flash_backward_q_mma_kernel(float *dqkv, uint16_t *dqkv16, const uint16_t *dout,
+                                const uint16_t *qkv, const float *lse, const float *dd, int t,
+                                int c, int nh, float scale, bool fast) {
     __shared__ __align__(16) uint16_t ks[2][kTile][kLd];
     __shared__ __align__(16) uint16_t vs[2][kTile][kLd];
     const int hs = c / nh, h = blockIdx.y, bi = blockIdx.z;
@@ -507,7 +521,7 @@ __global__ void __launch_bounds__(kMmaThreads)
         }
         __syncthreads();
     }
-    store_dq(dqkv, dq, bi, row0, g, q, t, ld, h * hs, hs, scale);
+    store_dq(dqkv, dqkv16, dq, bi, row0, g, q, t, ld, h * hs, hs, scale);
 }
 
 /* grid (query tiles, nh, batch rows b0..): dQ = dS K of kTile queries over the keys they see,
@@ -515,8 +529,9 @@ __global__ void __launch_bounds__(kMmaThreads)
  * one product a tile where recomputing takes three. Key tiles and their dS^T tiles
  * double-buffered. */
 __global__ void __launch_bounds__(kMmaThreads)
-    flash_backward_q_from_ds_kernel(float *dqkv, const uint16_t *qkv, const uint16_t *dst, int t,
-                                    int c, int nh, float scale, bool fast, int b0, int tp) {
+    flash_backward_q_from_ds_kernel(float *dqkv, uint16_t *dqkv16, const uint16_t *qkv,
+                                    const uint16_t *dst, int t, int c, int nh, float scale,
+                                    bool fast, int b0, int tp) {
     __shared__ __align__(16) uint16_t ks[2][kTile][kLd];
     __shared__ __align__(16) uint16_t dss[2][kTile][kLd];
     const int hs = c / nh, h = blockIdx.y, bi = b0 + (int)blockIdx.z;
@@ -556,7 +571,7 @@ __global__ void __launch_bounds__(kMmaThreads)
         }
         __syncthreads();
     }
-    store_dq(dqkv, dq, bi, row0, g, q, t, ld, h * hs, hs, scale);
+    store_dq(dqkv, dqkv16, dq, bi, row0, g, q, t, ld, h * hs, hs, scale);
 }
 
 bool flash_mma_compiled() {
@@ -583,15 +598,30 @@ static bool fast_rows(int c, int nh) {
     return c / nh == kD && c % 8 == 0;
 }
 
+/* Values of the bf16 sidecar an op writing n values puts first in the workspace (0: none). */
+static size_t sidecar_values(const gpu_ctx *g, size_t n) {
+    return sidecar_wanted(g, n) ? round_up_128(n) : 0;
+}
+
+/* The forward's workspace in bf16 values: out's sidecar (n_out of them, first), then the copy of
+ * qkv. */
+static size_t forward_values(const gpu_ctx *g, int b, int t, int c, size_t *n_out) {
+    *n_out = sidecar_values(g, (size_t)b * t * c);
+    return *n_out + (size_t)b * t * 3 * c;
+}
+
 void flash_mma_forward(gpu_ctx *g, float *out, float *lse, const float *qkv, int b, int t, int c,
                        int nh) {
     const char *op = "attention_forward (flash, bf16)";
-    const size_t n = (size_t)b * t * 3 * c;
-    uint16_t *qkv16 = static_cast<uint16_t *>(workspace(g, n * sizeof(uint16_t), op));
-    if (!qkv16 || !pack_bf16(g, qkv16, qkv, b * t, 3 * c, 3 * c, 0, 1, op)) return;
+    size_t n_out;
+    const size_t values = forward_values(g, b, t, c, &n_out);
+    uint16_t *ws = static_cast<uint16_t *>(workspace(g, values * sizeof(uint16_t), op));
+    if (!ws) return;
+    uint16_t *out16 = n_out ? ws : nullptr, *qkv16 = ws + n_out;
+    if (!pack_bf16(g, qkv16, qkv, b * t, 3 * c, 3 * c, 0, 1, op)) return;
     XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_forward_mma_kernel)
-    (out, lse, qkv16, t, c, nh, 1.0f / sqrtf((float)(c / nh)), fast_rows(c, nh));
-    check_launch(g, op);
+    (out, out16, lse, qkv16, t, c, nh, 1.0f / sqrtf((float)(c / nh)), fast_rows(c, nh));
+    if (check_launch(g, op) && out16) sidecar_made(g, out, (size_t)b * t * c);
 }
 
 /* t rounded up to whole tiles: the side of a dS^T plane. */
@@ -607,53 +637,64 @@ static int ds_group(const gpu_ctx *g, int b, int t, int nh) {
     return (int)(fit < (size_t)b ? fit : (size_t)b);
 }
 
-/* The backward's workspace in bf16 values: copies of qkv (n3 of them, first) and dout, then the
- * dS^T planes of one group of batch rows (ds_values, after n3 + n1). */
-static size_t backward_values(const gpu_ctx *g, int b, int t, int c, int nh, size_t *n3,
-                              size_t *n1) {
-    *n3 = round_up_128((size_t)b * t * 3 * c);
-    *n1 = round_up_128((size_t)b * t * c);
+/* Where the backward's pieces start in its workspace, in bf16 values: dqkv's sidecar (when
+ * wanted) first, then the copies of qkv and dout, then the dS^T planes of one group of batch
+ * rows. */
+struct backward_layout {
+    size_t qkv16, dout16, planes, total;
+};
+
+static backward_layout backward_values(const gpu_ctx *g, int b, int t, int c, int nh) {
+    backward_layout l;
+    l.qkv16 = sidecar_values(g, (size_t)b * t * 3 * c);
+    l.dout16 = l.qkv16 + round_up_128((size_t)b * t * 3 * c);
+    l.planes = l.dout16 + round_up_128((size_t)b * t * c);
     const size_t tp = (size_t)plane_side(t);
-    return *n3 + *n1 + (size_t)ds_group(g, b, t, nh) * nh * tp * tp;
+    l.total = l.planes + (size_t)ds_group(g, b, t, nh) * nh * tp * tp;
+    return l;
 }
 
 size_t flash_mma_workspace_need(const gpu_ctx *g, int b, int t, int c, int nh) {
-    size_t n3, n1;
-    return backward_values(g, b, t, c, nh, &n3, &n1) * sizeof(uint16_t);
+    size_t n_out;
+    const size_t fwd = forward_values(g, b, t, c, &n_out);
+    const size_t bwd = backward_values(g, b, t, c, nh).total;
+    return (fwd > bwd ? fwd : bwd) * sizeof(uint16_t);
 }
 
 void flash_mma_backward(gpu_ctx *g, float *dqkv, const float *dd, const float *dout,
                         const float *qkv, const float *lse, int b, int t, int c, int nh) {
     const char *op = "attention_backward (flash, bf16)";
     const float scale = 1.0f / sqrtf((float)(c / nh));
-    size_t n3, n1;
-    const size_t values = backward_values(g, b, t, c, nh, &n3, &n1);
-    uint16_t *qkv16 = static_cast<uint16_t *>(workspace(g, values * sizeof(uint16_t), op));
-    uint16_t *dout16 = qkv16 ? qkv16 + n3 : NULL;
-    if (!qkv16 || !pack_bf16(g, qkv16, qkv, b * t, 3 * c, 3 * c, 0, 1, op) ||
+    const backward_layout l = backward_values(g, b, t, c, nh);
+    uint16_t *ws = static_cast<uint16_t *>(workspace(g, l.total * sizeof(uint16_t), op));
+    if (!ws) return;
+    uint16_t *dqkv16 = l.qkv16 ? ws : nullptr, *qkv16 = ws + l.qkv16, *dout16 = ws + l.dout16;
+    if (!pack_bf16(g, qkv16, qkv, b * t, 3 * c, 3 * c, 0, 1, op) ||
         !pack_bf16(g, dout16, dout, b * t, c, c, 0, 1, op))
         return;
     const bool fast = fast_rows(c, nh);
     const int group = ds_group(g, b, t, nh), tp = plane_side(t);
     if (group == 0) { /* dS^T too large to keep: the dQ kernel recomputes it */
         XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_backward_kv_mma_kernel)
-        (dqkv, dout16, qkv16, lse, dd, t, c, nh, scale, fast, 0, nullptr, tp);
+        (dqkv, dqkv16, dout16, qkv16, lse, dd, t, c, nh, scale, fast, 0, nullptr, tp);
         if (!check_launch(g, op)) return;
         XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_backward_q_mma_kernel)
-        (dqkv, dout16, qkv16, lse, dd, t, c, nh, scale, fast);
-        check_launch(g, op);
-        return;
-    }
-    uint16_t *dst = qkv16 + n3 + n1;
-    for (int b0 = 0; b0 < b; b0 += group) {
-        const int rows = b - b0 < group ? b - b0 : group;
-        XDT_LAUNCH(mma_tiles(t, nh, rows), kMmaThreads, g->stream, flash_backward_kv_mma_kernel)
-        (dqkv, dout16, qkv16, lse, dd, t, c, nh, scale, fast, b0, dst, tp);
+        (dqkv, dqkv16, dout16, qkv16, lse, dd, t, c, nh, scale, fast);
         if (!check_launch(g, op)) return;
-        XDT_LAUNCH(mma_tiles(t, nh, rows), kMmaThreads, g->stream, flash_backward_q_from_ds_kernel)
-        (dqkv, qkv16, dst, t, c, nh, scale, fast, b0, tp);
-        if (!check_launch(g, op)) return;
+    } else {
+        uint16_t *dst = ws + l.planes;
+        for (int b0 = 0; b0 < b; b0 += group) {
+            const int rows = b - b0 < group ? b - b0 : group;
+            XDT_LAUNCH(mma_tiles(t, nh, rows), kMmaThreads, g->stream, flash_backward_kv_mma_kernel)
+            (dqkv, dqkv16, dout16, qkv16, lse, dd, t, c, nh, scale, fast, b0, dst, tp);
+            if (!check_launch(g, op)) return;
+            XDT_LAUNCH(mma_tiles(t, nh, rows), kMmaThreads, g->stream,
+                       flash_backward_q_from_ds_kernel)
+            (dqkv, dqkv16, qkv16, dst, t, c, nh, scale, fast, b0, tp);
+            if (!check_launch(g, op)) return;
+        }
     }
+    if (dqkv16) sidecar_made(g, dqkv, (size_t)b * t * 3 * c);
 }
 
 #endif

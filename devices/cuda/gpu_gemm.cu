@@ -298,7 +298,31 @@ static size_t chunk_for(gpu_ctx *c, bool tb, int m, int n, int k) {
 }
 #endif
 
+bool sidecar_wanted(const gpu_ctx *c, size_t n) {
+    return XDT_GPU_BLAS_BF16 && c->bf16 && c->blas_ok && c->bf16_sidecar && n > 0 &&
+           n <= c->bf16_chunk && n <= (size_t)INT32_MAX;
+}
+
+uint16_t *sidecar_begin(gpu_ctx *c, size_t n, const char *op) {
+    if (!sidecar_wanted(c, n)) return nullptr;
+    return static_cast<uint16_t *>(workspace(c, round_up_128(n) * sizeof(uint16_t), op));
+}
+
+void sidecar_made(gpu_ctx *c, const float *src, size_t n) {
+    c->bf16_a = {true, src, 1, (int)n, (int)n, c->ops_entered, c->ws_generation};
+}
+
 #if XDT_GPU_BLAS_BF16
+/* The copy at the workspace's start is a's (rows x cols at ld, as stored), made by the op just
+ * before this one: the same matrix, or, both contiguous, the same values. */
+static bool kept_copy_matches(const gpu_ctx *c, const float *a, int rows, int cols, int ld) {
+    const auto &k = c->bf16_a;
+    if (!k.valid || k.src != a || k.op + 1 != c->ops_entered || k.ws_generation != c->ws_generation)
+        return false;
+    if (k.rows == rows && k.cols == cols && k.ld == ld) return true;
+    return k.ld == k.cols && ld == cols && (size_t)k.rows * k.cols == (size_t)rows * cols;
+}
+
 /* The bf16 mode's GEMM: bf16 copies of a and b, then cuBLAS with bf16 operands and fp32 sums and
  * output. One product is split by rows of c so that a's copy fits a chunk (b is copied whole; a
  * transposed a gives column blocks, copied row by row) with every part a full-depth product
@@ -319,10 +343,7 @@ static void gemm_bf16(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float a
     uint16_t *b16 = a16 + a_vals;
     const bool a_whole = batch == 1 && step == (size_t)m; /* a copied in one pass */
     const int a_rows = ta ? k : m, a_cols = ta ? m : k;   /* a as stored */
-    const bool a_kept = a_whole && c->bf16_a.valid && c->bf16_a.src == a &&
-                        c->bf16_a.rows == a_rows && c->bf16_a.cols == a_cols &&
-                        c->bf16_a.ld == lda && c->bf16_a.op + 1 == c->ops_entered &&
-                        c->bf16_a.ws_generation == c->ws_generation;
+    const bool a_kept = a_whole && kept_copy_matches(c, a, a_rows, a_cols, lda);
     c->bf16_a.valid = false;
     if (batch == 1) {
         if (!pack_bf16(c, b16, b, rows_b, cols_b, ldb, 0, 1, op)) return;

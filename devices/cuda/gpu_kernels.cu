@@ -68,15 +68,19 @@ void op_bias_add(void *ctx, float *out, const float *bias, int n, int c) {
 
 #define XDT_GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 
-__global__ void gelu_forward_kernel(float *out, const float *inp, size_t n) {
+/* out16 (may be NULL): the outputs' bf16 copy, a sidecar for the next GEMM */
+__global__ void gelu_forward_kernel(float *out, uint16_t *out16, const float *inp, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         const float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(XDT_GELU_K * (x + 0.044715f * x * x * x)));
+        const float y = 0.5f * x * (1.0f + tanhf(XDT_GELU_K * (x + 0.044715f * x * x * x)));
+        out[i] = y;
+        if (out16) out16[i] = bf16_bits(y);
     }
 }
 
-__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n) {
+__global__ void gelu_backward_kernel(float *dinp, uint16_t *dinp16, const float *inp,
+                                     const float *dout, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         const float x = inp[i];
@@ -84,7 +88,9 @@ __global__ void gelu_backward_kernel(float *dinp, const float *inp, const float 
         const float th = tanhf(u);
         const float sech2 = 1.0f - th * th;
         const float du = XDT_GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] = (0.5f * (1.0f + th) + 0.5f * x * sech2 * du) * dout[i];
+        const float y = (0.5f * (1.0f + th) + 0.5f * x * sech2 * du) * dout[i];
+        dinp[i] = y;
+        if (dinp16) dinp16[i] = bf16_bits(y);
     }
 }
 
@@ -92,16 +98,19 @@ void op_gelu_forward(void *ctx, float *out, const float *inp, size_t n) {
     gpu_ctx *g = as_ctx(ctx);
     if (!n) return;
     enter(g, "gelu_forward");
-    XDT_LAUNCH(grid_for(n, kBlock), kBlock, g->stream, gelu_forward_kernel)(out, inp, n);
-    check_launch(g, "gelu_forward");
+    uint16_t *out16 = sidecar_begin(g, n, "gelu_forward");
+    XDT_LAUNCH(grid_for(n, kBlock), kBlock, g->stream, gelu_forward_kernel)(out, out16, inp, n);
+    if (check_launch(g, "gelu_forward") && out16) sidecar_made(g, out, n);
 }
 
 void op_gelu_backward(void *ctx, float *dinp, const float *inp, const float *dout, size_t n) {
     gpu_ctx *g = as_ctx(ctx);
     if (!n) return;
     enter(g, "gelu_backward");
-    XDT_LAUNCH(grid_for(n, kBlock), kBlock, g->stream, gelu_backward_kernel)(dinp, inp, dout, n);
-    check_launch(g, "gelu_backward");
+    uint16_t *dinp16 = sidecar_begin(g, n, "gelu_backward");
+    XDT_LAUNCH(grid_for(n, kBlock), kBlock, g->stream, gelu_backward_kernel)
+    (dinp, dinp16, inp, dout, n);
+    if (check_launch(g, "gelu_backward") && dinp16) sidecar_made(g, dinp, n);
 }
 
 __global__ void add_kernel(float *out, const float *a, const float *b, size_t n) {
@@ -267,8 +276,8 @@ void op_bias_grad(void *ctx, float *dbias, const float *dout, int n, int c) {
 
 /* ---- layernorm: one block per row ---- */
 
-__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp,
-                                         const float *w, const float *b, int c) {
+__global__ void layernorm_forward_kernel(float *out, uint16_t *out16, float *mean, float *rstd,
+                                         const float *inp, const float *w, const float *b, int c) {
     __shared__ float sh[32];
     const size_t i = blockIdx.x;
     const float *x = inp + i * c;
@@ -284,17 +293,20 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
     const float var = block_sum(v, sh) / c;
     const float r = 1.0f / sqrtf(var + 1e-5f);
     float *o = out + i * c;
-    for (int j = threadIdx.x; j < c; j += blockDim.x)
-        o[j] = (x[j] - m) * r * w[j] + b[j];
+    for (int j = threadIdx.x; j < c; j += blockDim.x) {
+        const float y = (x[j] - m) * r * w[j] + b[j];
+        o[j] = y;
+        if (out16) out16[i * c + j] = bf16_bits(y);
+    }
     if (threadIdx.x == 0) {
         mean[i] = m;
         rstd[i] = r;
     }
 }
 
-__global__ void layernorm_backward_kernel(float *dinp, const float *dout, const float *inp,
-                                          const float *w, const float *mean, const float *rstd,
-                                          int c, bool accumulate) {
+__global__ void layernorm_backward_kernel(float *dinp, uint16_t *dinp16, const float *dout,
+                                          const float *inp, const float *w, const float *mean,
+                                          const float *rstd, int c, bool accumulate) {
     __shared__ float sh[32];
     const size_t i = blockIdx.x;
     const float *x = inp + i * c, *d = dout + i * c;
@@ -311,7 +323,9 @@ __global__ void layernorm_backward_kernel(float *dinp, const float *dout, const 
     for (int j = threadIdx.x; j < c; j += blockDim.x) {
         const float norm = (x[j] - m) * s;
         const float gr = (w[j] * d[j] - dnorm_mean - norm * dnorm_norm_mean) * s;
-        di[j] = accumulate ? di[j] + gr : gr;
+        const float y = accumulate ? di[j] + gr : gr;
+        di[j] = y;
+        if (dinp16) dinp16[i * c + j] = bf16_bits(y);
     }
 }
 
@@ -320,8 +334,11 @@ void op_layernorm_forward(void *ctx, float *out, float *mean, float *rstd, const
     gpu_ctx *g = as_ctx(ctx);
     if (n <= 0 || c <= 0) return;
     enter(g, "layernorm_forward");
-    XDT_LAUNCH(n, kBlock, g->stream, layernorm_forward_kernel)(out, mean, rstd, inp, w, b, c);
-    check_launch(g, "layernorm_forward");
+    const size_t nc = (size_t)n * c;
+    uint16_t *out16 = sidecar_begin(g, nc, "layernorm_forward");
+    XDT_LAUNCH(n, kBlock, g->stream, layernorm_forward_kernel)
+    (out, out16, mean, rstd, inp, w, b, c);
+    if (check_launch(g, "layernorm_forward") && out16) sidecar_made(g, out, nc);
 }
 
 void op_layernorm_backward(void *ctx, float *dinp, float *dw, float *db, const float *dout,
@@ -330,10 +347,13 @@ void op_layernorm_backward(void *ctx, float *dinp, float *dw, float *db, const f
     gpu_ctx *g = as_ctx(ctx);
     if (n <= 0 || c <= 0) return;
     enter(g, "layernorm_backward");
-    XDT_LAUNCH(n, kBlock, g->stream, layernorm_backward_kernel)
-    (dinp, dout, inp, w, mean, rstd, c, accumulate);
-    if (!check_launch(g, "layernorm_backward")) return;
+    /* the weight sums first: they take the workspace that the sidecar of dinp then holds */
     column_sums<2>(g, ln_grad_terms{dout, inp, mean, rstd, c}, n, c, dw, db, "layernorm_backward");
+    const size_t nc = (size_t)n * c;
+    uint16_t *dinp16 = sidecar_begin(g, nc, "layernorm_backward");
+    XDT_LAUNCH(n, kBlock, g->stream, layernorm_backward_kernel)
+    (dinp, dinp16, dout, inp, w, mean, rstd, c, accumulate);
+    if (check_launch(g, "layernorm_backward") && dinp16) sidecar_made(g, dinp, nc);
 }
 
 /* ---- sum and sum of squares, in double ---- */

@@ -196,6 +196,46 @@ static void compare(const xdt_model_config *cfg, xdt_precision precision, bool f
     trainer_close(&gpu);
 }
 
+/* The bf16 mode's sidecars (an op's bf16 copy of its output, handed to the next GEMM instead of
+ * that GEMM copying it) change no bit: the same steps on two GPU devices, one opened with
+ * XDT_GPU_BF16_SIDECAR=0, give the same losses and parameters. */
+static void compare_sidecars(const xdt_model_config *cfg, bool flash) {
+    trainer with = {0}, without = {0};
+    bool opened = trainer_open(&with, cfg, true, XDT_PRECISION_BF16, flash) == XDT_OK;
+    setenv("XDT_GPU_BF16_SIDECAR", "0", 1);
+    opened = trainer_open(&without, cfg, true, XDT_PRECISION_BF16, flash) == XDT_OK && opened;
+    unsetenv("XDT_GPU_BF16_SIDECAR");
+    CHECK_MSG(opened, "cannot build the model twice on the GPU");
+    if (opened) {
+        printf("%s bf16%s, sidecars on against off\n", with.dev->name,
+               flash ? ", flash attention" : "");
+        xdt_rng rng;
+        xdt_rng_seed(&rng, 7, 0);
+        int32_t tokens[B * T], targets[B * T];
+        int differ = 0;
+        for (int s = 0; s < 4; s++) {
+            for (int i = 0; i < B * T; i++) {
+                tokens[i] = (int32_t)xdt_rng_below(&rng, (uint64_t)cfg->vocab_size);
+                targets[i] = (tokens[i] + 1) % cfg->vocab_size;
+            }
+            double l1 = NAN, l2 = NAN;
+            CHECK(trainer_step(&with, s, tokens, targets, &l1) == XDT_OK);
+            CHECK(trainer_step(&without, s, tokens, targets, &l2) == XDT_OK);
+            differ += memcmp(&l1, &l2, sizeof l1) != 0;
+        }
+        size_t n = 0, m = 0;
+        float *p1 = params_of(&with, &n), *p2 = params_of(&without, &m);
+        const bool same = n == m && !memcmp(p1, p2, n * sizeof(float));
+        printf("  4 steps: %d losses differ, parameters %s\n", differ,
+               same ? "identical" : "differ");
+        CHECK_MSG(differ == 0 && same, "sidecars changed the result (%d losses differ)", differ);
+        free(p1);
+        free(p2);
+    }
+    trainer_close(&with);
+    trainer_close(&without);
+}
+
 int main(void) {
 #ifdef XDT_TEST_EMU
     /* the emulation runs a block's threads as fibers: a smaller model keeps it to seconds */
@@ -226,5 +266,7 @@ int main(void) {
     compare(&cfg, XDT_PRECISION_BF16, false, 1e-3);
     compare(&cfg, XDT_PRECISION_FP32, true, 1e-4);
     compare(&cfg, XDT_PRECISION_BF16, true, 1e-3); /* flash on bf16 tensor cores, where present */
+    compare_sidecars(&cfg, false);
+    compare_sidecars(&cfg, true);
     return test_exit_code("test_train_gpu");
 }
