@@ -272,7 +272,7 @@ for p in fp32 tf32 bf16; do bench $p; done
 
 # 4b. what each of the bf16 step's levers is worth: the bf16 flash step again with one of them
 # turned off (the bias in cuBLASLt's epilogue; the attention backward's kept dS; whole copies of
-# large GEMM operands), time left permitting; notes only
+# large GEMM operands; the ops' bf16 sidecars), time left permitting; notes only
 echo "== 4b. bf16 levers, one at a time off (time left permitting)"
 ablate() { # ablate ENV=VALUE WHAT: the bf16 flash step with ENV=VALUE
     local t out
@@ -288,6 +288,7 @@ ablate() { # ablate ENV=VALUE WHAT: the bf16 flash step with ENV=VALUE
 ablate XDT_GPU_BLASLT=0 "the bias epilogue"
 ablate XDT_GPU_FLASH_DS=0 "kept dS (dQ recomputes it)"
 ablate XDT_GPU_BF16_CHUNK=33554432 "whole copies of large operands"
+ablate XDT_GPU_BF16_SIDECAR=0 "sidecars (every GEMM copies its own a)"
 
 # 5. where the step's time goes, with the time left: xdt's ops (bench_train_step --profile) and
 # PyTorch's kernels (torch.profiler), bf16 first (the mode furthest from its peer, if any)
