@@ -12,6 +12,7 @@
 #include "devices/cuda/gpu_common.cuh"
 
 #include <math.h>
+#include <string.h>
 
 namespace XDT_GPU_NS {
 
@@ -165,8 +166,28 @@ void op_attention_backward(void *ctx, float *dqkv, float *ws, const float *dout,
 
 constexpr int kXentBlock = 512;
 
+/* Four floats from/to 16-byte aligned memory. */
+__device__ inline void load4(float v[4], const float *p) {
+#if defined(XDT_GPU_EMU)
+    memcpy(v, p, 4 * sizeof(float));
+#else
+    const float4 x = *reinterpret_cast<const float4 *>(p);
+    v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w;
+#endif
+}
+__device__ inline void store4(float *p, const float v[4]) {
+#if defined(XDT_GPU_EMU)
+    memcpy(p, v, 4 * sizeof(float));
+#else
+    *reinterpret_cast<float4 *>(p) = make_float4(v[0], v[1], v[2], v[3]);
+#endif
+}
+
+/* One block per row. by4: the rows are 16-byte aligned (vp a multiple of 4, logits aligned), so
+ * they are read and written four values at a time. */
 __global__ void softmax_xent_kernel(float *logits, float *losses, const int32_t *targets, int v,
-                                    int vp, float dloss_scale, bool want_grad, host_area *host) {
+                                    int vp, float dloss_scale, bool want_grad, bool by4,
+                                    host_area *host) {
     __shared__ float sh[32];
     const size_t i = blockIdx.x;
     float *l = logits + i * vp;
@@ -175,15 +196,25 @@ __global__ void softmax_xent_kernel(float *logits, float *losses, const int32_t 
      * rescaled whenever its maximum rises (the online softmax), and the block's sums are
      * rescaled to the block's maximum before they are added */
     float m = -INFINITY, sm = 0.0f;
-    for (int j = threadIdx.x; j < v; j += blockDim.x) {
-        const float x = l[j];
+    auto visit = [&](float x) {
         if (x > m) {
             sm = (m == -INFINITY ? 0.0f : sm * expf(m - x)) + 1.0f;
             m = x;
         } else {
             sm += expf(x - m);
         }
+    };
+    const int v4 = by4 ? v / 4 : 0; /* values before the scalar tail: 4 v4 */
+    for (int j = threadIdx.x; j < v4; j += blockDim.x) {
+        float x[4];
+        load4(x, l + 4 * j);
+        visit(x[0]);
+        visit(x[1]);
+        visit(x[2]);
+        visit(x[3]);
     }
+    for (int j = 4 * v4 + threadIdx.x; j < v; j += blockDim.x)
+        visit(l[j]);
     const float mx = block_max(m, sh);
     const float s = block_sum(m == -INFINITY ? 0.0f : sm * expf(m - mx), sh);
     if (y < 0 || y >= v) { /* the same for the whole block */
@@ -198,14 +229,23 @@ __global__ void softmax_xent_kernel(float *logits, float *losses, const int32_t 
     if (threadIdx.x == 0) losses[i] = logf(s) + mx - ly;
     if (!want_grad) return;
     const float inv = 1.0f / s;
-    for (int j = threadIdx.x; j < vp; j += blockDim.x) {
-        float gr = 0.0f;
-        if (j < v) {
-            gr = expf(l[j] - mx) * inv * dloss_scale;
-            if (j == y) gr -= dloss_scale;
+    auto grad = [&](int j, float x) {
+        if (j >= v) return 0.0f;
+        const float gr = expf(x - mx) * inv * dloss_scale;
+        return j == y ? gr - dloss_scale : gr;
+    };
+    if (by4) {
+        for (int j = threadIdx.x; j < vp / 4; j += blockDim.x) {
+            float x[4];
+            load4(x, l + 4 * j);
+            for (int e = 0; e < 4; e++)
+                x[e] = grad(4 * j + e, x[e]);
+            store4(l + 4 * j, x);
         }
-        l[j] = gr;
+        return;
     }
+    for (int j = threadIdx.x; j < vp; j += blockDim.x)
+        l[j] = grad(j, l[j]);
 }
 
 void op_softmax_xent(void *ctx, float *logits, float *losses, const int32_t *targets, int n, int v,
@@ -213,8 +253,9 @@ void op_softmax_xent(void *ctx, float *logits, float *losses, const int32_t *tar
     gpu_ctx *g = as_ctx(ctx);
     if (n <= 0) return;
     enter(g, "softmax_xent");
+    const bool by4 = vp % 4 == 0 && (uintptr_t)logits % 16 == 0;
     XDT_LAUNCH(n, kXentBlock, g->stream, softmax_xent_kernel)
-    (logits, losses, targets, v, vp, dloss_scale, want_grad, g->host_dev);
+    (logits, losses, targets, v, vp, dloss_scale, want_grad, by4, g->host_dev);
     check_launch(g, "softmax_xent");
 }
 

@@ -470,9 +470,9 @@ static void test_embedding(env *e) {
     HFREE(wte, wpe, out, dout);
 }
 
-static void test_softmax_xent(env *e) {
-    const int n = 19, v = 1000, vp = 1024;
-    int32_t targets[19];
+static void test_softmax_xent_case(env *e, int v, int vp) {
+    enum { n = 19 };
+    int32_t targets[n];
     for (int i = 0; i < n; i++)
         targets[i] = (int32_t)xdt_rng_below(&e->rng, v);
     targets[3] = v - 1;
@@ -486,14 +486,22 @@ static void test_softmax_xent(env *e) {
         int32_t *d_targets = up(e, targets, sizeof targets);
         CPU(e, softmax_xent, logits, losses, targets, n, v, vp, 1.0f / n, want_grad);
         GPU(e, softmax_xent, d_logits, d_losses, d_targets, n, v, vp, 1.0f / n, want_grad);
-        expect_close(e, want_grad ? "softmax_xent: losses (want_grad)" : "softmax_xent: losses",
-                     d_losses, losses, n, TOL);
+        char what[96];
+        snprintf(what, sizeof what, "softmax_xent v%d vp%d: losses%s", v, vp,
+                 want_grad ? " (want_grad)" : "");
+        expect_close(e, what, d_losses, losses, n, TOL);
         if (want_grad)
             expect_close(e, "softmax_xent: dlogits in place, padding zero", d_logits, logits,
                          (size_t)n * vp, TOL);
         DFREE(e, d_logits, d_losses, d_targets);
         HFREE(logits, losses, gpu_in);
     }
+}
+
+static void test_softmax_xent(env *e) {
+    test_softmax_xent_case(e, 1000, 1024); /* rows of whole float4s */
+    test_softmax_xent_case(e, 1001, 1004); /* a scalar tail after them */
+    test_softmax_xent_case(e, 999, 1001);  /* rows not 16-byte aligned: value by value */
 }
 
 static void test_adamw(env *e) {
