@@ -40,8 +40,9 @@ struct gpu_ctx {
     void *lt_ws;         /* cuBLASLt's own workspace (kLtWorkspaceBytes, or none) */
     size_t lt_ws_bytes;
 #endif
-    size_t bf16_chunk;     /* values of a per bf16 copy pass (gpu_gemm.cu) */
-    bool bf16_whole;       /* ... or a whole a, where device memory is left for it */
+    size_t bf16_chunk; /* values of a per bf16 copy pass (gpu_gemm.cu) */
+    bool bf16_whole;   /* ... or a whole a, within bf16_whole_budget bytes of workspace */
+    size_t bf16_whole_budget;
     bool bf16_sidecar;     /* ops write bf16 copies of their outputs for the next GEMM */
     bool blas_ok;          /* GEMMs go to the vendor BLAS (else the tiled kernel) */
     bool tf32;             /* TF32 tensor-core GEMMs allowed (cuBLAS only) */
@@ -112,12 +113,10 @@ void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha
                   int ldc, long sc, int batch, const float *bias, const char *op);
 
 /* Values of a per bf16 copy pass by default (XDT_GPU_BF16_CHUNK overrides it, for tests), the
- * most values of a copied whole instead when memory is free for it, the device memory such a
- * copy must leave free (at least; or a sixteenth of the device), and the bytes of cuBLASLt's
- * workspace (NVIDIA's recommendation for Hopper). */
+ * most values of a copied whole instead (when the workspace for it is within a sixteenth of the
+ * device's memory), and the bytes of cuBLASLt's workspace (NVIDIA's recommendation for Hopper). */
 constexpr size_t kBf16Chunk = (size_t)32 << 20;
 constexpr size_t kBf16WholeMax = (size_t)512 << 20;
-constexpr size_t kBf16WholeMargin = (size_t)1 << 30;
 constexpr size_t kLtWorkspaceBytes = (size_t)32 << 20;
 /* The tensor-core attention backward's budget for dS^T planes (XDT_GPU_FLASH_DS overrides). */
 constexpr size_t kFlashDsBytes = (size_t)256 << 20;

@@ -466,6 +466,14 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
     c->bf16_chunk = kBf16Chunk;
     c->bf16_whole = true;
     {
+        size_t free_b = 0, total_b = 0;
+        if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+            (void)cudaGetLastError();
+            c->bf16_whole = false;
+        }
+        c->bf16_whole_budget = total_b / 16;
+    }
+    {
         /* XDT_GPU_BF16_SIDECAR=0: every GEMM copies its a itself (for comparison and tests) */
         const char *env = getenv("XDT_GPU_BF16_SIDECAR");
         c->bf16_sidecar = !(env && !strcmp(env, "0"));

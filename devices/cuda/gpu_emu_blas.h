@@ -158,7 +158,13 @@ typedef enum {
     CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8,
 } cublasLtMatmulDescAttributes_t;
 typedef enum { CUBLASLT_EPILOGUE_DEFAULT = 1, CUBLASLT_EPILOGUE_BIAS = 4 } cublasLtEpilogue_t;
-typedef enum { CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1 } cublasLtMatmulPreferenceAttributes_t;
+typedef enum {
+    CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8,
+} cublasLtMatmulPreferenceAttributes_t;
 
 struct xdt_emu_lt {
     int unused;
@@ -176,6 +182,7 @@ struct xdt_emu_lt_layout {
 };
 struct xdt_emu_lt_pref {
     uint64_t max_workspace;
+    uint32_t min_align[4]; /* A, B, C, D; 0 until set (cuBLASLt's default: 256) */
 };
 typedef xdt_emu_lt *cublasLtHandle_t;
 typedef xdt_emu_lt_desc *cublasLtMatmulDesc_t;
@@ -259,10 +266,16 @@ inline cublasStatus_t
 cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
                                      cublasLtMatmulPreferenceAttributes_t attr, const void *buf,
                                      size_t size) {
-    if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES || size != sizeof(uint64_t))
-        return CUBLAS_STATUS_INVALID_VALUE;
-    memcpy(&p->max_workspace, buf, size);
-    return CUBLAS_STATUS_SUCCESS;
+    if (attr == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES && size == sizeof(uint64_t)) {
+        memcpy(&p->max_workspace, buf, size);
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    if (attr >= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES &&
+        attr <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES && size == sizeof(uint32_t)) {
+        memcpy(&p->min_align[attr - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES], buf, size);
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    return CUBLAS_STATUS_INVALID_VALUE;
 }
 
 namespace xdt_emu {
@@ -277,15 +290,18 @@ inline bool lt_shapes_ok(const xdt_emu_lt_desc *d, const xdt_emu_lt_layout *a,
 }
 } // namespace xdt_emu
 
-/* One result whenever the shapes and types agree; none otherwise (a caller must then fall back). */
-inline cublasStatus_t
-cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
-                               cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
-                               cublasLtMatrixLayout_t dd, cublasLtMatmulPreference_t, int requested,
-                               cublasLtMatmulHeuristicResult_t *results, int *returned) {
+/* One result whenever the shapes and types agree and every operand is declared 16-byte aligned;
+ * none otherwise, so that callers' fallbacks run in tests (the stand-in is stricter than the
+ * library, which also has kernels for less aligned operands). */
+inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
+    cublasLtHandle_t, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+    cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dd, cublasLtMatmulPreference_t p,
+    int requested, cublasLtMatmulHeuristicResult_t *results, int *returned) {
     *returned = 0;
     if (requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
     if (!xdt_emu::lt_shapes_ok(d, a, b, c, dd)) return CUBLAS_STATUS_NOT_SUPPORTED;
+    for (const uint32_t align : p->min_align)
+        if (align != 0 && align < 16) return CUBLAS_STATUS_SUCCESS; /* none offered */
     memset(&results[0], 0, sizeof results[0]);
     *returned = 1;
     return CUBLAS_STATUS_SUCCESS;

@@ -145,15 +145,23 @@ static xdt_status blas_status_of(cublasStatus_t s) {
 #endif
 
 #if XDT_GPU_HAVE_BLASLT
+/* The largest power of two (up to 256) that divides an address: what cuBLASLt may assume. */
+static uint32_t alignment_of(const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && (uintptr_t)p % a)
+        a /= 2;
+    return a;
+}
+
 /* One product in BLAS (column-major) terms, d (m x n, ldd) = alpha op(a) op(b) + beta d + bias
- * (bias[i] on row i), by cuBLASLt with the bias in its epilogue. *offered is false when cuBLASLt
- * has no algorithm for it (then nothing ran and the caller adds the bias itself). */
-static cublasStatus_t lt_gemm_bias(gpu_ctx *c, cudaDataType type, cublasOperation_t ta,
-                                   cublasOperation_t tb, int m, int n, int k, const float *alpha,
-                                   const void *a, int lda, const void *b, int ldb,
-                                   const float *beta, float *d, int ldd, const float *bias,
-                                   bool *offered) {
-    *offered = false;
+ * (bias[i] on row i), by cuBLASLt with the bias in its epilogue. Returns false when cuBLASLt did
+ * not run it (no algorithm for these shapes and alignments, or any call refused): nothing was
+ * queued, and the caller falls back to the plain GEMM and the bias kernel. */
+static bool lt_gemm_bias(gpu_ctx *c, cudaDataType type, cublasOperation_t ta, cublasOperation_t tb,
+                         int m, int n, int k, const float *alpha, const void *a, int lda,
+                         const void *b, int ldb, const float *beta, float *d, int ldd,
+                         const float *bias) {
+    if (m <= 0 || n <= 0 || k <= 0) return false;
     const cublasComputeType_t compute =
         type == CUDA_R_32F && c->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     cublasLtMatmulDesc_t desc = NULL;
@@ -162,6 +170,9 @@ static cublasStatus_t lt_gemm_bias(gpu_ctx *c, cudaDataType type, cublasOperatio
     const int32_t opa = ta, opb = tb;
     const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
     const uint64_t ws = c->lt_ws_bytes;
+    /* the pointers' real alignments, so that no algorithm assuming more is offered (an sm_90
+     * kernel refuses under-aligned operands at run time) */
+    const uint32_t align_a = alignment_of(a), align_b = alignment_of(b), align_d = alignment_of(d);
     cublasLtMatmulHeuristicResult_t found = {};
     int returned = 0;
     cublasStatus_t s = cublasLtMatmulDescCreate(&desc, compute, CUDA_R_32F);
@@ -187,42 +198,48 @@ static cublasStatus_t lt_gemm_bias(gpu_ctx *c, cudaDataType type, cublasOperatio
     if (s == CUBLAS_STATUS_SUCCESS)
         s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                  &ws, sizeof ws);
-    if (s == CUBLAS_STATUS_SUCCESS) {
-        /* "none offered" is an answer, not a failure */
-        if (cublasLtMatmulAlgoGetHeuristic(c->lt, desc, al, bl, dl, dl, pref, 1, &found,
-                                           &returned) != CUBLAS_STATUS_SUCCESS)
-            returned = 0;
-        if (returned > 0) {
-            *offered = true;
-            s = cublasLtMatmul(c->lt, desc, alpha, a, al, b, bl, beta, d, dl, d, dl, &found.algo,
-                               c->lt_ws, c->lt_ws_bytes, c->stream);
-        }
-    }
+    const struct {
+        cublasLtMatmulPreferenceAttributes_t attr;
+        uint32_t bytes;
+    } aligns[] = {{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a},
+                  {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b},
+                  {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d},
+                  {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d}};
+    for (const auto &al_pref : aligns)
+        if (s == CUBLAS_STATUS_SUCCESS)
+            s = cublasLtMatmulPreferenceSetAttribute(pref, al_pref.attr, &al_pref.bytes,
+                                                     sizeof al_pref.bytes);
+    if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasLtMatmulAlgoGetHeuristic(c->lt, desc, al, bl, dl, dl, pref, 1, &found, &returned);
+    bool ran = false;
+    if (s == CUBLAS_STATUS_SUCCESS && returned > 0)
+        ran = cublasLtMatmul(c->lt, desc, alpha, a, al, b, bl, beta, d, dl, d, dl, &found.algo,
+                             c->lt_ws, c->lt_ws_bytes, c->stream) == CUBLAS_STATUS_SUCCESS;
     if (pref) (void)cublasLtMatmulPreferenceDestroy(pref);
     if (dl) (void)cublasLtMatrixLayoutDestroy(dl);
     if (bl) (void)cublasLtMatrixLayoutDestroy(bl);
     if (al) (void)cublasLtMatrixLayoutDestroy(al);
     if (desc) (void)cublasLtMatmulDescDestroy(desc);
-    return s;
+    return ran;
 }
 #endif
 
 #if XDT_GPU_HAVE_BLAS
 /* One product in BLAS terms (see lt_gemm_bias) with fp32 operands, or bf16 copies (bf16_ops), and
- * fp32 sums and output; with a bias, in cuBLASLt's epilogue where it takes the product, else by a
+ * fp32 sums and output; with a bias, in cuBLASLt's epilogue where it runs the product, else by a
  * kernel right after. Failures are recorded; returns false after one. */
 static bool blas_gemm(gpu_ctx *c, bool bf16_ops, cublasOperation_t ta, cublasOperation_t tb, int m,
                       int n, int k, float alpha, const void *a, int lda, const void *b, int ldb,
                       float beta, float *d, int ldd, const float *bias, const char *op) {
     cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
     bool fused = false;
-    const char *what = "cuBLASLt matmul with bias epilogue";
+    const char *what = "";
 #if XDT_GPU_HAVE_BLASLT
     if (bias && c->lt)
-        s = lt_gemm_bias(c, bf16_ops ? CUDA_R_16BF : CUDA_R_32F, ta, tb, m, n, k, &alpha, a, lda, b,
-                         ldb, &beta, d, ldd, bias, &fused);
+        fused = lt_gemm_bias(c, bf16_ops ? CUDA_R_16BF : CUDA_R_32F, ta, tb, m, n, k, &alpha, a,
+                             lda, b, ldb, &beta, d, ldd, bias);
 #endif
-    if (!fused && s == CUBLAS_STATUS_SUCCESS) {
+    if (!fused) {
         if (!bf16_ops) {
             what = XDT_GPU_BLAS_NAME " Sgemm";
             s = cublasSgemm(c->blas, ta, tb, m, n, k, &alpha, static_cast<const float *>(a), lda,
@@ -258,45 +275,39 @@ static bf16_plan plan_bf16(size_t chunk, bool tb, int m, int n, int k, int batch
     const size_t per_b = (size_t)rows_b * cols_b, per_a = (size_t)m * k;
     const size_t kk = k > 0 ? (size_t)k : 1;
     size_t step = batch == 1 ? chunk / kk : chunk / (per_a + per_b + 1);
-    if (batch == 1 && step < 64) step = 64;
-    if (batch == 1 && step >= 128) step = step / 64 * 64; /* parts the tensor cores' tiles fit */
-    if (step < 1) step = 1;
     const size_t span = batch == 1 ? (size_t)m : (size_t)batch;
-    if (step > span) step = span;
+    if (batch == 1 && step < 64) step = 64;
+    if (step >= span)
+        step = span; /* one pass */
+    else if (batch == 1 && step >= 128)
+        step = step / 64 * 64; /* parts the tensor cores' tiles fit */
+    if (step < 1) step = 1;
     return {step, round_up_128(batch == 1 ? step * kk : step * per_a),
             round_up_128(batch == 1 ? per_b : step * per_b)};
+}
+
+/* The chunk for one product: the context's, or all of a when a is larger but within
+ * kBf16WholeMax and the workspace for it within the context's budget for whole copies (a
+ * sixteenth of the device's memory): decided by shapes and the device alone, so a product is
+ * split the same way every run, and counted by the memory estimate (gemm_workspace_need). One
+ * copy then serves the whole product, and the next GEMM reading the same matrix (a linear layer's
+ * weight gradient after its input gradient) reuses it: for the LM head, 412M values of dlogits
+ * copied once instead of twice, in one product instead of a dozen. */
+static size_t chunk_for(const gpu_ctx *c, bool tb, int m, int n, int k) {
+    const size_t a_vals = (size_t)m * k;
+    if (!c->bf16_whole || a_vals <= c->bf16_chunk || a_vals > kBf16WholeMax) return c->bf16_chunk;
+    const bf16_plan whole = plan_bf16(a_vals, tb, m, n, k, 1);
+    const size_t need = (whole.a_vals + whole.b_vals) * 2;
+    return workspace_alloc_bytes(need) <= c->bf16_whole_budget ? a_vals : c->bf16_chunk;
 }
 
 size_t gemm_workspace_need(const gpu_ctx *c, const xdt_gemm_shape &s) {
     const bool bf16_blas = XDT_GPU_BLAS_BF16 && c->blas_ok && c->bf16;
     if (!bf16_blas || s.m <= 0 || s.n <= 0 || s.k <= 0 || s.batch <= 0) return 0;
-    const bf16_plan p = plan_bf16(c->bf16_chunk, s.trans_b, s.m, s.n, s.k, s.batch);
+    const size_t chunk = s.batch == 1 ? chunk_for(c, s.trans_b, s.m, s.n, s.k) : c->bf16_chunk;
+    const bf16_plan p = plan_bf16(chunk, s.trans_b, s.m, s.n, s.k, s.batch);
     return (p.a_vals + p.b_vals) * 2;
 }
-
-#if XDT_GPU_BLAS_BF16
-/* The chunk for one product: the context's, or all of a when a is larger but within
- * kBf16WholeMax and the workspace can grow to hold it while leaving the device a margin free
- * (the stage allocates everything before its first step, so what is free then stays free). One
- * copy then serves the whole product, and the next GEMM reading the same matrix (a linear layer's
- * weight gradient after its input gradient) reuses it: for the LM head, 412M values of dlogits
- * copied once instead of twice, in one product instead of a dozen. */
-static size_t chunk_for(gpu_ctx *c, bool tb, int m, int n, int k) {
-    const size_t a_vals = (size_t)m * k;
-    if (!c->bf16_whole || a_vals <= c->bf16_chunk || a_vals > kBf16WholeMax) return c->bf16_chunk;
-    const bf16_plan whole = plan_bf16(a_vals, tb, m, n, k, 1);
-    const size_t need = (whole.a_vals + whole.b_vals) * 2;
-    if (need <= c->ws_bytes) return a_vals;
-    size_t free_b = 0, total_b = 0;
-    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return c->bf16_chunk;
-    }
-    const size_t margin = total_b / 16 > kBf16WholeMargin ? total_b / 16 : kBf16WholeMargin;
-    const size_t grown = workspace_alloc_bytes(need);
-    return free_b + c->ws_bytes >= grown + margin ? a_vals : c->bf16_chunk;
-}
-#endif
 
 bool sidecar_wanted(const gpu_ctx *c, size_t n) {
     return XDT_GPU_BLAS_BF16 && c->bf16 && c->blas_ok && c->bf16_sidecar && n > 0 &&
