@@ -12,7 +12,6 @@
 #include "devices/cuda/gpu_common.cuh"
 
 #include <math.h>
-#include <string.h>
 
 namespace XDT_GPU_NS {
 
@@ -165,23 +164,6 @@ void op_attention_backward(void *ctx, float *dqkv, float *ws, const float *dout,
 /* ---- softmax cross-entropy: one block per row ---- */
 
 constexpr int kXentBlock = 512;
-
-/* Four floats from/to 16-byte aligned memory. */
-__device__ inline void load4(float v[4], const float *p) {
-#if defined(XDT_GPU_EMU)
-    memcpy(v, p, 4 * sizeof(float));
-#else
-    const float4 x = *reinterpret_cast<const float4 *>(p);
-    v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w;
-#endif
-}
-__device__ inline void store4(float *p, const float v[4]) {
-#if defined(XDT_GPU_EMU)
-    memcpy(p, v, 4 * sizeof(float));
-#else
-    *reinterpret_cast<float4 *>(p) = make_float4(v[0], v[1], v[2], v[3]);
-#endif
-}
 
 /* One block per row. by4: the rows are 16-byte aligned (vp a multiple of 4, logits aligned), so
  * they are read and written four values at a time. */

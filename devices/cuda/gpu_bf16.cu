@@ -11,14 +11,13 @@ namespace XDT_GPU_NS {
 
 /* Four values from in, rounded, to out (in 16-byte aligned, out 8-byte aligned). */
 __device__ inline void pack4(uint16_t *out, const float *in) {
-#if defined(XDT_GPU_EMU)
     float v[4];
-    memcpy(v, in, sizeof v);
+    load4(v, in);
     const uint32_t w[2] = {pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3])};
+#if defined(XDT_GPU_EMU)
     memcpy(out, w, sizeof w);
 #else
-    const float4 v = *reinterpret_cast<const float4 *>(in);
-    *reinterpret_cast<uint2 *>(out) = make_uint2(pack_bf16x2(v.x, v.y), pack_bf16x2(v.z, v.w));
+    *reinterpret_cast<uint2 *>(out) = make_uint2(w[0], w[1]);
 #endif
 }
 
@@ -34,29 +33,23 @@ __global__ void pack_bf16_flat_kernel(uint16_t *out, const float *in, size_t n) 
         out[i] = bf16_bits(in[i]);
 }
 
-/* grid.y walks the rows of all the matrices, grid.x the columns */
-__global__ void pack_bf16_rows_kernel(uint16_t *out, const float *in, int rows, int cols, int ld,
+/* grid.y walks the rows of all the matrices, grid.x the columns, W values a thread per step (4:
+ * rows 16-byte aligned, cols and ld multiples of 4; `groups` is cols / W) */
+template <int W>
+__global__ void pack_bf16_rows_kernel(uint16_t *out, const float *in, int rows, int groups, int ld,
                                       long s, int batch) {
     const long total = (long)rows * batch;
     for (long rz = blockIdx.y; rz < total; rz += gridDim.y) {
         const long z = rz / rows, r = rz % rows;
         const float *src = in + z * s + r * ld;
-        uint16_t *dst = out + rz * cols;
-        for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < cols; j += gridDim.x * blockDim.x)
-            dst[j] = bf16_bits(src[j]);
-    }
-}
-
-/* the same, four values a thread per step (rows 16-byte aligned: cols and ld multiples of 4) */
-__global__ void pack_bf16_rows4_kernel(uint16_t *out, const float *in, int rows, int cols4, int ld,
-                                       long s, int batch) {
-    const long total = (long)rows * batch;
-    for (long rz = blockIdx.y; rz < total; rz += gridDim.y) {
-        const long z = rz / rows, r = rz % rows;
-        const float *src = in + z * s + r * ld;
-        uint16_t *dst = out + rz * 4 * cols4;
-        for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < cols4; j += gridDim.x * blockDim.x)
-            pack4(dst + 4 * j, src + 4 * j);
+        uint16_t *dst = out + rz * W * groups;
+        for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < groups;
+             j += gridDim.x * blockDim.x) {
+            if (W == 4)
+                pack4(dst + 4 * j, src + 4 * j);
+            else
+                dst[j] = bf16_bits(src[j]);
+        }
     }
 }
 
@@ -79,11 +72,11 @@ bool pack_bf16(gpu_ctx *c, uint16_t *out, const float *in, int rows, int cols, i
         const unsigned gx = (unsigned)((per_row + kBlock - 1) / kBlock);
         const unsigned gy = (unsigned)(total < 65535 ? total : 65535);
         if (by4) {
-            XDT_LAUNCH(dim3(gx, gy), kBlock, c->stream, pack_bf16_rows4_kernel)
+            XDT_LAUNCH(dim3(gx, gy), kBlock, c->stream, pack_bf16_rows_kernel<4>)
             (out, in, rows, per_row, ld, s, batch);
         } else {
-            XDT_LAUNCH(dim3(gx, gy), kBlock, c->stream, pack_bf16_rows_kernel)
-            (out, in, rows, cols, ld, s, batch);
+            XDT_LAUNCH(dim3(gx, gy), kBlock, c->stream, pack_bf16_rows_kernel<1>)
+            (out, in, rows, per_row, ld, s, batch);
         }
     }
     return check_launch(c, op);

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 extern "C" {
 #include "core/log.h"
@@ -159,6 +160,23 @@ __device__ inline uint32_t pack_bf16x2(float lo, float hi) {
     return r;
 #else
     return (uint32_t)bf16_bits(lo) | ((uint32_t)bf16_bits(hi) << 16);
+#endif
+}
+
+/* Four floats from/to 16-byte aligned memory (16-byte accesses; the emulation copies). */
+__device__ inline void load4(float v[4], const float *p) {
+#if defined(XDT_GPU_EMU)
+    memcpy(v, p, 4 * sizeof(float));
+#else
+    const float4 x = *reinterpret_cast<const float4 *>(p);
+    v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w;
+#endif
+}
+__device__ inline void store4(float *p, const float v[4]) {
+#if defined(XDT_GPU_EMU)
+    memcpy(p, v, 4 * sizeof(float));
+#else
+    *reinterpret_cast<float4 *>(p) = make_float4(v[0], v[1], v[2], v[3]);
 #endif
 }
 

@@ -366,6 +366,52 @@ static const xdt_device_ops gpu_ops = {
     .event_elapsed = gpu_event_elapsed,
 };
 
+/* An environment switch set to "0": a feature turned off (for comparison and tests). */
+static bool env_off(const char *name) {
+    const char *env = getenv(name);
+    return env && !strcmp(env, "0");
+}
+
+/* An environment setting that is a count of at least `min` `unit`: *set tells whether it is
+ * there; anything else in it is refused with one line naming it. */
+static xdt_status env_count(const gpu_ctx *c, const char *name, size_t min, const char *unit,
+                            size_t *out, bool *set) {
+    const char *env = getenv(name);
+    *set = env && *env;
+    if (!*set) return XDT_OK;
+    char *end = NULL;
+    const unsigned long long v = strtoull(env, &end, 10);
+    if (*end || env[0] == '-' || v < min)
+        return xdt_fail(XDT_ERR_INVALID_ARG, "device %s: %s=%s: expected a number of %s >= %zu",
+                        c->name, name, env, unit, min);
+    *out = (size_t)v;
+    return XDT_OK;
+}
+
+/* The bf16 mode's settings, from the device and the environment (tests and comparisons). */
+static xdt_status read_bf16_settings(gpu_ctx *c) {
+    /* bytes the tensor-core attention backward may keep dS^T in: XDT_GPU_FLASH_DS (0: it
+     * recomputes dS instead, as it does when one batch row's planes exceed the budget) */
+    bool set = false;
+    c->flash_ds_bytes = kFlashDsBytes;
+    xdt_status st = env_count(c, "XDT_GPU_FLASH_DS", 0, "bytes", &c->flash_ds_bytes, &set);
+    if (st != XDT_OK) return st;
+    /* XDT_GPU_BF16_SIDECAR=0: every GEMM copies its a itself (for comparison and tests) */
+    c->bf16_sidecar = !env_off("XDT_GPU_BF16_SIDECAR");
+    /* values of a per bf16 copy pass, or a whole a within a sixteenth of the device's memory;
+     * XDT_GPU_BF16_CHUNK (at least 1024 values) fixes the chunk, whole copies off, so that the
+     * splits of gpu_gemm.cu are testable on small products */
+    c->bf16_chunk = kBf16Chunk;
+    size_t free_b = 0, total_b = 0;
+    c->bf16_whole = cudaMemGetInfo(&free_b, &total_b) == cudaSuccess;
+    if (!c->bf16_whole) (void)cudaGetLastError();
+    c->bf16_whole_budget = total_b / 16;
+    if ((st = env_count(c, "XDT_GPU_BF16_CHUNK", 1024, "values", &c->bf16_chunk, &set)) != XDT_OK)
+        return st;
+    if (set) c->bf16_whole = false;
+    return XDT_OK;
+}
+
 /* Fails with XDT_ERR_UNSUPPORTED (no driver, no GPU, no such GPU) or the translated error. */
 static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
     int count = 0;
@@ -414,10 +460,7 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
 #else
     c->mma_bf16 = XDT_GPU_HAVE_MMA_BF16;
 #endif
-    {
-        const char *env = getenv("XDT_GPU_FLASH_MMA");
-        if (env && !strcmp(env, "0")) c->mma_bf16 = false;
-    }
+    if (env_off("XDT_GPU_FLASH_MMA")) c->mma_bf16 = false;
 #if XDT_GPU_HAVE_BLAS
     if (!opts->tiled_gemm) {
         cublasStatus_t bs = cublasCreate(&c->blas);
@@ -434,8 +477,7 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
 #if XDT_GPU_HAVE_BLASLT
         /* cuBLASLt for GEMMs with a bias (XDT_GPU_BLASLT=0: none, for comparison); without it
          * or its workspace, the bias is added by a kernel */
-        const char *lt_env = getenv("XDT_GPU_BLASLT");
-        if (!(lt_env && !strcmp(lt_env, "0")) && cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS)
+        if (!env_off("XDT_GPU_BLASLT") && cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS)
             c->lt = NULL;
         if (c->lt && cudaMalloc(&c->lt_ws, kLtWorkspaceBytes) == cudaSuccess) {
             c->lt_ws_bytes = kLtWorkspaceBytes;
@@ -446,53 +488,7 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
 #endif
     }
 #endif
-    /* bytes the tensor-core attention backward may keep dS^T in: XDT_GPU_FLASH_DS (0: it
-     * recomputes dS instead, as it does when one batch row's planes exceed the budget) */
-    c->flash_ds_bytes = kFlashDsBytes;
-    {
-        const char *env = getenv("XDT_GPU_FLASH_DS");
-        char *end = NULL;
-        const unsigned long long v = env ? strtoull(env, &end, 10) : 0;
-        if (env && *env) {
-            if (*end)
-                return xdt_fail(XDT_ERR_INVALID_ARG,
-                                "device %s: XDT_GPU_FLASH_DS=%s: expected a number of bytes",
-                                c->name, env);
-            c->flash_ds_bytes = (size_t)v;
-        }
-    }
-    /* values of a per bf16 copy pass: XDT_GPU_BF16_CHUNK (at least 1024) makes the splits of
-     * gpu_gemm.cu testable on small products */
-    c->bf16_chunk = kBf16Chunk;
-    c->bf16_whole = true;
-    {
-        size_t free_b = 0, total_b = 0;
-        if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
-            (void)cudaGetLastError();
-            c->bf16_whole = false;
-        }
-        c->bf16_whole_budget = total_b / 16;
-    }
-    {
-        /* XDT_GPU_BF16_SIDECAR=0: every GEMM copies its a itself (for comparison and tests) */
-        const char *env = getenv("XDT_GPU_BF16_SIDECAR");
-        c->bf16_sidecar = !(env && !strcmp(env, "0"));
-    }
-    {
-        const char *env = getenv("XDT_GPU_BF16_CHUNK");
-        char *end = NULL;
-        const unsigned long long v = env ? strtoull(env, &end, 10) : 0;
-        if (env && *env) {
-            if (*end || v < 1024)
-                return xdt_fail(XDT_ERR_INVALID_ARG,
-                                "device %s: XDT_GPU_BF16_CHUNK=%s: expected a number of values "
-                                ">= 1024",
-                                c->name, env);
-            c->bf16_chunk = (size_t)v;
-            c->bf16_whole = false; /* the chunk as set, always */
-        }
-    }
-    return XDT_OK;
+    return read_bf16_settings(c);
 fail:
     (void)cudaGetLastError();
     return xdt_fail(status_of(e), "device %s: %s failed: %s", c->name, what, cudaGetErrorString(e));

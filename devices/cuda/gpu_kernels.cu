@@ -26,18 +26,12 @@ __global__ void add_row_bias4_kernel(float *out, int ld, const float *bias, int 
     for (int i = blockIdx.y; i < m; i += gridDim.y) {
         float *row = out + (size_t)i * ld;
         for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < n4; j += gridDim.x * blockDim.x) {
-#if defined(XDT_GPU_EMU)
+            float v[4], b[4];
+            load4(v, row + 4 * j);
+            load4(b, bias + 4 * j);
             for (int q = 0; q < 4; q++)
-                row[4 * j + q] += bias[4 * j + q];
-#else
-            float4 v = reinterpret_cast<float4 *>(row)[j];
-            const float4 b = reinterpret_cast<const float4 *>(bias)[j];
-            v.x += b.x;
-            v.y += b.y;
-            v.z += b.z;
-            v.w += b.w;
-            reinterpret_cast<float4 *>(row)[j] = v;
-#endif
+                v[q] += b[q];
+            store4(row + 4 * j, v);
         }
     }
 }

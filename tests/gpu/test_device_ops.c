@@ -124,6 +124,17 @@ static void expect_equal(env *e, const char *what, const float *d, const float *
             free(ptrs_[i_]);                                                                       \
     } while (0)
 
+/* Opens `name` with var=value in the environment (none when value is NULL), unset again after:
+ * the backend reads its test and comparison settings when a device opens. */
+static xdt_status open_with_env(const char *name, const xdt_device_options *o, const char *var,
+                                const char *value, xdt_device **out) {
+    (void)name; /* the emulation has one device */
+    if (value) setenv(var, value, 1);
+    const xdt_status st = OPEN_DEVICE(name, o, out);
+    unsetenv(var);
+    return st;
+}
+
 /* One GEMM (or strided batch of them) with every stride padded, on both devices. */
 static void test_gemm_case(env *e, bool ta, bool tb, int m, int n, int k, float alpha, float beta,
                            int batch) {
@@ -234,9 +245,7 @@ static void test_gemm_bias(env *e) {
  * bias kernel down the BLAS's rows (the path taken where cuBLASLt offers no algorithm). */
 static void test_gemm_bias_no_lt(env *e, const char *name, const xdt_device_options *o) {
     xdt_device *dev = NULL;
-    setenv("XDT_GPU_BLASLT", "0", 1);
-    const xdt_status st = OPEN_DEVICE(name, o, &dev);
-    unsetenv("XDT_GPU_BLASLT");
+    const xdt_status st = open_with_env(name, o, "XDT_GPU_BLASLT", "0", &dev);
     CHECK_MSG(st == XDT_OK, "cannot open %s with XDT_GPU_BLASLT=0", name);
     if (st != XDT_OK) return;
     printf("device %s without cuBLASLt\n", name);
@@ -353,9 +362,7 @@ static void test_flash_ds_paths(env *e, const char *name, const xdt_device_optio
     float *qkv = host_rand(e, n3, 1), *dout = host_rand(e, nc, 1), *first = NULL;
     for (int v = 0; v < 3; v++) {
         xdt_device *dev = NULL;
-        if (budgets[v]) setenv("XDT_GPU_FLASH_DS", budgets[v], 1);
-        const xdt_status st = OPEN_DEVICE(name, f16, &dev);
-        unsetenv("XDT_GPU_FLASH_DS");
+        const xdt_status st = open_with_env(name, f16, "XDT_GPU_FLASH_DS", budgets[v], &dev);
         CHECK_MSG(st == XDT_OK, "cannot open %s for %s", name, labels[v]);
         if (st != XDT_OK) continue;
         env ev = *e;
@@ -719,9 +726,7 @@ static void test_gemm_shared_a(env *e) {
  * setting is refused when the device opens. e: the bf16 pass's env. */
 static void test_bf16_chunks(env *e, const char *name, const xdt_device_options *o16) {
     xdt_device *small = NULL;
-    setenv("XDT_GPU_BF16_CHUNK", "4096", 1);
-    const xdt_status st = OPEN_DEVICE(name, o16, &small);
-    unsetenv("XDT_GPU_BF16_CHUNK");
+    const xdt_status st = open_with_env(name, o16, "XDT_GPU_BF16_CHUNK", "4096", &small);
     CHECK_MSG(st == XDT_OK, "cannot open %s with XDT_GPU_BF16_CHUNK=4096", name);
     if (st != XDT_OK) return;
     printf("device %s, bf16, copy chunk of 4096 values\n", name);
@@ -738,11 +743,9 @@ static void test_bf16_chunks(env *e, const char *name, const xdt_device_options 
     test_gemm_shared_a(&es);                                      /* dout split: no reuse */
     e->rng = es.rng;
     xdt_device_destroy(small);
-    setenv("XDT_GPU_BF16_CHUNK", "12", 1);
     xdt_device *bad = NULL;
     fprintf(stderr, "(an error about XDT_GPU_BF16_CHUNK expected next)\n");
-    CHECK(OPEN_DEVICE(name, o16, &bad) == XDT_ERR_INVALID_ARG);
-    unsetenv("XDT_GPU_BF16_CHUNK");
+    CHECK(open_with_env(name, o16, "XDT_GPU_BF16_CHUNK", "12", &bad) == XDT_ERR_INVALID_ARG);
     xdt_device_destroy(bad);
 }
 
