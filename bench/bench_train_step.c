@@ -143,8 +143,7 @@ int main(int argc, char **argv) {
     double med = median(ms, steps), fwd = median(fwd_ms, steps), bwd = median(bwd_ms, steps);
     xdt_stage_memory m;
     xdt_stage_memory_estimate(&cfg, dev, 0, cfg.n_layer + 1, b, t, 1, &m);
-    double need = (double)(m.params_bytes + m.grads_bytes + m.optimizer_bytes + m.activation_bytes +
-                           m.scratch_bytes + m.device_workspace_bytes);
+    double need = xdt_stage_memory_total(&m, true);
     double rss = (double)xdt_peak_rss_bytes();
     printf("{\"impl\":\"xdt\",\"device\":\"%s\",\"precision\":\"%s\",\"model\":\"%s\",\"B\":%d,"
            "\"T\":%d,\"threads\":%d,"

@@ -94,6 +94,8 @@ typedef struct xdt_stage_memory {
 } xdt_stage_memory;
 void xdt_stage_memory_estimate(const xdt_model_config *cfg, xdt_device *dev, int first_unit,
                                int last_unit, int b, int t, int n_slots, xdt_stage_memory *out);
+/* All of it, in bytes; the optimizer's state only when training. */
+double xdt_stage_memory_total(const xdt_stage_memory *m, bool training);
 
 /* Builds units [first_unit, last_unit] on `dev` for microbatches of b x t (t <= max_seq_len),
  * keeping n_slots microbatches in flight. Parameters are zero until xdt_stage_init_params or a

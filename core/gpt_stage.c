@@ -169,6 +169,11 @@ void xdt_stage_memory_estimate(const xdt_model_config *cfg, xdt_device *dev, int
     out->device_workspace_bytes = device_workspace(&st, dev);
 }
 
+double xdt_stage_memory_total(const xdt_stage_memory *m, bool training) {
+    return (double)m->params_bytes + m->grads_bytes + m->activation_bytes + m->scratch_bytes +
+           m->device_workspace_bytes + (training ? m->optimizer_bytes : 0);
+}
+
 xdt_status xdt_stage_create(const xdt_model_config *cfg, xdt_device *dev, int first_unit,
                             int last_unit, int b, int t, int n_slots, xdt_stage **out) {
     const int n_units = xdt_gpt_num_units(cfg);

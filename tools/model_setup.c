@@ -8,8 +8,7 @@
 static double stage_need(const xdt_model_config *cfg, xdt_device *dev, int b, int t, bool training,
                          xdt_stage_memory *m) {
     xdt_stage_memory_estimate(cfg, dev, 0, cfg->n_layer + 1, b, t, 1, m);
-    return (double)m->params_bytes + m->grads_bytes + m->activation_bytes + m->scratch_bytes +
-           m->device_workspace_bytes + (training ? m->optimizer_bytes : 0);
+    return xdt_stage_memory_total(m, training);
 }
 
 xdt_status xdt_check_device_memory_fits(xdt_device *dev, const xdt_model_config *cfg, int b, int t,

@@ -128,8 +128,7 @@ static void check_memory_estimate(trainer *tr, const xdt_model_config *cfg) {
     }
     xdt_stage_memory m;
     xdt_stage_memory_estimate(cfg, tr->dev, 0, cfg->n_layer + 1, B, T, 1, &m);
-    const double est = (double)m.params_bytes + m.grads_bytes + m.optimizer_bytes +
-                       m.activation_bytes + m.scratch_bytes + m.device_workspace_bytes;
+    const double est = xdt_stage_memory_total(&m, true);
     const double used = (double)tr->free_at_open - (double)free_now;
     printf("  device memory: %.1f MiB used, %.1f MiB estimated (%.1f MiB the backend's "
            "workspace)\n",
