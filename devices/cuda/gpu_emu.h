@@ -204,6 +204,29 @@ inline void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2])
     }
     barrier();
 }
+
+/* The warp-wide ldmatrix.sync.aligned.m8n8.x4(.trans).shared.b16: lanes 8i..8i+7 give the
+ * addresses of matrix i's eight rows (eight 16-bit values each); register i of lane 4g + tig gets
+ * matrix i's row g, values 2tig and 2tig + 1, or with trans its column g, rows 2tig and 2tig + 1
+ * (the lower-indexed value in the low half). Called by every thread of the block together. */
+inline void ldmatrix_x4(uint32_t r[4], const uint16_t *row, bool trans) {
+    state &s = st();
+    const int me = s.current, base = me - me % 32, lane = me % 32, g = lane / 4, tig = lane % 4;
+    static_assert(sizeof row <= sizeof s.slot[0], "an address fits a shuffle slot");
+    memcpy(s.slot[me], &row, sizeof row);
+    barrier();
+    for (int i = 0; i < 4; i++) {
+        uint32_t v[2];
+        for (int h = 0; h < 2; h++) {
+            const int rr = trans ? 2 * tig + h : g, cc = trans ? g : 2 * tig + h;
+            const uint16_t *p;
+            memcpy(&p, s.slot[base + 8 * i + rr], sizeof p);
+            v[h] = p[cc];
+        }
+        r[i] = v[0] | v[1] << 16;
+    }
+    barrier();
+}
 #endif
 
 } // namespace xdt_emu

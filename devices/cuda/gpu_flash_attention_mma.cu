@@ -15,9 +15,10 @@
  * zero-padded to 64 dims. A warp's own rows live in registers as mma "a" fragments; a product's
  * 16 x 8 accumulator tiles become the next product's "a" fragments without a trip through shared
  * memory (FlashAttention-2's register reuse), which is why the probabilities are laid out as the
- * block's own rows x the streamed rows (queries x keys; keys x queries in the dK/dV kernel). "b"
- * fragments are read from the row-major tiles either across a row (for products with a transposed
- * tile) or down a column.
+ * block's own rows x the streamed rows (queries x keys; keys x queries in the dK/dV kernel).
+ * Fragments come from the row-major tiles by ldmatrix, plain (pairs across a row: products with a
+ * transposed tile) or .trans (pairs down a column), two 16 x 8 "b" fragments an instruction. The
+ * softmax runs in base 2, and only tiles on the diagonal or past t test the causal mask.
  *
  * CUDA for devices of compute capability 8.0 and up, and the CPU emulation (gpu_emu.h emulates
  * the mma); gpu_flash_attention.cu calls it in bf16 mode when the device has it. */
@@ -99,39 +100,58 @@ template <int N> __device__ inline void async_wait() {
 #endif
 }
 
-/* The "a" fragment of rows r0..r0+15, columns k0..k0+15 of a row-major shared tile (g: the lane's
- * group, lane / 4; q: its place in the group, lane % 4). */
-__device__ inline void frag_a(uint32_t a[4], const tile_t &m, int r0, int k0, int g, int q) {
-    a[0] = load_pair(&m[r0 + g][k0 + 2 * q]);
-    a[1] = load_pair(&m[r0 + g + 8][k0 + 2 * q]);
-    a[2] = load_pair(&m[r0 + g][k0 + 8 + 2 * q]);
-    a[3] = load_pair(&m[r0 + g + 8][k0 + 8 + 2 * q]);
+/* ldmatrix.x4: the four 8 x 8 blocks of the 16 x 16 square at (r0, c0) of a shared tile, one
+ * register each; register i holds the block 8 (i & 1) rows down and 8 (i >> 1) columns across
+ * (kRowsFirst) or 8 (i >> 1) rows down and 8 (i & 1) across. A lane gets its block's row g, values
+ * 2q and 2q + 1 (g: the lane's group, lane / 4; q: its place in the group, lane % 4), or with
+ * kTrans its column g, rows 2q and 2q + 1: the pairs of the mma fragments, one instruction for what
+ * took a lane eight 16-bit reads down columns. Lanes 8i..8i+7 give block i's row addresses; rows
+ * are 144 bytes apart, so the eight rows of one block fall in distinct banks. */
+template <bool kTrans, bool kRowsFirst>
+__device__ inline void ldsm_x4(uint32_t r[4], const tile_t &m, int r0, int c0, int lane) {
+    const int i = lane >> 3, down = kRowsFirst ? i & 1 : i >> 1,
+              across = kRowsFirst ? i >> 1 : i & 1;
+    const uint16_t *row = &m[r0 + (lane & 7) + 8 * down][c0 + 8 * across];
+#if defined(XDT_GPU_EMU)
+    xdt_emu::ldmatrix_x4(r, row, kTrans);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned at = (unsigned)__cvta_generic_to_shared(row);
+    if constexpr (kTrans)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(at));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(at));
+#else
+    (void)row;
+    r[0] = r[1] = r[2] = r[3] = 0;
+#endif
 }
 
-/* The "b" fragment b[kk][n] = m[n0 + n][k0 + kk] (kk < 16, n < 8): a tile's rows as b's columns
- * (for products with a tile transposed: q k^T, dout v^T). */
-__device__ inline void frag_b(uint32_t b[2], const tile_t &m, int n0, int k0, int g, int q) {
-    b[0] = load_pair(&m[n0 + g][k0 + 2 * q]);
-    b[1] = load_pair(&m[n0 + g][k0 + 8 + 2 * q]);
+/* The "a" fragment of rows r0..r0+15, columns k0..k0+15 of a row-major shared tile. */
+__device__ inline void frag_a(uint32_t a[4], const tile_t &m, int r0, int k0, int lane) {
+    ldsm_x4<false, true>(a, m, r0, k0, lane);
 }
 
-/* The "b" fragment b[kk][n] = m[k0 + kk][n0 + n]: the tile as it is (p v, dS k, ...). A
- * register's pair lies down a column, so it takes two 16-bit reads; the quad's rows 2q, 2q + 1
- * and the group's columns fall in distinct banks (or share a word), so none conflict. */
-__device__ inline void frag_b_down(uint32_t b[2], const tile_t &m, int k0, int n0, int g, int q) {
-    const int r = k0 + 2 * q, col = n0 + g;
-    b[0] = (uint32_t)m[r][col] | ((uint32_t)m[r + 1][col] << 16);
-    b[1] = (uint32_t)m[r + 8][col] | ((uint32_t)m[r + 9][col] << 16);
+/* The "b" fragments b[kk][n] = m[n0 + n][k0 + kk] (kk < 16, n < 8) in b[0..1] and the next eight
+ * rows' (n0 + 8..) in b[2..3]: a tile's rows as b's columns (for products with a tile
+ * transposed: q k^T, dout v^T). */
+__device__ inline void frag_b_pair(uint32_t b[4], const tile_t &m, int n0, int k0, int lane) {
+    ldsm_x4<false, false>(b, m, n0, k0, lane);
+}
+
+/* The "b" fragments b[kk][n] = m[k0 + kk][n0 + n] in b[0..1] and the next eight columns'
+ * (n0 + 8..) in b[2..3]: the tile as it is (p v, dS k, ...). */
+__device__ inline void frag_b_down_pair(uint32_t b[4], const tile_t &m, int k0, int n0, int lane) {
+    ldsm_x4<true, true>(b, m, k0, n0, lane);
 }
 
 /* The "a" fragment of rows r0..r0+15, columns k0..k0+15 of the transpose of a shared tile
- * (a[r][kk] = m[k0 + kk][r0 + r]): pairs lie down m's columns, read as frag_b_down reads them. */
-__device__ inline void frag_a_down(uint32_t a[4], const tile_t &m, int r0, int k0, int g, int q) {
-    const int r = k0 + 2 * q, col = r0 + g;
-    a[0] = (uint32_t)m[r][col] | ((uint32_t)m[r + 1][col] << 16);
-    a[1] = (uint32_t)m[r][col + 8] | ((uint32_t)m[r + 1][col + 8] << 16);
-    a[2] = (uint32_t)m[r + 8][col] | ((uint32_t)m[r + 9][col] << 16);
-    a[3] = (uint32_t)m[r + 8][col + 8] | ((uint32_t)m[r + 9][col + 8] << 16);
+ * (a[r][kk] = m[k0 + kk][r0 + r]). */
+__device__ inline void frag_a_down(uint32_t a[4], const tile_t &m, int r0, int k0, int lane) {
+    ldsm_x4<true, false>(a, m, k0, r0, lane);
 }
 
 /* The "a" fragment made of two accumulator tiles side by side (columns 0-7 and 8-15). */
@@ -142,18 +162,45 @@ __device__ inline void acc_to_a(uint32_t a[4], const float lo[4], const float hi
     a[3] = pack_bf16x2(hi[2], hi[3]);
 }
 
-/* acc = (the warp's 16 rows, as "a" fragments over the 64 dims) x (the tile's 64 rows)^T: a 16 x 64
- * product in eight accumulator tiles, started from zero (q k^T, dout v^T and their transposes). */
-__device__ inline void rows_times_tile(float acc[kTile / 8][4], const uint32_t a[kD / 16][4],
-                                       const tile_t &m, int g, int q) {
+/* acc[mt] = (the warp's rows of row tile mt, as "a" fragments over the 64 dims) x (the tile's 64
+ * rows)^T for kM row tiles of 16: 16 x 64 products in eight accumulator tiles each, started from
+ * zero (q k^T, dout v^T and their transposes). Each fragment read from the tile feeds kM
+ * products. */
+template <int kM = 1>
+__device__ inline void rows_times_tile(float (*acc)[kTile / 8][4], const uint32_t (*a)[kD / 16][4],
+                                       const tile_t &m, int lane) {
 #pragma unroll
-    for (int nt = 0; nt < kTile / 8; nt++) {
-        acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    for (int mt = 0; mt < kM; mt++)
+#pragma unroll
+        for (int nt = 0; nt < kTile / 8; nt++)
+            acc[mt][nt][0] = acc[mt][nt][1] = acc[mt][nt][2] = acc[mt][nt][3] = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < kTile / 8; nt += 2)
 #pragma unroll
         for (int kc = 0; kc < kD / 16; kc++) {
-            uint32_t b[2];
-            frag_b(b, m, 8 * nt, 16 * kc, g, q);
-            mma(acc[nt], a[kc], b);
+            uint32_t b[4];
+            frag_b_pair(b, m, 8 * nt, 16 * kc, lane);
+#pragma unroll
+            for (int mt = 0; mt < kM; mt++) {
+                mma(acc[mt][nt], a[mt][kc], b);
+                mma(acc[mt][nt + 1], a[mt][kc], b + 2);
+            }
+        }
+}
+
+/* acc[mt] += a[mt] x rows k0..k0+15 of the tile for kM row tiles: 16 x 16 "a" fragments (16 of the
+ * streamed rows' probabilities or dS) times those rows' 64 dims (p v, dS k, ...). */
+template <int kM = 1>
+__device__ inline void add_a_times_rows(float (*acc)[kD / 8][4], const uint32_t (*a)[4],
+                                        const tile_t &m, int k0, int lane) {
+#pragma unroll
+    for (int dt = 0; dt < kD / 8; dt += 2) {
+        uint32_t b[4];
+        frag_b_down_pair(b, m, k0, 8 * dt, lane);
+#pragma unroll
+        for (int mt = 0; mt < kM; mt++) {
+            mma(acc[mt][dt], a[mt], b);
+            mma(acc[mt][dt + 1], a[mt], b + 2);
         }
     }
 }
@@ -190,113 +237,162 @@ __device__ inline int acc_col(int nt, int q, int e) {
     return 8 * nt + 2 * q + (e & 1);
 }
 
-/* grid (query tiles, nh, b); the last query tiles (most keys) first. qkv: bf16 (b, t, 3c);
- * out (b, t, c); lse (b, nh, t). Key tiles are double-buffered: the next is copied in while the
- * current one is multiplied. */
+/* The softmax runs in base 2 (exp2f: one multi-function-unit instruction, where expf takes a
+ * range reduction around it): scores times scale log2(e), log-sum-exps times log2(e). */
+constexpr float kLog2e = 1.44269504088896341f, kLn2 = 0.693147180559945309f;
+
+/* Whether query i sees key j: causal, and i a real row (t queries). Only the tiles a block shares
+ * with the diagonal, or whose rows run past t, need the test. */
+__device__ inline bool sees(int i, int j, int t) {
+    return j <= i && i < t;
+}
+
+/* The forward's blocks own kFwdRows queries, two 16-row mma tiles a warp, so that each fragment a
+ * warp reads of a key or value tile feeds two products (FlashAttention-2's split for 64-dim heads):
+ * with one row tile a warp, the shared-memory reads per product outweigh the products. */
+constexpr int kFwdRowTiles = 2;
+constexpr int kFwdWarpRows = 16 * kFwdRowTiles;
+constexpr int kFwdRows = kFwdWarpRows * (kMmaThreads / 32);
+static_assert(kFwdRows == 2 * kTile, "the queries are staged through the two second buffers");
+
+/* grid (query blocks of kFwdRows, nh, b); the last query blocks (most keys) first. qkv: bf16
+ * (b, t, 3c); out (b, t, c); lse (b, nh, t). Key tiles are double-buffered: the next is copied in
+ * while the current one is multiplied. */
 __global__ void __launch_bounds__(kMmaThreads)
     flash_forward_mma_kernel(float *out, uint16_t *out16, float *lse, const uint16_t *qkv, int t,
                              int c, int nh, float scale, bool fast) {
-    __shared__ __align__(16) uint16_t qs[kTile][kLd];
     __shared__ __align__(16) uint16_t ks[2][kTile][kLd];
     __shared__ __align__(16) uint16_t vs[2][kTile][kLd];
+    constexpr int kM = kFwdRowTiles;
     const int hs = c / nh, h = blockIdx.y, bi = blockIdx.z;
-    const int q0 = (int)(gridDim.x - 1 - blockIdx.x) * kTile;
+    const int q0 = (int)(gridDim.x - 1 - blockIdx.x) * kFwdRows;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, q = lane & 3;
-    const int row0 = q0 + 16 * warp; /* the warp's first query */
+    const int row0 = q0 + kFwdWarpRows * warp; /* the warp's first query */
     const size_t ld = 3 * (size_t)c;
     const uint16_t *x = qkv + (size_t)bi * t * ld;
-    stage(qs, x, ld, h * hs, q0, t, hs, fast);
+    const float sl2 = scale * kLog2e;
+    /* the block's queries, staged through the second key and value buffers into registers */
+    stage(ks[1], x, ld, h * hs, q0, t, hs, fast);
+    stage(vs[1], x, ld, h * hs, q0 + kTile, t, hs, fast);
     stage(ks[0], x, ld, c + h * hs, 0, t, hs, fast);
     stage(vs[0], x, ld, 2 * c + h * hs, 0, t, hs, fast);
     async_commit();
-    float o[kD / 8][4];
+    async_wait<0>();
+    __syncthreads();
+    uint32_t qa[kM][kD / 16][4];
+    {
+        const int r = kFwdWarpRows * warp; /* the warp's rows in the block */
+        const tile_t &mine = r < kTile ? ks[1] : vs[1];
 #pragma unroll
-    for (int dt = 0; dt < kD / 8; dt++)
-        o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
-    float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
-    uint32_t qa[kD / 16][4];
-    const int last = (q0 + kTile < t ? q0 + kTile : t) - 1;
+        for (int mt = 0; mt < kM; mt++)
+#pragma unroll
+            for (int kc = 0; kc < kD / 16; kc++)
+                frag_a(qa[mt][kc], mine, r % kTile + 16 * mt, 16 * kc, lane);
+    }
+    __syncthreads(); /* every warp has its fragments before the second buffers are reused */
+    float o[kM][kD / 8][4];
+    float m_run[kM][2], l_run[kM][2]; /* m_run: log2 units */
+#pragma unroll
+    for (int mt = 0; mt < kM; mt++) {
+#pragma unroll
+        for (int dt = 0; dt < kD / 8; dt++)
+            o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.0f;
+        m_run[mt][0] = m_run[mt][1] = -INFINITY;
+        l_run[mt][0] = l_run[mt][1] = 0.0f;
+    }
+    const int last = (q0 + kFwdRows < t ? q0 + kFwdRows : t) - 1;
     for (int k0 = 0, buf = 0; k0 <= last; k0 += kTile, buf ^= 1) {
         if (k0 + kTile <= last) {
             stage(ks[buf ^ 1], x, ld, c + h * hs, k0 + kTile, t, hs, fast);
             stage(vs[buf ^ 1], x, ld, 2 * c + h * hs, k0 + kTile, t, hs, fast);
         }
         async_commit();
-        async_wait<1>(); /* this tile's copies (and, the first time, the queries') are in */
+        async_wait<1>(); /* this tile's copies are in */
         __syncthreads();
-        if (k0 == 0) {
+        float s[kM][kTile / 8][4];
+        rows_times_tile<kM>(s, qa, ks[buf], lane);
 #pragma unroll
-            for (int kc = 0; kc < kD / 16; kc++)
-                frag_a(qa[kc], qs, 16 * warp, 16 * kc, g, q);
-        }
-        float s[kTile / 8][4];
-        rows_times_tile(s, qa, ks[buf], g, q);
-        float mx[2] = {-INFINITY, -INFINITY};
+        for (int mt = 0; mt < kM; mt++)
 #pragma unroll
-        for (int nt = 0; nt < kTile / 8; nt++)
+            for (int nt = 0; nt < kTile / 8; nt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int i = row0 + acc_row(g, e), j = k0 + acc_col(nt, q, e);
-                const float v = j <= i && i < t ? s[nt][e] * scale : -INFINITY;
-                s[nt][e] = v;
-                mx[e >> 1] = fmaxf(mx[e >> 1], v);
-            }
-        float corr[2], sum[2] = {0.0f, 0.0f};
+                for (int e = 0; e < 4; e++)
+                    s[mt][nt][e] *= sl2;
+        if (k0 + kTile > q0 || q0 + kFwdRows > t) {
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-            const float m_new = fmaxf(m_run[r], quad_max(mx[r]));
-            /* the running sums rescaled to the new maximum (nothing to rescale before a key) */
-            corr[r] = m_run[r] == -INFINITY ? 0.0f : expf(m_run[r] - m_new);
-            m_run[r] = m_new;
+            for (int mt = 0; mt < kM; mt++)
+#pragma unroll
+                for (int nt = 0; nt < kTile / 8; nt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (!sees(row0 + 16 * mt + acc_row(g, e), k0 + acc_col(nt, q, e), t))
+                            s[mt][nt][e] = -INFINITY;
         }
 #pragma unroll
-        for (int nt = 0; nt < kTile / 8; nt++)
+        for (int mt = 0; mt < kM; mt++) {
+            float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const float m = m_run[e >> 1];
-                const float p = m == -INFINITY ? 0.0f : expf(s[nt][e] - m);
-                s[nt][e] = p;
-                sum[e >> 1] += p;
+            for (int nt = 0; nt < kTile / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    mx[e >> 1] = fmaxf(mx[e >> 1], s[mt][nt][e]);
+            float corr[2], sum[2] = {0.0f, 0.0f};
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const float m_new = fmaxf(m_run[mt][r], quad_max(mx[r]));
+                /* the running sums rescaled to the new maximum (nothing to rescale before a key) */
+                corr[r] = m_run[mt][r] == -INFINITY ? 0.0f : exp2f(m_run[mt][r] - m_new);
+                m_run[mt][r] = m_new;
             }
 #pragma unroll
-        for (int r = 0; r < 2; r++)
-            l_run[r] = l_run[r] * corr[r] + quad_sum(sum[r]);
+            for (int nt = 0; nt < kTile / 8; nt++)
 #pragma unroll
-        for (int dt = 0; dt < kD / 8; dt++)
+                for (int e = 0; e < 4; e++) {
+                    const float m = m_run[mt][e >> 1];
+                    const float p = m == -INFINITY ? 0.0f : exp2f(s[mt][nt][e] - m);
+                    s[mt][nt][e] = p;
+                    sum[e >> 1] += p;
+                }
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                o[dt][e] *= corr[e >> 1];
+            for (int r = 0; r < 2; r++)
+                l_run[mt][r] = l_run[mt][r] * corr[r] + quad_sum(sum[r]);
+#pragma unroll
+            for (int dt = 0; dt < kD / 8; dt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    o[mt][dt][e] *= corr[e >> 1];
+        }
 #pragma unroll
         for (int kc = 0; kc < kTile / 16; kc++) {
-            uint32_t pa[4];
-            acc_to_a(pa, s[2 * kc], s[2 * kc + 1]);
+            uint32_t pa[kM][4];
 #pragma unroll
-            for (int dt = 0; dt < kD / 8; dt++) {
-                uint32_t b[2];
-                frag_b_down(b, vs[buf], 16 * kc, 8 * dt, g, q);
-                mma(o[dt], pa, b);
-            }
+            for (int mt = 0; mt < kM; mt++)
+                acc_to_a(pa[mt], s[mt][2 * kc], s[mt][2 * kc + 1]);
+            add_a_times_rows<kM>(o, pa, vs[buf], 16 * kc, lane);
         }
         __syncthreads(); /* the tile is read: the next iteration's copies may overwrite it */
     }
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int i = row0 + g + 8 * r;
-        if (i >= t) continue;
-        const float inv = 1.0f / l_run[r];
-        const size_t at = ((size_t)bi * t + i) * c + (size_t)h * hs;
+    for (int mt = 0; mt < kM; mt++)
 #pragma unroll
-        for (int dt = 0; dt < kD / 8; dt++)
+        for (int r = 0; r < 2; r++) {
+            const int i = row0 + 16 * mt + g + 8 * r;
+            if (i >= t) continue;
+            const float inv = 1.0f / l_run[mt][r];
+            const size_t at = ((size_t)bi * t + i) * c + (size_t)h * hs;
 #pragma unroll
-            for (int e = 2 * r; e < 2 * r + 2; e++) {
-                const int d = acc_col(dt, q, e);
-                if (d >= hs) continue;
-                const float y = o[dt][e] * inv;
-                out[at + d] = y;
-                if (out16) out16[at + d] = bf16_bits(y);
-            }
-        if (q == 0) lse[((size_t)bi * nh + h) * t + i] = m_run[r] + logf(l_run[r]);
-    }
+            for (int dt = 0; dt < kD / 8; dt++)
+#pragma unroll
+                for (int e = 2 * r; e < 2 * r + 2; e++) {
+                    const int d = acc_col(dt, q, e);
+                    if (d >= hs) continue;
+                    const float y = o[mt][dt][e] * inv;
+                    out[at + d] = y;
+                    if (out16) out16[at + d] = bf16_bits(y);
+                }
+            if (q == 0)
+                lse[((size_t)bi * nh + h) * t + i] = m_run[mt][r] * kLn2 + logf(l_run[mt][r]);
+        }
 }
 
 /* grid (key tiles, nh, batch rows b0..): dK and dV of kTile keys over every query that sees
@@ -330,8 +426,8 @@ __global__ void __launch_bounds__(kMmaThreads)
     uint32_t ka[kD / 16][4], va[kD / 16][4];
 #pragma unroll
     for (int kc = 0; kc < kD / 16; kc++) {
-        frag_a(ka[kc], qs[1], 16 * warp, 16 * kc, g, q);
-        frag_a(va[kc], dos[1], 16 * warp, 16 * kc, g, q);
+        frag_a(ka[kc], qs[1], 16 * warp, 16 * kc, lane);
+        frag_a(va[kc], dos[1], 16 * warp, 16 * kc, lane);
     }
     float dk[kD / 8][4], dv[kD / 8][4];
 #pragma unroll
@@ -339,13 +435,15 @@ __global__ void __launch_bounds__(kMmaThreads)
 #pragma unroll
         for (int e = 0; e < 4; e++)
             dk[dt][e] = dv[dt][e] = 0.0f;
-    /* query tile q0's data, into buffer b: async copies, and the rows' terms at once */
+    const float sl2 = scale * kLog2e;
+    /* query tile q0's data, into buffer b: async copies, and the rows' terms at once (the
+     * log-sum-exps in log2 units) */
     auto fetch = [&](int q0, int b) {
         stage(qs[b], x, ld, h * hs, q0, t, hs, fast);
         stage(dos[b], dy, (size_t)c, h * hs, q0, t, hs, fast);
         if (threadIdx.x < kTile) {
             const int i = q0 + (int)threadIdx.x;
-            lse_s[b][threadIdx.x] = i < t ? lse_bh[i] : 0.0f;
+            lse_s[b][threadIdx.x] = i < t ? lse_bh[i] * kLog2e : 0.0f;
             dd_s[b][threadIdx.x] = i < t ? dd_bh[i] : 0.0f;
         }
     };
@@ -359,21 +457,24 @@ __global__ void __launch_bounds__(kMmaThreads)
         __syncthreads();
         /* p: keys x queries, s^T then the probabilities; ds: dP^T then dS^T */
         float p[kTile / 8][4], ds[kTile / 8][4];
-        rows_times_tile(p, ka, qs[buf], g, q);
-        rows_times_tile(ds, va, dos[buf], g, q);
+        rows_times_tile(&p, &ka, qs[buf], lane);
+        rows_times_tile(&ds, &va, dos[buf], lane);
 #pragma unroll
         for (int nt = 0; nt < kTile / 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int j = j0 + acc_row(g, e), ii = acc_col(nt, q, e), i = q0 + ii;
-                float pv = 0.0f, dsv = 0.0f;
-                if (j <= i && i < t) {
-                    pv = expf(p[nt][e] * scale - lse_s[buf][ii]);
-                    dsv = pv * (ds[nt][e] - dd_s[buf][ii]);
-                }
-                p[nt][e] = pv;
-                ds[nt][e] = dsv;
+                const int ii = acc_col(nt, q, e);
+                p[nt][e] = exp2f(p[nt][e] * sl2 - lse_s[buf][ii]);
+                ds[nt][e] = p[nt][e] * (ds[nt][e] - dd_s[buf][ii]);
             }
+        if (q0 < k0 + kTile || q0 + kTile > t) {
+#pragma unroll
+            for (int nt = 0; nt < kTile / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (!sees(q0 + acc_col(nt, q, e), j0 + acc_row(g, e), t))
+                        p[nt][e] = ds[nt][e] = 0.0f;
+        }
 #pragma unroll
         for (int kc = 0; kc < kTile / 16; kc++) {
             uint32_t pa[4], dsa[4];
@@ -386,14 +487,8 @@ __global__ void __launch_bounds__(kMmaThreads)
                 store_pair(at + 8, dsa[2]);
                 store_pair(at + 8 * (size_t)tp + 8, dsa[3]);
             }
-#pragma unroll
-            for (int dt = 0; dt < kD / 8; dt++) {
-                uint32_t b[2];
-                frag_b_down(b, dos[buf], 16 * kc, 8 * dt, g, q);
-                mma(dv[dt], pa, b);
-                frag_b_down(b, qs[buf], 16 * kc, 8 * dt, g, q);
-                mma(dk[dt], dsa, b);
-            }
+            add_a_times_rows(&dv, &pa, dos[buf], 16 * kc, lane);
+            add_a_times_rows(&dk, &dsa, qs[buf], 16 * kc, lane);
         }
         __syncthreads();
     }
@@ -466,15 +561,16 @@ __global__ void __launch_bounds__(kMmaThreads)
     uint32_t qa[kD / 16][4], da[kD / 16][4];
 #pragma unroll
     for (int kc = 0; kc < kD / 16; kc++) {
-        frag_a(qa[kc], ks[1], 16 * warp, 16 * kc, g, q);
-        frag_a(da[kc], vs[1], 16 * warp, 16 * kc, g, q);
+        frag_a(qa[kc], ks[1], 16 * warp, 16 * kc, lane);
+        frag_a(da[kc], vs[1], 16 * warp, 16 * kc, lane);
     }
     const size_t bh = ((size_t)bi * nh + h) * t;
-    float lse_r[2], dd_r[2];
+    const float sl2 = scale * kLog2e;
+    float lse_r[2], dd_r[2]; /* lse_r in log2 units */
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         const int i = row0 + g + 8 * r;
-        lse_r[r] = i < t ? lse[bh + i] : 0.0f;
+        lse_r[r] = i < t ? lse[bh + i] * kLog2e : 0.0f;
         dd_r[r] = i < t ? dd[bh + i] : 0.0f;
     }
     float dq[kD / 8][4];
@@ -495,29 +591,28 @@ __global__ void __launch_bounds__(kMmaThreads)
         async_wait<1>();
         __syncthreads();
         float s[kTile / 8][4], dp[kTile / 8][4];
-        rows_times_tile(s, qa, ks[buf], g, q);
-        rows_times_tile(dp, da, vs[buf], g, q);
+        rows_times_tile(&s, &qa, ks[buf], lane);
+        rows_times_tile(&dp, &da, vs[buf], lane);
         /* s becomes dS */
 #pragma unroll
         for (int nt = 0; nt < kTile / 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int r = e >> 1, i = row0 + acc_row(g, e), j = k0 + acc_col(nt, q, e);
-                float dsv = 0.0f;
-                if (j <= i && i < t)
-                    dsv = expf(s[nt][e] * scale - lse_r[r]) * (dp[nt][e] - dd_r[r]);
-                s[nt][e] = dsv;
+                const int r = e >> 1;
+                s[nt][e] = exp2f(s[nt][e] * sl2 - lse_r[r]) * (dp[nt][e] - dd_r[r]);
             }
+        if (k0 + kTile > q0 || q0 + kTile > t) {
+#pragma unroll
+            for (int nt = 0; nt < kTile / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (!sees(row0 + acc_row(g, e), k0 + acc_col(nt, q, e), t)) s[nt][e] = 0.0f;
+        }
 #pragma unroll
         for (int kc = 0; kc < kTile / 16; kc++) {
             uint32_t dsa[4];
             acc_to_a(dsa, s[2 * kc], s[2 * kc + 1]);
-#pragma unroll
-            for (int dt = 0; dt < kD / 8; dt++) {
-                uint32_t b[2];
-                frag_b_down(b, ks[buf], 16 * kc, 8 * dt, g, q);
-                mma(dq[dt], dsa, b);
-            }
+            add_a_times_rows(&dq, &dsa, ks[buf], 16 * kc, lane);
         }
         __syncthreads();
     }
@@ -561,13 +656,8 @@ __global__ void __launch_bounds__(kMmaThreads)
 #pragma unroll
         for (int kc = 0; kc < kTile / 16; kc++) {
             uint32_t dsa[4];
-            frag_a_down(dsa, dss[buf], 16 * warp, 16 * kc, g, q);
-#pragma unroll
-            for (int dt = 0; dt < kD / 8; dt++) {
-                uint32_t b[2];
-                frag_b_down(b, ks[buf], 16 * kc, 8 * dt, g, q);
-                mma(dq[dt], dsa, b);
-            }
+            frag_a_down(dsa, dss[buf], 16 * warp, 16 * kc, lane);
+            add_a_times_rows(&dq, &dsa, ks[buf], 16 * kc, lane);
         }
         __syncthreads();
     }
@@ -589,8 +679,9 @@ bool flash_mma_compiled() {
 #endif
 }
 
-static dim3 mma_tiles(int t, int nh, int b) {
-    return dim3((unsigned)((t + kTile - 1) / kTile), (unsigned)nh, (unsigned)b);
+/* grid: blocks of `rows` queries (or keys) over t, by heads, by batch rows */
+static dim3 mma_tiles(int t, int nh, int b, int rows = kTile) {
+    return dim3((unsigned)((t + rows - 1) / rows), (unsigned)nh, (unsigned)b);
 }
 
 /* Whole 64-dim heads of 16-byte aligned rows take the async copies. */
@@ -619,7 +710,7 @@ void flash_mma_forward(gpu_ctx *g, float *out, float *lse, const float *qkv, int
     if (!ws) return;
     uint16_t *out16 = n_out ? ws : nullptr, *qkv16 = ws + n_out;
     if (!pack_bf16(g, qkv16, qkv, b * t, 3 * c, 3 * c, 0, 1, op)) return;
-    XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_forward_mma_kernel)
+    XDT_LAUNCH(mma_tiles(t, nh, b, kFwdRows), kMmaThreads, g->stream, flash_forward_mma_kernel)
     (out, out16, lse, qkv16, t, c, nh, 1.0f / sqrtf((float)(c / nh)), fast_rows(c, nh));
     if (check_launch(g, op) && out16) sidecar_made(g, out, (size_t)b * t * c);
 }

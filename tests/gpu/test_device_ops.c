@@ -891,6 +891,8 @@ static void test_bf16(env *e, const char *name, bool tiled) {
         test_attention_case(&e16, 2, 70, 128, 2); /* 64 dims, t not a multiple of the tiles */
         test_attention_case(&e16, 1, 33, 18, 3);  /* 6 dims, padded */
         test_attention_case(&e16, 2, 150, 64, 1); /* 64 dims, three key tiles of 64 */
+        /* query blocks of 128 wholly past some key tiles: the forward's unmasked path */
+        test_attention_case(&e16, 1, 300, 64, 1);
         xdt_device_destroy(flash16);
         if (!tiled) test_flash_ds_paths(&e16, name, &f16);
     } else {
