@@ -10,12 +10,15 @@
  * through a per-thread slot between two barriers. Shared memory is `static`: one block at a
  * time. Memory is host memory, stream handles are accepted and ignored (work runs at once, in
  * order), copies are memcpy. Not fast: tests keep their sizes small. Not thread-safe: one launch at
- * a time per process. */
+ * a time per process. The warp-level exchanges (shuffles, mma, ldmatrix) wait for the whole block,
+ * so they also act as __syncthreads() and cannot reveal a missing one, nor allow a warp to skip
+ * them: every thread must reach each of them. */
 #ifndef XDT_GPU_EMU_H
 #define XDT_GPU_EMU_H
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -213,6 +216,10 @@ inline void ldmatrix_x4(uint32_t r[4], const uint16_t *row, bool trans) {
     state &s = st();
     const int me = s.current, base = me - me % 32, lane = me % 32, g = lane / 4, tig = lane % 4;
     static_assert(sizeof row <= sizeof s.slot[0], "an address fits a shuffle slot");
+    if ((uintptr_t)row % 16) { /* the hardware faults on such rows */
+        fprintf(stderr, "ldmatrix: row address %p is not 16-byte aligned\n", (const void *)row);
+        abort();
+    }
     memcpy(s.slot[me], &row, sizeof row);
     barrier();
     for (int i = 0; i < 4; i++) {

@@ -9,16 +9,17 @@
  * probabilities (and dS) before their product with v (q, k); the softmax, its sums, the
  * log-sum-exp and every accumulator stay fp32.
  *
- * Layout: 128 threads (four warps) own 64 rows (queries; keys in the dK/dV kernel), 16 per warp,
- * and stream the other side in tiles of 64 rows through shared memory, double-buffered: the next
- * tile's async copies (cp.async) are in flight while the current one is multiplied. Heads are
- * zero-padded to 64 dims. A warp's own rows live in registers as mma "a" fragments; a product's
- * 16 x 8 accumulator tiles become the next product's "a" fragments without a trip through shared
- * memory (FlashAttention-2's register reuse), which is why the probabilities are laid out as the
- * block's own rows x the streamed rows (queries x keys; keys x queries in the dK/dV kernel).
- * Fragments come from the row-major tiles by ldmatrix, plain (pairs across a row: products with a
- * transposed tile) or .trans (pairs down a column), two 16 x 8 "b" fragments an instruction. The
- * softmax runs in base 2, and only tiles on the diagonal or past t test the causal mask.
+ * Layout: 128 threads (four warps) own 64 rows (queries; keys in the dK/dV kernel), 16 per warp
+ * (the forward: 128 queries, 32 per warp), and stream the other side in tiles of 64 rows through
+ * shared memory, double-buffered: the next tile's async copies (cp.async) are in flight while the
+ * current one is multiplied. Heads are zero-padded to 64 dims. A warp's own rows live in registers
+ * as mma "a" fragments; a product's 16 x 8 accumulator tiles become the next product's "a"
+ * fragments without a trip through shared memory (FlashAttention-2's register reuse), which is why
+ * the probabilities are laid out as the block's own rows x the streamed rows (queries x keys; keys
+ * x queries in the dK/dV kernel). Fragments come from the row-major tiles by ldmatrix, plain (pairs
+ * across a row: products with a transposed tile) or .trans (pairs down a column), two 16 x 8 "b"
+ * fragments an instruction. The softmax runs in base 2, and only tiles on the diagonal or past t
+ * test the causal mask.
  *
  * CUDA for devices of compute capability 8.0 and up, and the CPU emulation (gpu_emu.h emulates
  * the mma); gpu_flash_attention.cu calls it in bf16 mode when the device has it. */
@@ -32,7 +33,7 @@ namespace XDT_GPU_NS {
 #if XDT_GPU_HAVE_MMA_BF16
 
 constexpr int kD = 64;    /* head dims, zero-padded: gpu_flash_attention.cu's kHeadMax */
-constexpr int kTile = 64; /* rows a block owns (16 per warp) and rows per streamed tile */
+constexpr int kTile = 64; /* rows a backward block owns (16 per warp), rows per streamed tile */
 constexpr int kMmaThreads = 128;
 constexpr int kLd = kD + 8; /* bf16 values per shared row: 144 bytes, so the eight rows and four
                                pairs one fragment load touches fall in 32 different banks */
