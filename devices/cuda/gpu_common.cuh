@@ -51,6 +51,7 @@ struct gpu_ctx {
     bool flash;            /* attention in the fused kernels (gpu_flash_attention.cu) where fit */
     bool mma_bf16;         /* bf16 mode's flash attention on tensor cores (XDT_GPU_HAVE_MMA_BF16) */
     size_t flash_ds_bytes; /* its backward keeps dS^T in up to this much workspace (0: never) */
+    size_t flash_fwd_rows; /* queries a block of its forward owns: 128 (kFlashFwdRows) or 64 */
     host_area *host;       /* mapped pinned: host view */
     host_area *host_dev;   /* the same memory: device view */
     void *ws;              /* device workspace for reduction partials and index tables */
@@ -121,6 +122,9 @@ constexpr size_t kBf16WholeMax = (size_t)512 << 20;
 constexpr size_t kLtWorkspaceBytes = (size_t)32 << 20;
 /* The tensor-core attention backward's budget for dS^T planes (XDT_GPU_FLASH_DS overrides). */
 constexpr size_t kFlashDsBytes = (size_t)256 << 20;
+/* Queries a block of the tensor-core attention forward owns (XDT_GPU_FLASH_FWD_ROWS=64: half,
+ * for comparison). */
+constexpr size_t kFlashFwdRows = 128;
 
 /* gpu_gemm.cu: bytes of workspace one GEMM of shape s takes (its bf16 copies; 0 elsewhere). */
 size_t gemm_workspace_need(const gpu_ctx *c, const xdt_gemm_shape &s);

@@ -396,6 +396,14 @@ static xdt_status read_bf16_settings(gpu_ctx *c) {
     c->flash_ds_bytes = kFlashDsBytes;
     xdt_status st = env_count(c, "XDT_GPU_FLASH_DS", 0, "bytes", &c->flash_ds_bytes, &set);
     if (st != XDT_OK) return st;
+    /* queries a block of the tensor-core forward owns: 128, or 64 (XDT_GPU_FLASH_FWD_ROWS) */
+    c->flash_fwd_rows = kFlashFwdRows;
+    st = env_count(c, "XDT_GPU_FLASH_FWD_ROWS", 64, "rows", &c->flash_fwd_rows, &set);
+    if (st != XDT_OK) return st;
+    if (c->flash_fwd_rows != 64 && c->flash_fwd_rows != kFlashFwdRows)
+        return xdt_fail(XDT_ERR_INVALID_ARG,
+                        "device %s: XDT_GPU_FLASH_FWD_ROWS=%zu: expected 64 or %zu", c->name,
+                        c->flash_fwd_rows, kFlashFwdRows);
     /* XDT_GPU_BF16_SIDECAR=0: every GEMM copies its a itself (for comparison and tests) */
     c->bf16_sidecar = !env_off("XDT_GPU_BF16_SIDECAR");
     /* values of a per bf16 copy pass, or a whole a within a sixteenth of the device's memory;

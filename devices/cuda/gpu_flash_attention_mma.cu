@@ -248,33 +248,36 @@ __device__ inline bool sees(int i, int j, int t) {
     return j <= i && i < t;
 }
 
-/* The forward's blocks own kFwdRows queries, two 16-row mma tiles a warp, so that each fragment a
- * warp reads of a key or value tile feeds two products (FlashAttention-2's split for 64-dim heads):
- * with one row tile a warp, the shared-memory reads per product outweigh the products. */
-constexpr int kFwdRowTiles = 2;
-constexpr int kFwdWarpRows = 16 * kFwdRowTiles;
-constexpr int kFwdRows = kFwdWarpRows * (kMmaThreads / 32);
-static_assert(kFwdRows == 2 * kTile, "the queries are staged through the two second buffers");
+/* The forward's blocks own 64 kM queries, kM 16-row mma tiles a warp: with two (the default),
+ * each fragment a warp reads of a key or value tile feeds two products (FlashAttention-2's split
+ * for 64-dim heads), where with one the shared-memory reads per product outweigh the products;
+ * one (XDT_GPU_FLASH_FWD_ROWS=64) keeps the registers, and three blocks an SM, for comparison.
+ * The queries are staged through the second key and value buffers: at most two tiles. */
+template <int kM> __host__ __device__ constexpr int fwd_rows() {
+    static_assert(kM == 1 || kM == 2, "one or two row tiles a warp");
+    return 16 * kM * (kMmaThreads / 32);
+}
 
-/* grid (query blocks of kFwdRows, nh, b); the last query blocks (most keys) first. qkv: bf16
- * (b, t, 3c); out (b, t, c); lse (b, nh, t). Key tiles are double-buffered: the next is copied in
- * while the current one is multiplied. */
+/* grid (query blocks of fwd_rows<kM>(), nh, b); the last query blocks (most keys) first. qkv:
+ * bf16 (b, t, 3c); out (b, t, c); lse (b, nh, t). Key tiles are double-buffered: the next is
+ * copied in while the current one is multiplied. */
+template <int kM>
 __global__ void __launch_bounds__(kMmaThreads)
     flash_forward_mma_kernel(float *out, uint16_t *out16, float *lse, const uint16_t *qkv, int t,
                              int c, int nh, float scale, bool fast) {
     __shared__ __align__(16) uint16_t ks[2][kTile][kLd];
     __shared__ __align__(16) uint16_t vs[2][kTile][kLd];
-    constexpr int kM = kFwdRowTiles;
+    constexpr int kRows = fwd_rows<kM>(), kWarpRows = 16 * kM;
     const int hs = c / nh, h = blockIdx.y, bi = blockIdx.z;
-    const int q0 = (int)(gridDim.x - 1 - blockIdx.x) * kFwdRows;
+    const int q0 = (int)(gridDim.x - 1 - blockIdx.x) * kRows;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, q = lane & 3;
-    const int row0 = q0 + kFwdWarpRows * warp; /* the warp's first query */
+    const int row0 = q0 + kWarpRows * warp; /* the warp's first query */
     const size_t ld = 3 * (size_t)c;
     const uint16_t *x = qkv + (size_t)bi * t * ld;
     const float sl2 = scale * kLog2e;
     /* the block's queries, staged through the second key and value buffers into registers */
     stage(ks[1], x, ld, h * hs, q0, t, hs, fast);
-    stage(vs[1], x, ld, h * hs, q0 + kTile, t, hs, fast);
+    if constexpr (kRows > kTile) stage(vs[1], x, ld, h * hs, q0 + kTile, t, hs, fast);
     stage(ks[0], x, ld, c + h * hs, 0, t, hs, fast);
     stage(vs[0], x, ld, 2 * c + h * hs, 0, t, hs, fast);
     async_commit();
@@ -282,7 +285,7 @@ __global__ void __launch_bounds__(kMmaThreads)
     __syncthreads();
     uint32_t qa[kM][kD / 16][4];
     {
-        const int r = kFwdWarpRows * warp; /* the warp's rows in the block */
+        const int r = kWarpRows * warp; /* the warp's rows in the block */
         const tile_t &mine = r < kTile ? ks[1] : vs[1];
 #pragma unroll
         for (int mt = 0; mt < kM; mt++)
@@ -301,7 +304,7 @@ __global__ void __launch_bounds__(kMmaThreads)
         m_run[mt][0] = m_run[mt][1] = -INFINITY;
         l_run[mt][0] = l_run[mt][1] = 0.0f;
     }
-    const int last = (q0 + kFwdRows < t ? q0 + kFwdRows : t) - 1;
+    const int last = (q0 + kRows < t ? q0 + kRows : t) - 1;
     for (int k0 = 0, buf = 0; k0 <= last; k0 += kTile, buf ^= 1) {
         if (k0 + kTile <= last) {
             stage(ks[buf ^ 1], x, ld, c + h * hs, k0 + kTile, t, hs, fast);
@@ -319,7 +322,7 @@ __global__ void __launch_bounds__(kMmaThreads)
 #pragma unroll
                 for (int e = 0; e < 4; e++)
                     s[mt][nt][e] *= sl2;
-        if (k0 + kTile > q0 || q0 + kFwdRows > t) {
+        if (k0 + kTile > q0 || q0 + kRows > t) {
 #pragma unroll
             for (int mt = 0; mt < kM; mt++)
 #pragma unroll
@@ -672,7 +675,7 @@ bool flash_mma_compiled() {
     /* a build for older targets only (-Dnvcc_archs below 80) carries these kernels as PTX whose
      * mma is a trap; its PTX version says so (0: not reported, trust the device's capability) */
     cudaFuncAttributes attr;
-    if (cudaFuncGetAttributes(&attr, flash_forward_mma_kernel) != cudaSuccess) {
+    if (cudaFuncGetAttributes(&attr, flash_forward_mma_kernel<2>) != cudaSuccess) {
         (void)cudaGetLastError();
         return false;
     }
@@ -711,8 +714,16 @@ void flash_mma_forward(gpu_ctx *g, float *out, float *lse, const float *qkv, int
     if (!ws) return;
     uint16_t *out16 = n_out ? ws : nullptr, *qkv16 = ws + n_out;
     if (!pack_bf16(g, qkv16, qkv, b * t, 3 * c, 3 * c, 0, 1, op)) return;
-    XDT_LAUNCH(mma_tiles(t, nh, b, kFwdRows), kMmaThreads, g->stream, flash_forward_mma_kernel)
-    (out, out16, lse, qkv16, t, c, nh, 1.0f / sqrtf((float)(c / nh)), fast_rows(c, nh));
+    const float scale = 1.0f / sqrtf((float)(c / nh));
+    if (g->flash_fwd_rows == (size_t)fwd_rows<1>()) {
+        XDT_LAUNCH(mma_tiles(t, nh, b, fwd_rows<1>()), kMmaThreads, g->stream,
+                   flash_forward_mma_kernel<1>)
+        (out, out16, lse, qkv16, t, c, nh, scale, fast_rows(c, nh));
+    } else {
+        XDT_LAUNCH(mma_tiles(t, nh, b, fwd_rows<2>()), kMmaThreads, g->stream,
+                   flash_forward_mma_kernel<2>)
+        (out, out16, lse, qkv16, t, c, nh, scale, fast_rows(c, nh));
+    }
     if (check_launch(g, op) && out16) sidecar_made(g, out, (size_t)b * t * c);
 }
 
