@@ -142,12 +142,11 @@ void op_embedding_backward(void *ctx, float *dwte, float *dwpe, const float *dou
     seg[u] = pos;
     for (int i = 0; i < n; i++) /* stable: rows of a token stay in ascending order */
         order[cnt[tok[i]]++] = i;
-    int32_t *dev = static_cast<int32_t *>(workspace(g, embedding_workspace_need(n), op));
+    const size_t bytes = embedding_workspace_need(n);
+    int32_t *dev = static_cast<int32_t *>(workspace(g, bytes, op));
     if (!dev) return;
-    if (!check(g,
-               cudaMemcpyAsync(dev, order, (3 * (size_t)n + 1) * sizeof(int32_t),
-                               cudaMemcpyHostToDevice, g->stream),
-               op, "index tables to device"))
+    if (!check(g, cudaMemcpyAsync(dev, order, bytes, cudaMemcpyHostToDevice, g->stream), op,
+               "index tables to device"))
         return;
     dim3 grid(u, (c + kBlock - 1) / kBlock);
     XDT_LAUNCH(grid, kBlock, g->stream, embedding_wte_kernel)

@@ -248,6 +248,30 @@ __device__ inline bool sees(int i, int j, int t) {
     return j <= i && i < t;
 }
 
+/* A warp's 16 rows of an accumulator (rows row0 + g, row0 + g + 8 of its block times factor[0],
+ * factor[1]) into columns col..col+hs of rows of a (b, t, ld) fp32 matrix of batch row bi, and
+ * into its bf16 sidecar when there is one; rows past t are not stored. */
+__device__ inline void store_rows(float *dst, uint16_t *dst16, const float acc[kD / 8][4], int bi,
+                                  int row0, int g, int q, int t, size_t ld, size_t col, int hs,
+                                  const float factor[2]) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int i = row0 + g + 8 * r;
+        if (i >= t) continue;
+        const size_t at = ((size_t)bi * t + i) * ld + col;
+#pragma unroll
+        for (int dt = 0; dt < kD / 8; dt++)
+#pragma unroll
+            for (int e = 2 * r; e < 2 * r + 2; e++) {
+                const int d = acc_col(dt, q, e);
+                if (d >= hs) continue;
+                const float y = acc[dt][e] * factor[r];
+                dst[at + d] = y;
+                if (dst16) dst16[at + d] = bf16_bits(y);
+            }
+    }
+}
+
 /* The forward's blocks own 64 kM queries, kM 16-row mma tiles a warp: with two (the default),
  * each fragment a warp reads of a key or value tile feeds two products (FlashAttention-2's split
  * for 64-dim heads), where with one the shared-memory reads per product outweigh the products;
@@ -257,6 +281,7 @@ template <int kM> __host__ __device__ constexpr int fwd_rows() {
     static_assert(kM == 1 || kM == 2, "one or two row tiles a warp");
     return 16 * kM * (kMmaThreads / 32);
 }
+static_assert(kFlashFwdRows == (size_t)fwd_rows<2>(), "the default forward: two row tiles a warp");
 
 /* grid (query blocks of fwd_rows<kM>(), nh, b); the last query blocks (most keys) first. qkv:
  * bf16 (b, t, 3c); out (b, t, c); lse (b, nh, t). Key tiles are double-buffered: the next is
@@ -377,26 +402,17 @@ __global__ void __launch_bounds__(kMmaThreads)
         __syncthreads(); /* the tile is read: the next iteration's copies may overwrite it */
     }
 #pragma unroll
-    for (int mt = 0; mt < kM; mt++)
+    for (int mt = 0; mt < kM; mt++) {
+        const float inv[2] = {1.0f / l_run[mt][0], 1.0f / l_run[mt][1]};
+        store_rows(out, out16, o[mt], bi, row0 + 16 * mt, g, q, t, (size_t)c, (size_t)h * hs, hs,
+                   inv);
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             const int i = row0 + 16 * mt + g + 8 * r;
-            if (i >= t) continue;
-            const float inv = 1.0f / l_run[mt][r];
-            const size_t at = ((size_t)bi * t + i) * c + (size_t)h * hs;
-#pragma unroll
-            for (int dt = 0; dt < kD / 8; dt++)
-#pragma unroll
-                for (int e = 2 * r; e < 2 * r + 2; e++) {
-                    const int d = acc_col(dt, q, e);
-                    if (d >= hs) continue;
-                    const float y = o[mt][dt][e] * inv;
-                    out[at + d] = y;
-                    if (out16) out16[at + d] = bf16_bits(y);
-                }
-            if (q == 0)
+            if (q == 0 && i < t)
                 lse[((size_t)bi * nh + h) * t + i] = m_run[mt][r] * kLn2 + logf(l_run[mt][r]);
         }
+    }
 }
 
 /* grid (key tiles, nh, batch rows b0..): dK and dV of kTile keys over every query that sees
@@ -496,49 +512,9 @@ __global__ void __launch_bounds__(kMmaThreads)
         }
         __syncthreads();
     }
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int j = j0 + g + 8 * r;
-        if (j >= t) continue;
-        const size_t at = ((size_t)bi * t + j) * ld + (size_t)h * hs;
-#pragma unroll
-        for (int dt = 0; dt < kD / 8; dt++)
-#pragma unroll
-            for (int e = 2 * r; e < 2 * r + 2; e++) {
-                const int d = acc_col(dt, q, e);
-                if (d >= hs) continue;
-                const float gk = dk[dt][e] * scale, gv = dv[dt][e];
-                dqkv[at + c + d] = gk;
-                dqkv[at + 2 * c + d] = gv;
-                if (dqkv16) {
-                    dqkv16[at + c + d] = bf16_bits(gk);
-                    dqkv16[at + 2 * c + d] = bf16_bits(gv);
-                }
-            }
-    }
-}
-
-/* The warp's 16 rows of dQ (times scale) into dqkv's q columns of head column col (and into its
- * bf16 sidecar, when there is one). */
-__device__ inline void store_dq(float *dqkv, uint16_t *dqkv16, const float dq[kD / 8][4], int bi,
-                                int row0, int g, int q, int t, size_t ld, int col, int hs,
-                                float scale) {
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int i = row0 + g + 8 * r;
-        if (i >= t) continue;
-        const size_t at = ((size_t)bi * t + i) * ld + (size_t)col;
-#pragma unroll
-        for (int dt = 0; dt < kD / 8; dt++)
-#pragma unroll
-            for (int e = 2 * r; e < 2 * r + 2; e++) {
-                const int d = acc_col(dt, q, e);
-                if (d >= hs) continue;
-                const float y = dq[dt][e] * scale;
-                dqkv[at + d] = y;
-                if (dqkv16) dqkv16[at + d] = bf16_bits(y);
-            }
-    }
+    const float k_factor[2] = {scale, scale}, v_factor[2] = {1.0f, 1.0f};
+    store_rows(dqkv, dqkv16, dk, bi, j0, g, q, t, ld, (size_t)c + h * hs, hs, k_factor);
+    store_rows(dqkv, dqkv16, dv, bi, j0, g, q, t, ld, 2 * (size_t)c + h * hs, hs, v_factor);
 }
 
 /* grid (query tiles, nh, b): dQ of kTile queries over the keys they see (most keys first),
@@ -620,7 +596,8 @@ __global__ void __launch_bounds__(kMmaThreads)
         }
         __syncthreads();
     }
-    store_dq(dqkv, dqkv16, dq, bi, row0, g, q, t, ld, h * hs, hs, scale);
+    const float q_factor[2] = {scale, scale};
+    store_rows(dqkv, dqkv16, dq, bi, row0, g, q, t, ld, (size_t)h * hs, hs, q_factor);
 }
 
 /* grid (query tiles, nh, batch rows b0..): dQ = dS K of kTile queries over the keys they see,
@@ -665,7 +642,8 @@ __global__ void __launch_bounds__(kMmaThreads)
         }
         __syncthreads();
     }
-    store_dq(dqkv, dqkv16, dq, bi, row0, g, q, t, ld, h * hs, hs, scale);
+    const float q_factor[2] = {scale, scale};
+    store_rows(dqkv, dqkv16, dq, bi, row0, g, q, t, ld, (size_t)h * hs, hs, q_factor);
 }
 
 bool flash_mma_compiled() {

@@ -141,6 +141,15 @@ static void check_memory_estimate(trainer *tr, const xdt_model_config *cfg) {
 #endif
 }
 
+/* A random batch of a learnable rule: the next token is token + 1. */
+static void next_batch(xdt_rng *rng, const xdt_model_config *cfg, int32_t *tokens,
+                       int32_t *targets) {
+    for (int i = 0; i < B * T; i++) {
+        tokens[i] = (int32_t)xdt_rng_below(rng, (uint64_t)cfg->vocab_size);
+        targets[i] = (tokens[i] + 1) % cfg->vocab_size;
+    }
+}
+
 /* Trains on both devices (the GPU known to open). */
 static void compare(const xdt_model_config *cfg, xdt_precision precision, bool flash, double tol) {
     trainer cpu = {0}, gpu = {0};
@@ -160,10 +169,7 @@ static void compare(const xdt_model_config *cfg, xdt_precision precision, bool f
     int32_t tokens[B * T], targets[B * T];
     double worst = 0, first = 0, last = 0;
     for (int s = 0; s < STEPS; s++) {
-        for (int i = 0; i < B * T; i++) { /* a learnable rule: the next token is token + 1 */
-            tokens[i] = (int32_t)xdt_rng_below(&rng, (uint64_t)cfg->vocab_size);
-            targets[i] = (tokens[i] + 1) % cfg->vocab_size;
-        }
+        next_batch(&rng, cfg, tokens, targets);
         double lc = NAN, lg = NAN;
         CHECK(trainer_step(&cpu, s, tokens, targets, &lc) == XDT_OK);
         CHECK(trainer_step(&gpu, s, tokens, targets, &lg) == XDT_OK);
@@ -213,10 +219,7 @@ static void compare_sidecars(const xdt_model_config *cfg, bool flash) {
         int32_t tokens[B * T], targets[B * T];
         int differ = 0;
         for (int s = 0; s < 4; s++) {
-            for (int i = 0; i < B * T; i++) {
-                tokens[i] = (int32_t)xdt_rng_below(&rng, (uint64_t)cfg->vocab_size);
-                targets[i] = (tokens[i] + 1) % cfg->vocab_size;
-            }
+            next_batch(&rng, cfg, tokens, targets);
             double l1 = NAN, l2 = NAN;
             CHECK(trainer_step(&with, s, tokens, targets, &l1) == XDT_OK);
             CHECK(trainer_step(&without, s, tokens, targets, &l2) == XDT_OK);
