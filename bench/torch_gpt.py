@@ -9,8 +9,9 @@ usage: python3 bench/torch_gpt.py [--profile] MODEL.yaml B T THREADS [STEPS] [WA
 DEVICE is cpu (default) or cuda (cuda:N). PRECISION is what xdt's --precision means, done the
 way a PyTorch user does it: fp32 (TF32 off, as xdt's default), tf32 (TF32 matmuls allowed), bf16
 (autocast to bfloat16 around the forward; fp32 parameters, gradients and optimizer). On CUDA the
-attention is torch's scaled_dot_product_attention (fused, as nanoGPT uses it) where the PyTorch
-version has it: the peer a user would actually run, not a copy of xdt's kernels.
+attention is torch's scaled_dot_product_attention and the optimizer the fused AdamW (both as
+nanoGPT uses them) where the PyTorch version has them: the peer a user would actually run, not a
+copy of xdt's kernels. TORCH_GPT_ADAMW=default times PyTorch's default AdamW instead.
 
 --profile: after the timed steps, two more run under torch.profiler and the kernels that took the
 most device time (CPU time on the CPU) are printed after the JSON line, to set beside
@@ -114,12 +115,20 @@ def main():
             nn.init.normal_(m.weight, 0.0, 0.02)
         if isinstance(m, nn.Linear):
             nn.init.zeros_(m.bias)
+    model.to(device)  # before the optimizer: a fused AdamW checks its tensors' device
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
-    model.to(device)
+    # On CUDA the fused AdamW (one kernel for all tensors), as nanoGPT picks it: the fastest
+    # optimizer step PyTorch offers. TORCH_GPT_ADAMW=default times PyTorch's default instead.
+    adamw = os.environ.get("TORCH_GPT_ADAMW", "fused" if cuda else "default")
+    if adamw not in ("fused", "default"):
+        sys.exit(f"torch_gpt.py: TORCH_GPT_ADAMW={adamw}: expected fused or default")
+    if adamw == "fused" and not cuda:
+        sys.exit("torch_gpt.py: TORCH_GPT_ADAMW=fused needs a CUDA device")
+    groups = [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}]
+    hyper = dict(lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
+    opt = (torch.optim.AdamW(groups, fused=True, **hyper) if adamw == "fused"
+           else torch.optim.AdamW(groups, **hyper))
     x = torch.randint(0, v, (b, t), device=device)
     y = torch.randint(0, v, (b, t), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -143,7 +152,7 @@ def main():
     ms = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "device": str(device),
-                      "precision": precision, "attention": "sdpa" if fused else "explicit",
+                      "precision": precision, "attention": "sdpa" if fused else "explicit", "adamw": adamw,
                       "model": cfg["name"], "B": b,
                       "T": t, "threads": threads, "steps": steps, "ms_per_step": round(ms, 3),
                       "tokens_per_s": round(b * t / (ms / 1e3), 1), "peak_rss_mib": round(rss, 1),

@@ -24,7 +24,8 @@
 #   4. time a gpt2-124M training step, B=8 T=1024, on the GPU with bench_train_step (median of 10
 #      steps after 3 warm-up steps) in fp32 (TF32 off, the default), tf32 and bf16, each beside
 #      the same model in PyTorch on the same GPU (bench/torch_gpt.py: TF32 off, TF32 on, bf16
-#      autocast), when a python3 with CUDA-enabled torch is found; prints xdt/PyTorch tokens/s
+#      autocast; fused AdamW), when a python3 with CUDA-enabled torch is found; prints xdt/PyTorch
+#      tokens/s of one run each (bench/gpu_pairs.sh gives medians of interleaved rounds)
 #      (xdt in fp32 and bf16 also with --attention flash: XDT_GPU_ATTENTION=flash); then, time
 #      left permitting, the bf16 flash step with each of its levers turned off in turn
 #   5. with the time left, where a bf16 and an fp32 step spend it: xdt's ops timed by device
@@ -262,9 +263,10 @@ bench() { # bench PRECISION: xdt (explicit, then flash attention) and PyTorch on
         [ -n "$mine" ] || continue
         ratio=$(awk -v a="$(field "$mine" tokens_per_s)" -v b="$(field "$peer" tokens_per_s)" \
             'BEGIN { printf "%.2f", a / b }')
-        note "$(printf 'PyTorch %s gpt2-124M B=8 T=1024 %s: %.1f ms/step, %.0f tokens/s (attention %s); xdt (%s attention)/PyTorch tokens/s %s' \
+        note "$(printf 'PyTorch %s gpt2-124M B=8 T=1024 %s: %.1f ms/step, %.0f tokens/s (attention %s, %s AdamW); xdt (%s attention)/PyTorch tokens/s %s' \
             "$(field "$peer" torch)" "$p" "$(field "$peer" ms_per_step)" \
-            "$(field "$peer" tokens_per_s)" "$(field "$peer" attention)" "$att" "$ratio")"
+            "$(field "$peer" tokens_per_s)" "$(field "$peer" attention)" "$(field "$peer" adamw)" \
+            "$att" "$ratio")"
     done
 }
 for p in fp32 tf32 bf16; do bench $p; done
