@@ -21,8 +21,6 @@ python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 
 # Each configuration: NAME|KIND|PRECISION|ENVIRONMENT (KIND xdt or torch)
 CONFIGS=(
     "xdt bf16 flash|xdt|bf16|XDT_GPU_ATTENTION=flash"
-    "xdt bf16 flash, 64-query forward|xdt|bf16|XDT_GPU_ATTENTION=flash XDT_GPU_FLASH_FWD_ROWS=64"
-    "xdt bf16 flash, dS recomputed|xdt|bf16|XDT_GPU_ATTENTION=flash XDT_GPU_FLASH_DS=0"
     "PyTorch bf16, fused AdamW|torch|bf16|TORCH_GPT_ADAMW=fused"
     "PyTorch bf16, default AdamW|torch|bf16|TORCH_GPT_ADAMW=default"
     "xdt fp32 explicit|xdt|fp32|XDT_GPU_ATTENTION=explicit"
@@ -74,5 +72,3 @@ echo "== ratios of the medians"
 ratio "xdt bf16 flash" "PyTorch bf16, fused AdamW"
 ratio "xdt bf16 flash" "PyTorch bf16, default AdamW"
 ratio "xdt fp32 explicit" "PyTorch fp32, fused AdamW"
-ratio "xdt bf16 flash, 64-query forward" "xdt bf16 flash"
-ratio "xdt bf16 flash, dS recomputed" "xdt bf16 flash"

@@ -93,7 +93,7 @@ size_t attention_workspace_need(const gpu_ctx *g, int b, int t, int c, int nh) {
     if (b <= 0 || t <= 0 || c <= 0 || nh <= 0) return 0;
     if (use_flash(g, c, nh)) {
 #if XDT_GPU_HAVE_MMA_BF16
-        if (g->bf16 && g->mma_bf16) return flash_mma_workspace_need(g, b, t, c, nh);
+        if (g->bf16 && g->mma_bf16) return flash_mma_workspace_need(g, b, t, c);
 #endif
         return 0;
     }

@@ -44,17 +44,15 @@ struct gpu_ctx {
     size_t bf16_chunk; /* values of a per bf16 copy pass (gpu_gemm.cu) */
     bool bf16_whole;   /* ... or a whole a, within bf16_whole_budget bytes of workspace */
     size_t bf16_whole_budget;
-    bool bf16_sidecar;     /* ops write bf16 copies of their outputs for the next GEMM */
-    bool blas_ok;          /* GEMMs go to the vendor BLAS (else the tiled kernel) */
-    bool tf32;             /* TF32 tensor-core GEMMs allowed (cuBLAS only) */
-    bool bf16;             /* GEMM inputs rounded to bf16, fp32 sums (xdt_precision) */
-    bool flash;            /* attention in the fused kernels (gpu_flash_attention.cu) where fit */
-    bool mma_bf16;         /* bf16 mode's flash attention on tensor cores (XDT_GPU_HAVE_MMA_BF16) */
-    size_t flash_ds_bytes; /* its backward keeps dS^T in up to this much workspace (0: never) */
-    size_t flash_fwd_rows; /* queries a block of its forward owns: 128 (kFlashFwdRows) or 64 */
-    host_area *host;       /* mapped pinned: host view */
-    host_area *host_dev;   /* the same memory: device view */
-    void *ws;              /* device workspace for reduction partials and index tables */
+    bool bf16_sidecar;   /* ops write bf16 copies of their outputs for the next GEMM */
+    bool blas_ok;        /* GEMMs go to the vendor BLAS (else the tiled kernel) */
+    bool tf32;           /* TF32 tensor-core GEMMs allowed (cuBLAS only) */
+    bool bf16;           /* GEMM inputs rounded to bf16, fp32 sums (xdt_precision) */
+    bool flash;          /* attention in the fused kernels (gpu_flash_attention.cu) where fit */
+    bool mma_bf16;       /* bf16 mode's flash attention on tensor cores (XDT_GPU_HAVE_MMA_BF16) */
+    host_area *host;     /* mapped pinned: host view */
+    host_area *host_dev; /* the same memory: device view */
+    void *ws;            /* device workspace for reduction partials and index tables */
     size_t ws_bytes;
     unsigned ws_generation;         /* bumped whenever ws is (re)allocated: its contents are gone */
     unsigned long long ops_entered; /* ops queued so far (enter()) */
@@ -120,11 +118,6 @@ void gemm_batched(gpu_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha
 constexpr size_t kBf16Chunk = (size_t)32 << 20;
 constexpr size_t kBf16WholeMax = (size_t)512 << 20;
 constexpr size_t kLtWorkspaceBytes = (size_t)32 << 20;
-/* The tensor-core attention backward's budget for dS^T planes (XDT_GPU_FLASH_DS overrides). */
-constexpr size_t kFlashDsBytes = (size_t)256 << 20;
-/* Queries a block of the tensor-core attention forward owns (XDT_GPU_FLASH_FWD_ROWS=64: half,
- * for comparison). */
-constexpr size_t kFlashFwdRows = 128;
 
 /* gpu_gemm.cu: bytes of workspace one GEMM of shape s takes (its bf16 copies; 0 elsewhere). */
 size_t gemm_workspace_need(const gpu_ctx *c, const xdt_gemm_shape &s);
@@ -315,8 +308,8 @@ void flash_mma_forward(gpu_ctx *g, float *out, float *lse, const float *qkv, int
                        int nh);
 void flash_mma_backward(gpu_ctx *g, float *dqkv, const float *dd, const float *dout,
                         const float *qkv, const float *lse, int b, int t, int c, int nh);
-/* its workspace: the backward's bf16 copies and dS^T planes (more than the forward's) */
-size_t flash_mma_workspace_need(const gpu_ctx *g, int b, int t, int c, int nh);
+/* its workspace: the larger of the forward's and the backward's bf16 copies */
+size_t flash_mma_workspace_need(const gpu_ctx *g, int b, int t, int c);
 
 /* gpu_device.cu: the synchronising part of the reductions. */
 xdt_status sync_ctx(gpu_ctx *c);

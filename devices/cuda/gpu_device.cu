@@ -390,20 +390,6 @@ static xdt_status env_count(const gpu_ctx *c, const char *name, size_t min, cons
 
 /* The bf16 mode's settings, from the device and the environment (tests and comparisons). */
 static xdt_status read_bf16_settings(gpu_ctx *c) {
-    /* bytes the tensor-core attention backward may keep dS^T in: XDT_GPU_FLASH_DS (0: it
-     * recomputes dS instead, as it does when one batch row's planes exceed the budget) */
-    bool set = false;
-    c->flash_ds_bytes = kFlashDsBytes;
-    xdt_status st = env_count(c, "XDT_GPU_FLASH_DS", 0, "bytes", &c->flash_ds_bytes, &set);
-    if (st != XDT_OK) return st;
-    /* queries a block of the tensor-core forward owns: 128, or 64 (XDT_GPU_FLASH_FWD_ROWS) */
-    c->flash_fwd_rows = kFlashFwdRows;
-    st = env_count(c, "XDT_GPU_FLASH_FWD_ROWS", 64, "rows", &c->flash_fwd_rows, &set);
-    if (st != XDT_OK) return st;
-    if (c->flash_fwd_rows != 64 && c->flash_fwd_rows != kFlashFwdRows)
-        return xdt_fail(XDT_ERR_INVALID_ARG,
-                        "device %s: XDT_GPU_FLASH_FWD_ROWS=%zu: expected 64 or %zu", c->name,
-                        c->flash_fwd_rows, kFlashFwdRows);
     /* XDT_GPU_BF16_SIDECAR=0: every GEMM copies its a itself (for comparison and tests) */
     c->bf16_sidecar = !env_off("XDT_GPU_BF16_SIDECAR");
     /* values of a per bf16 copy pass, or a whole a within a sixteenth of the device's memory;
@@ -414,8 +400,9 @@ static xdt_status read_bf16_settings(gpu_ctx *c) {
     c->bf16_whole = cudaMemGetInfo(&free_b, &total_b) == cudaSuccess;
     if (!c->bf16_whole) (void)cudaGetLastError();
     c->bf16_whole_budget = total_b / 16;
-    if ((st = env_count(c, "XDT_GPU_BF16_CHUNK", 1024, "values", &c->bf16_chunk, &set)) != XDT_OK)
-        return st;
+    bool set = false;
+    const xdt_status st = env_count(c, "XDT_GPU_BF16_CHUNK", 1024, "values", &c->bf16_chunk, &set);
+    if (st != XDT_OK) return st;
     if (set) c->bf16_whole = false;
     return XDT_OK;
 }

@@ -53,15 +53,6 @@ __device__ inline uint32_t load_pair(const uint16_t *p) {
 #endif
 }
 
-/* Stores a pair of bf16 values at p (4-byte aligned). */
-__device__ inline void store_pair(uint16_t *p, uint32_t v) {
-#if defined(XDT_GPU_EMU)
-    memcpy(p, &v, sizeof v);
-#else
-    *reinterpret_cast<uint32_t *>(p) = v;
-#endif
-}
-
 /* d += a b for a 16 x 16 a and a 16 x 8 b (fragments as in gpu_emu.h's mma_bf16_16816). */
 __device__ inline void mma(float d[4], const uint32_t a[4], const uint32_t b[2]) {
 #if defined(XDT_GPU_EMU)
@@ -147,12 +138,6 @@ __device__ inline void frag_b_pair(uint32_t b[4], const tile_t &m, int n0, int k
  * (n0 + 8..) in b[2..3]: the tile as it is (p v, dS k, ...). */
 __device__ inline void frag_b_down_pair(uint32_t b[4], const tile_t &m, int k0, int n0, int lane) {
     ldsm_x4<true, true>(b, m, k0, n0, lane);
-}
-
-/* The "a" fragment of rows r0..r0+15, columns k0..k0+15 of the transpose of a shared tile
- * (a[r][kk] = m[k0 + kk][r0 + r]). */
-__device__ inline void frag_a_down(uint32_t a[4], const tile_t &m, int r0, int k0, int lane) {
-    ldsm_x4<true, false>(a, m, k0, r0, lane);
 }
 
 /* The "a" fragment made of two accumulator tiles side by side (columns 0-7 and 8-15). */
@@ -272,27 +257,25 @@ __device__ inline void store_rows(float *dst, uint16_t *dst16, const float acc[k
     }
 }
 
-/* The forward's blocks own 64 kM queries, kM 16-row mma tiles a warp: with two (the default),
- * each fragment a warp reads of a key or value tile feeds two products (FlashAttention-2's split
- * for 64-dim heads), where with one the shared-memory reads per product outweigh the products;
- * one (XDT_GPU_FLASH_FWD_ROWS=64) keeps the registers, and three blocks an SM, for comparison.
- * The queries are staged through the second key and value buffers: at most two tiles. */
-template <int kM> __host__ __device__ constexpr int fwd_rows() {
-    static_assert(kM == 1 || kM == 2, "one or two row tiles a warp");
-    return 16 * kM * (kMmaThreads / 32);
-}
-static_assert(kFlashFwdRows == (size_t)fwd_rows<2>(), "the default forward: two row tiles a warp");
+/* The forward's 16-row mma tiles a warp: with two, each fragment a warp reads of a key or value
+ * tile feeds two products (FlashAttention-2's split for 64-dim heads). One tile a warp (148
+ * registers against 252, three blocks an SM instead of two) gave the same bits and timed the same
+ * on an H200 (bf16 gpt2-124M step 28.92 against 29.04 ms, medians of three rounds), so the
+ * choice is this constant. The queries are staged through the second key and value buffers: at
+ * most two tiles. */
+constexpr int kFwdRowTiles = 2;
+constexpr int kFwdRows = 16 * kFwdRowTiles * (kMmaThreads / 32); /* queries a block */
+static_assert(kFwdRowTiles == 1 || kFwdRowTiles == 2, "one or two row tiles a warp");
 
-/* grid (query blocks of fwd_rows<kM>(), nh, b); the last query blocks (most keys) first. qkv:
- * bf16 (b, t, 3c); out (b, t, c); lse (b, nh, t). Key tiles are double-buffered: the next is
- * copied in while the current one is multiplied. */
-template <int kM>
+/* grid (query blocks of kFwdRows, nh, b); the last query blocks (most keys) first. qkv: bf16
+ * (b, t, 3c); out (b, t, c); lse (b, nh, t). Key tiles are double-buffered: the next is copied in
+ * while the current one is multiplied. */
 __global__ void __launch_bounds__(kMmaThreads)
     flash_forward_mma_kernel(float *out, uint16_t *out16, float *lse, const uint16_t *qkv, int t,
                              int c, int nh, float scale, bool fast) {
     __shared__ __align__(16) uint16_t ks[2][kTile][kLd];
     __shared__ __align__(16) uint16_t vs[2][kTile][kLd];
-    constexpr int kRows = fwd_rows<kM>(), kWarpRows = 16 * kM;
+    constexpr int kM = kFwdRowTiles, kRows = kFwdRows, kWarpRows = 16 * kM;
     const int hs = c / nh, h = blockIdx.y, bi = blockIdx.z;
     const int q0 = (int)(gridDim.x - 1 - blockIdx.x) * kRows;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, q = lane & 3;
@@ -415,25 +398,19 @@ __global__ void __launch_bounds__(kMmaThreads)
     }
 }
 
-/* grid (key tiles, nh, batch rows b0..): dK and dV of kTile keys over every query that sees
- * them (the first key tiles, which see the most, are launched first). qkv and dout bf16; query
- * tiles double-buffered. With dst, it also stores dS^T in bf16 for the dQ kernel that reads it
- * (flash_backward_q_from_ds_kernel): per (row of the group, head) a tp x tp plane (tp: t rounded
- * up to the tile), keys down, queries across; the tiles with queries before the keys are left
- * unwritten (nothing reads them). */
+/* grid (key tiles, nh, b): dK and dV of kTile keys over every query that sees them (the first
+ * key tiles, which see the most, are launched first). qkv and dout bf16; query tiles
+ * double-buffered. */
 __global__ void __launch_bounds__(kMmaThreads)
     flash_backward_kv_mma_kernel(float *dqkv, uint16_t *dqkv16, const uint16_t *dout,
                                  const uint16_t *qkv, const float *lse, const float *dd, int t,
-                                 int c, int nh, float scale, bool fast, int b0, uint16_t *dst,
-                                 int tp) {
+                                 int c, int nh, float scale, bool fast) {
     __shared__ __align__(16) uint16_t qs[2][kTile][kLd];
     __shared__ __align__(16) uint16_t dos[2][kTile][kLd];
     __shared__ float lse_s[2][kTile], dd_s[2][kTile];
-    const int hs = c / nh, h = blockIdx.y, bi = b0 + (int)blockIdx.z, k0 = blockIdx.x * kTile;
+    const int hs = c / nh, h = blockIdx.y, bi = blockIdx.z, k0 = blockIdx.x * kTile;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, q = lane & 3;
     const int j0 = k0 + 16 * warp; /* the warp's first key */
-    uint16_t *dst_rows = dst ? dst + ((size_t)blockIdx.z * nh + h) * tp * tp + (size_t)j0 * tp
-                             : nullptr; /* the warp's keys' rows of dS^T */
     const size_t ld = 3 * (size_t)c;
     const uint16_t *x = qkv + (size_t)bi * t * ld, *dy = dout + (size_t)bi * t * c;
     const float *lse_bh = lse + ((size_t)bi * nh + h) * t, *dd_bh = dd + ((size_t)bi * nh + h) * t;
@@ -500,13 +477,6 @@ __global__ void __launch_bounds__(kMmaThreads)
             uint32_t pa[4], dsa[4];
             acc_to_a(pa, p[2 * kc], p[2 * kc + 1]);
             acc_to_a(dsa, ds[2 * kc], ds[2 * kc + 1]);
-            if (dst_rows) { /* the a fragment's pairs are rows g, g + 8 by queries 2q, 2q + 8 */
-                uint16_t *at = dst_rows + (size_t)g * tp + q0 + 16 * kc + 2 * q;
-                store_pair(at, dsa[0]);
-                store_pair(at + 8 * (size_t)tp, dsa[1]);
-                store_pair(at + 8, dsa[2]);
-                store_pair(at + 8 * (size_t)tp + 8, dsa[3]);
-            }
             add_a_times_rows(&dv, &pa, dos[buf], 16 * kc, lane);
             add_a_times_rows(&dk, &dsa, qs[buf], 16 * kc, lane);
         }
@@ -518,8 +488,10 @@ __global__ void __launch_bounds__(kMmaThreads)
 }
 
 /* grid (query tiles, nh, b): dQ of kTile queries over the keys they see (most keys first),
- * recomputing dS; key tiles double-buffered. For planes of dS^T too large to keep
- * (flash_mma_backward). */
+ * recomputing dS; key tiles double-buffered. Keeping dS^T from the dK/dV kernel instead (one
+ * product a tile here where recomputing takes three, but a bf16 plane of t^2 values a head
+ * written and read back) timed the same on an H200 (29.04 against 28.99 ms a bf16 gpt2-124M
+ * step, medians of three rounds), so dS is recomputed and needs no workspace. */
 __global__ void __launch_bounds__(kMmaThreads)
     flash_backward_q_mma_kernel(float *dqkv, uint16_t *dqkv16, const uint16_t *dout,
                                 const uint16_t *qkv, const float *lse, const float *dd, int t,
@@ -600,52 +572,6 @@ __global__ void __launch_bounds__(kMmaThreads)
     store_rows(dqkv, dqkv16, dq, bi, row0, g, q, t, ld, (size_t)h * hs, hs, q_factor);
 }
 
-/* grid (query tiles, nh, batch rows b0..): dQ = dS K of kTile queries over the keys they see,
- * from the dS^T planes the dK/dV kernel stored (dst, tp) instead of recomputing the probabilities:
- * one product a tile where recomputing takes three. Key tiles and their dS^T tiles
- * double-buffered. */
-__global__ void __launch_bounds__(kMmaThreads)
-    flash_backward_q_from_ds_kernel(float *dqkv, uint16_t *dqkv16, const uint16_t *qkv,
-                                    const uint16_t *dst, int t, int c, int nh, float scale,
-                                    bool fast, int b0, int tp) {
-    __shared__ __align__(16) uint16_t ks[2][kTile][kLd];
-    __shared__ __align__(16) uint16_t dss[2][kTile][kLd];
-    const int hs = c / nh, h = blockIdx.y, bi = b0 + (int)blockIdx.z;
-    const int q0 = (int)(gridDim.x - 1 - blockIdx.x) * kTile;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, q = lane & 3;
-    const int row0 = q0 + 16 * warp;
-    const size_t ld = 3 * (size_t)c;
-    const uint16_t *x = qkv + (size_t)bi * t * ld;
-    const uint16_t *plane = dst + ((size_t)blockIdx.z * nh + h) * tp * tp;
-    float dq[kD / 8][4];
-#pragma unroll
-    for (int dt = 0; dt < kD / 8; dt++)
-        dq[dt][0] = dq[dt][1] = dq[dt][2] = dq[dt][3] = 0.0f;
-    const int last = (q0 + kTile < t ? q0 + kTile : t) - 1;
-    /* rows k0.. of dS^T, columns q0..: whole tiles inside the plane, 16-byte aligned rows */
-    stage(ks[0], x, ld, c + h * hs, 0, t, hs, fast);
-    stage(dss[0], plane, (size_t)tp, q0, 0, tp, kTile, true);
-    async_commit();
-    for (int k0 = 0, buf = 0; k0 <= last; k0 += kTile, buf ^= 1) {
-        if (k0 + kTile <= last) {
-            stage(ks[buf ^ 1], x, ld, c + h * hs, k0 + kTile, t, hs, fast);
-            stage(dss[buf ^ 1], plane, (size_t)tp, q0, k0 + kTile, tp, kTile, true);
-        }
-        async_commit();
-        async_wait<1>();
-        __syncthreads();
-#pragma unroll
-        for (int kc = 0; kc < kTile / 16; kc++) {
-            uint32_t dsa[4];
-            frag_a_down(dsa, dss[buf], 16 * warp, 16 * kc, lane);
-            add_a_times_rows(&dq, &dsa, ks[buf], 16 * kc, lane);
-        }
-        __syncthreads();
-    }
-    const float q_factor[2] = {scale, scale};
-    store_rows(dqkv, dqkv16, dq, bi, row0, g, q, t, ld, (size_t)h * hs, hs, q_factor);
-}
-
 bool flash_mma_compiled() {
 #if defined(XDT_GPU_EMU)
     return true;
@@ -653,7 +579,7 @@ bool flash_mma_compiled() {
     /* a build for older targets only (-Dnvcc_archs below 80) carries these kernels as PTX whose
      * mma is a trap; its PTX version says so (0: not reported, trust the device's capability) */
     cudaFuncAttributes attr;
-    if (cudaFuncGetAttributes(&attr, flash_forward_mma_kernel<2>) != cudaSuccess) {
+    if (cudaFuncGetAttributes(&attr, flash_forward_mma_kernel) != cudaSuccess) {
         (void)cudaGetLastError();
         return false;
     }
@@ -693,52 +619,29 @@ void flash_mma_forward(gpu_ctx *g, float *out, float *lse, const float *qkv, int
     uint16_t *out16 = n_out ? ws : nullptr, *qkv16 = ws + n_out;
     if (!pack_bf16(g, qkv16, qkv, b * t, 3 * c, 3 * c, 0, 1, op)) return;
     const float scale = 1.0f / sqrtf((float)(c / nh));
-    if (g->flash_fwd_rows == (size_t)fwd_rows<1>()) {
-        XDT_LAUNCH(mma_tiles(t, nh, b, fwd_rows<1>()), kMmaThreads, g->stream,
-                   flash_forward_mma_kernel<1>)
-        (out, out16, lse, qkv16, t, c, nh, scale, fast_rows(c, nh));
-    } else {
-        XDT_LAUNCH(mma_tiles(t, nh, b, fwd_rows<2>()), kMmaThreads, g->stream,
-                   flash_forward_mma_kernel<2>)
-        (out, out16, lse, qkv16, t, c, nh, scale, fast_rows(c, nh));
-    }
+    XDT_LAUNCH(mma_tiles(t, nh, b, kFwdRows), kMmaThreads, g->stream, flash_forward_mma_kernel)
+    (out, out16, lse, qkv16, t, c, nh, scale, fast_rows(c, nh));
     if (check_launch(g, op) && out16) sidecar_made(g, out, (size_t)b * t * c);
 }
 
-/* t rounded up to whole tiles: the side of a dS^T plane. */
-static int plane_side(int t) {
-    return (t + kTile - 1) / kTile * kTile;
-}
-
-/* Batch rows whose dS^T planes fit the context's budget for them (flash_ds_bytes): 0 when not
- * even one row's fit (then dQ recomputes dS). */
-static int ds_group(const gpu_ctx *g, int b, int t, int nh) {
-    const size_t tp = (size_t)plane_side(t), row = (size_t)nh * tp * tp * sizeof(uint16_t);
-    const size_t fit = g->flash_ds_bytes / row;
-    return (int)(fit < (size_t)b ? fit : (size_t)b);
-}
-
 /* Where the backward's pieces start in its workspace, in bf16 values: dqkv's sidecar (when
- * wanted) first, then the copies of qkv and dout, then the dS^T planes of one group of batch
- * rows. */
+ * wanted) first, then the copies of qkv and dout. */
 struct backward_layout {
-    size_t qkv16, dout16, planes, total;
+    size_t qkv16, dout16, total;
 };
 
-static backward_layout backward_values(const gpu_ctx *g, int b, int t, int c, int nh) {
+static backward_layout backward_values(const gpu_ctx *g, int b, int t, int c) {
     backward_layout l;
     l.qkv16 = sidecar_values(g, (size_t)b * t * 3 * c);
     l.dout16 = l.qkv16 + round_up_128((size_t)b * t * 3 * c);
-    l.planes = l.dout16 + round_up_128((size_t)b * t * c);
-    const size_t tp = (size_t)plane_side(t);
-    l.total = l.planes + (size_t)ds_group(g, b, t, nh) * nh * tp * tp;
+    l.total = l.dout16 + (size_t)b * t * c;
     return l;
 }
 
-size_t flash_mma_workspace_need(const gpu_ctx *g, int b, int t, int c, int nh) {
+size_t flash_mma_workspace_need(const gpu_ctx *g, int b, int t, int c) {
     size_t n_out;
     const size_t fwd = forward_values(g, b, t, c, &n_out);
-    const size_t bwd = backward_values(g, b, t, c, nh).total;
+    const size_t bwd = backward_values(g, b, t, c).total;
     return (fwd > bwd ? fwd : bwd) * sizeof(uint16_t);
 }
 
@@ -746,7 +649,7 @@ void flash_mma_backward(gpu_ctx *g, float *dqkv, const float *dd, const float *d
                         const float *qkv, const float *lse, int b, int t, int c, int nh) {
     const char *op = "attention_backward (flash, bf16)";
     const float scale = 1.0f / sqrtf((float)(c / nh));
-    const backward_layout l = backward_values(g, b, t, c, nh);
+    const backward_layout l = backward_values(g, b, t, c);
     uint16_t *ws = static_cast<uint16_t *>(workspace(g, l.total * sizeof(uint16_t), op));
     if (!ws) return;
     uint16_t *dqkv16 = l.qkv16 ? ws : nullptr, *qkv16 = ws + l.qkv16, *dout16 = ws + l.dout16;
@@ -754,27 +657,12 @@ void flash_mma_backward(gpu_ctx *g, float *dqkv, const float *dd, const float *d
         !pack_bf16(g, dout16, dout, b * t, c, c, 0, 1, op))
         return;
     const bool fast = fast_rows(c, nh);
-    const int group = ds_group(g, b, t, nh), tp = plane_side(t);
-    if (group == 0) { /* dS^T too large to keep: the dQ kernel recomputes it */
-        XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_backward_kv_mma_kernel)
-        (dqkv, dqkv16, dout16, qkv16, lse, dd, t, c, nh, scale, fast, 0, nullptr, tp);
-        if (!check_launch(g, op)) return;
-        XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_backward_q_mma_kernel)
-        (dqkv, dqkv16, dout16, qkv16, lse, dd, t, c, nh, scale, fast);
-        if (!check_launch(g, op)) return;
-    } else {
-        uint16_t *dst = ws + l.planes;
-        for (int b0 = 0; b0 < b; b0 += group) {
-            const int rows = b - b0 < group ? b - b0 : group;
-            XDT_LAUNCH(mma_tiles(t, nh, rows), kMmaThreads, g->stream, flash_backward_kv_mma_kernel)
-            (dqkv, dqkv16, dout16, qkv16, lse, dd, t, c, nh, scale, fast, b0, dst, tp);
-            if (!check_launch(g, op)) return;
-            XDT_LAUNCH(mma_tiles(t, nh, rows), kMmaThreads, g->stream,
-                       flash_backward_q_from_ds_kernel)
-            (dqkv, dqkv16, qkv16, dst, t, c, nh, scale, fast, b0, tp);
-            if (!check_launch(g, op)) return;
-        }
-    }
+    XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_backward_kv_mma_kernel)
+    (dqkv, dqkv16, dout16, qkv16, lse, dd, t, c, nh, scale, fast);
+    if (!check_launch(g, op)) return;
+    XDT_LAUNCH(mma_tiles(t, nh, b), kMmaThreads, g->stream, flash_backward_q_mma_kernel)
+    (dqkv, dqkv16, dout16, qkv16, lse, dd, t, c, nh, scale, fast);
+    if (!check_launch(g, op)) return;
     if (dqkv16) sidecar_made(g, dqkv, (size_t)b * t * 3 * c);
 }
 

@@ -273,9 +273,8 @@ for p in fp32 tf32 bf16; do bench $p; done
 [ $measured -gt 0 ] || fail "no gpt2-124M step was measured"
 
 # 4b. what each of the bf16 step's levers is worth: the bf16 flash step again with one of them
-# turned off (the bias in cuBLASLt's epilogue; the attention backward's kept dS; the attention
-# forward's two row tiles a warp; whole copies of large GEMM operands; the ops' bf16 sidecars),
-# time left permitting; notes only
+# turned off (the bias in cuBLASLt's epilogue; whole copies of large GEMM operands; the ops' bf16
+# sidecars), time left permitting; notes only
 echo "== 4b. bf16 levers, one at a time off (time left permitting)"
 ablate() { # ablate ENV=VALUE WHAT: the bf16 flash step with ENV=VALUE
     local t out
@@ -289,8 +288,6 @@ ablate() { # ablate ENV=VALUE WHAT: the bf16 flash step with ENV=VALUE
         "$(field "$out" ms_per_step)")"
 }
 ablate XDT_GPU_BLASLT=0 "the bias epilogue"
-ablate XDT_GPU_FLASH_DS=0 "kept dS (dQ recomputes it)"
-ablate XDT_GPU_FLASH_FWD_ROWS=64 "the forward's 128-query blocks (64, one row tile a warp)"
 ablate XDT_GPU_BF16_CHUNK=33554432 "whole copies of large operands"
 ablate XDT_GPU_BF16_SIDECAR=0 "sidecars (every GEMM copies its own a)"
 
