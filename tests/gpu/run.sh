@@ -34,7 +34,7 @@
 # Environment: XDT_GPU_DEVICE (default cuda:0), XDT_GPU_BUILD, XDT_NVCC_ARCHS (default 80,90),
 # XDT_GPU_BUDGET_S. Exit status 0 only when steps 1-3 passed and step 4 measured.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 BUILD=${XDT_GPU_BUILD:-build-gpu}
 DEVICE=${XDT_GPU_DEVICE:-cuda:0}
 ARCHS=${XDT_NVCC_ARCHS:-80,90}
