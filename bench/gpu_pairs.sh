@@ -14,7 +14,8 @@ ROUNDS=${2:-3}
 DEVICE=${3:-cuda:0}
 MODEL=configs/models/gpt2-124M.yaml
 [ -x "$BENCH" ] || { echo "gpu_pairs.sh: $BENCH: not an executable" >&2; exit 2; }
-[ -f "$MODEL" ] || { echo "gpu_pairs.sh: $MODEL: not found (run from the repository root)" >&2; exit 2; }
+[ -f "$MODEL" ] ||
+    { echo "gpu_pairs.sh: $MODEL: not found (run from the repository root)" >&2; exit 2; }
 python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null ||
     { echo "gpu_pairs.sh: python3 has no PyTorch with CUDA" >&2; exit 2; }
 
@@ -27,7 +28,8 @@ CONFIGS=(
     "PyTorch fp32, fused AdamW|torch|fp32|TORCH_GPT_ADAMW=fused"
 )
 RESULTS=$(mktemp)
-trap 'rm -f "$RESULTS"' EXIT
+ERR=$(mktemp)
+trap 'rm -f "$RESULTS" "$ERR"' EXIT
 ms_of() { grep -o '"ms_per_step": *[0-9.]*' | grep -o '[0-9.]*$'; }
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -37,15 +39,15 @@ for round in $(seq 1 "$ROUNDS"); do
         # shellcheck disable=SC2086
         if [ "$kind" = xdt ]; then
             line=$(env $environment timeout 120 "$BENCH" "$MODEL" 8 1024 "$(nproc)" 10 3 \
-                "$DEVICE" "$precision" 2>&1 | tail -1)
+                "$DEVICE" "$precision" 2>"$ERR" | grep '^{' | tail -1)
         else
             # shellcheck disable=SC2086
             line=$(env $environment timeout 120 python3 bench/torch_gpt.py "$MODEL" 8 1024 \
-                "$(nproc)" 10 3 "$DEVICE" "$precision" 2>&1 | tail -1)
+                "$(nproc)" 10 3 "$DEVICE" "$precision" 2>"$ERR" | grep '^{' | tail -1)
         fi
         ms=$(echo "$line" | ms_of)
         if [ -z "$ms" ]; then
-            echo "round $round, $name: failed: $line"
+            echo "round $round, $name: failed: $(tail -1 "$ERR")"
             continue
         fi
         printf 'round %d  %-36s %8.2f ms/step\n' "$round" "$name" "$ms"
@@ -54,13 +56,15 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 echo "== medians over $ROUNDS rounds (gpt2-124M, B=8, T=1024, $DEVICE)"
-median() { grep -F "$1|" "$RESULTS" | cut -d'|' -f2 | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+median() { awk -F'|' -v n="$1" '$1 == n { print $2 }' "$RESULTS" | sort -g |
+    awk '{ v[NR] = $1 }
+         END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 for config in "${CONFIGS[@]}"; do
     name=${config%%|*}
     m=$(median "$name")
     [ -n "$m" ] && printf '  %-36s %8.2f ms/step  %8.0f tokens/s  (%d runs)\n' "$name" "$m" \
-        "$(awk -v m="$m" 'BEGIN { print 8 * 1024 / (m / 1000) }')" "$(grep -cF "$name|" "$RESULTS")"
+        "$(awk -v m="$m" 'BEGIN { print 8 * 1024 / (m / 1000) }')" \
+        "$(awk -F'|' -v n="$name" '$1 == n' "$RESULTS" | wc -l)"
 done
 ratio() { # ratio XDT PEER: PyTorch's median ms over xdt's (= xdt's tokens/s over PyTorch's)
     local a b

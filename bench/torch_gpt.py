@@ -16,6 +16,7 @@ copy of xdt's kernels. TORCH_GPT_ADAMW=default times PyTorch's default AdamW ins
 --profile: after the timed steps, two more run under torch.profiler and the kernels that took the
 most device time (CPU time on the CPU) are printed after the JSON line, to set beside
 `bench_train_step --profile`'s table of xdt's ops."""
+import inspect
 import json
 import math
 import os
@@ -120,11 +121,12 @@ def main():
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     # On CUDA the fused AdamW (one kernel for all tensors), as nanoGPT picks it: the fastest
     # optimizer step PyTorch offers. TORCH_GPT_ADAMW=default times PyTorch's default instead.
-    adamw = os.environ.get("TORCH_GPT_ADAMW", "fused" if cuda else "default")
+    has_fused = "fused" in inspect.signature(torch.optim.AdamW).parameters  # PyTorch 2.0 on
+    adamw = os.environ.get("TORCH_GPT_ADAMW", "fused" if cuda and has_fused else "default")
     if adamw not in ("fused", "default"):
         sys.exit(f"torch_gpt.py: TORCH_GPT_ADAMW={adamw}: expected fused or default")
-    if adamw == "fused" and not cuda:
-        sys.exit("torch_gpt.py: TORCH_GPT_ADAMW=fused needs a CUDA device")
+    if adamw == "fused" and not (cuda and has_fused):
+        sys.exit("torch_gpt.py: TORCH_GPT_ADAMW=fused needs a CUDA device and PyTorch 2.0 or later")
     groups = [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}]
     hyper = dict(lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
     opt = (torch.optim.AdamW(groups, fused=True, **hyper) if adamw == "fused"
@@ -152,8 +154,8 @@ def main():
     ms = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "device": str(device),
-                      "precision": precision, "attention": "sdpa" if fused else "explicit", "adamw": adamw,
-                      "model": cfg["name"], "B": b,
+                      "precision": precision, "attention": "sdpa" if fused else "explicit",
+                      "adamw": adamw, "model": cfg["name"], "B": b,
                       "T": t, "threads": threads, "steps": steps, "ms_per_step": round(ms, 3),
                       "tokens_per_s": round(b * t / (ms / 1e3), 1), "peak_rss_mib": round(rss, 1),
                       "loss": round(loss.item(), 4)}))

@@ -42,17 +42,6 @@ static_assert(kTile == 16 * (kMmaThreads / 32), "16 rows per warp");
 
 typedef uint16_t tile_t[kTile][kLd];
 
-/* The pair of bf16 values at p (p even-indexed within a 4-byte aligned row). */
-__device__ inline uint32_t load_pair(const uint16_t *p) {
-#if defined(XDT_GPU_EMU)
-    uint32_t r;
-    memcpy(&r, p, sizeof r);
-    return r;
-#else
-    return *reinterpret_cast<const uint32_t *>(p);
-#endif
-}
-
 /* d += a b for a 16 x 16 a and a 16 x 8 b (fragments as in gpu_emu.h's mma_bf16_16816). */
 __device__ inline void mma(float d[4], const uint32_t a[4], const uint32_t b[2]) {
 #if defined(XDT_GPU_EMU)
@@ -259,7 +248,7 @@ __device__ inline void store_rows(float *dst, uint16_t *dst16, const float acc[k
 
 /* The forward's 16-row mma tiles a warp: with two, each fragment a warp reads of a key or value
  * tile feeds two products (FlashAttention-2's split for 64-dim heads). One tile a warp (148
- * registers against 252, three blocks an SM instead of two) gave the same bits and timed the same
+ * registers against 249 by ptxas, three blocks an SM instead of two) gave the same bits and timed the same
  * on an H200 (bf16 gpt2-124M step 28.92 against 29.04 ms, medians of three rounds), so the
  * choice is this constant. The queries are staged through the second key and value buffers: at
  * most two tiles. */
