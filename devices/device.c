@@ -18,7 +18,7 @@ static bool parse_gpu_name(const char *name, const char *prefix, int *index) {
     if (*rest != ':' || rest[1] < '0' || rest[1] > '9') return false;
     char *end = NULL;
     long v = strtol(rest + 1, &end, 10);
-    if (*end != '\0' || v > 1024) return false;
+    if (*end != '\0' || v > XDT_DEVICE_INDEX_MAX) return false;
     *index = (int)v;
     return true;
 }

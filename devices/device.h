@@ -149,6 +149,9 @@ typedef struct xdt_device_options {
     bool flash_attention;
 } xdt_device_options;
 
+/* The largest N a device name "cuda:N" or "hip:N" (and a plan's device index) may carry. */
+#define XDT_DEVICE_INDEX_MAX 1024
+
 /* Opens a device by name: "cpu", "cuda:N" ("cuda" is "cuda:0") when the build has the CUDA
  * backend, "hip:N" when it has the HIP backend. Unknown or unavailable names (no such backend in
  * this build, no driver or GPU, N out of range) are reported and return XDT_ERR_UNSUPPORTED.

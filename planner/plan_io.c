@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "devices/device.h" /* XDT_DEVICE_INDEX_MAX */
 #include "planner/json_file.h"
 
 /* A number field of obj, or an error naming it. */
@@ -152,7 +153,7 @@ static xdt_status load_stages(const char *path, const cJSON *stages, xdt_loaded_
         if ((st = integer(path, o, where, "rank", 0, p->ranks - 1, &rank)) ||
             (st = integer(path, o, where, "replica", 0, p->replicas - 1, &r->replica)) ||
             (st = integer(path, o, where, "pipeline_rank", 0, P - 1, &r->pipeline_rank)) ||
-            (st = integer(path, o, where, "device", 0, 1 << 20, &r->device)) ||
+            (st = integer(path, o, where, "device", 0, XDT_DEVICE_INDEX_MAX, &r->device)) ||
             (st = str(path, o, where, "site", r->site, sizeof r->site)) ||
             (st = str(path, o, where, "node", r->node, sizeof r->node)) ||
             (st = str(path, o, where, "device_type", r->device_type, sizeof r->device_type)) ||

@@ -4,7 +4,7 @@
 # build (everything), and a clang build (unit tests, and the libFuzzer targets for a short run
 # each). Warnings are errors when CI=true. Ends with "N passed, N failed, N skipped".
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 source scripts/deps.sh
 xdt_install_deps || exit 1
 werror=false
@@ -14,13 +14,20 @@ passed=0 failed=0 skipped=0
 run_suite() { # run_suite NAME BUILD_DIR [meson test args...]
     local name=$1 dir=$2; shift 2
     echo "== $name"
-    meson test -C "$dir" --print-errorlogs "$@" 2>&1 | grep -E '^ *[0-9]+/[0-9]+ |^Ok:|^Fail:|^Skipped:|FAIL|xdt: error' || true
     local log=$dir/meson-logs/testlog.json
+    rm -f "$log" # the tally below must come from this run, never from an earlier one
+    meson test -C "$dir" --print-errorlogs "$@" 2>&1 |
+        grep -E '^ *[0-9]+/[0-9]+ |^Ok:|^Fail:|^Skipped:|FAIL|xdt: error'
+    local meson_status=${PIPESTATUS[0]}
     [ -f "$log" ] || { echo "no test log in $dir" >&2; failed=$((failed + 1)); return; }
     local ok fail skip
     ok=$(grep -c '"result": "OK"' "$log")
     skip=$(grep -c '"result": "SKIP"' "$log")
     fail=$(grep -vc -e '"result": "OK"' -e '"result": "SKIP"' "$log")
+    if [ "$meson_status" -ne 0 ] && [ "$fail" -eq 0 ]; then
+        echo "meson test in $dir exited $meson_status with no failing test in its log" >&2
+        fail=1
+    fi
     passed=$((passed + ok)) failed=$((failed + fail)) skipped=$((skipped + skip))
 }
 build_or_fail() { # build_or_fail NAME DIR [meson options...]

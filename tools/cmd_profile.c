@@ -295,6 +295,29 @@ static pid_t spawn_co_runner(const profile_args *a, const xdt_model_config *cfg,
         if (profile_microbatch(cfg, dev, b, t, 50, &m) != XDT_OK) _exit(1); /* few rebuilds */
 }
 
+/* A profile measured under contention is only true if every co-runner ran throughout: one that
+ * exited (its device failed to open, out of memory) would leave the figures uncontended. Checked
+ * after each measurement, so a dead co-runner stops the run soon. */
+static xdt_status co_runners_alive(pid_t *co, int n) {
+    for (int i = 0; i < n; i++) {
+        int status = 0;
+        const pid_t r = waitpid(co[i], &status, WNOHANG);
+        if (r == 0) continue; /* still running */
+        if (r == co[i]) {
+            const pid_t gone = co[i];
+            co[i] = 0; /* reaped: the cleanup must not signal its pid again */
+            return xdt_fail(XDT_ERR_DEVICE,
+                            "xdt profile: co-runner %d (pid %d) %s %d before the measurement "
+                            "ended; no profile written",
+                            i, (int)gone,
+                            WIFEXITED(status) ? "exited with" : "was killed by signal",
+                            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+        }
+        return xdt_fail(XDT_ERR_IO, "xdt profile: co-runner %d: %s", i, strerror(errno));
+    }
+    return XDT_OK;
+}
+
 static xdt_status run(const profile_args *a) {
     xdt_model_config cfg;
     int bs[MAX_MICROBATCHES], n_mb = 0;
@@ -312,15 +335,18 @@ static xdt_status run(const profile_args *a) {
     if ((st = xdt_check_memory_fits(&cfg, b_max, t, false))) return st;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     const int threads = a->threads > 0 ? a->threads : (cores > 0 ? (int)cores : 1);
-    xdt_device_options dopts = {.threads = threads};
-    xdt_device *dev = NULL;
-    if ((st = xdt_device_create(a->device, &dopts, &dev))) return st;
-    const char *device_type = a->device_type ? a->device_type : dev->name;
-    if (strlen(device_type) >= 32 || !device_type[0]) {
-        xdt_device_destroy(dev);
+    const bool cpu = !strcmp(a->device, "cpu");
+    if (!cpu && !a->device_type)
+        return xdt_fail(XDT_ERR_CONFIG,
+                        "xdt profile: --device-type is required for device %s (its name in the "
+                        "device catalog)",
+                        a->device);
+    const char *device_type = a->device_type ? a->device_type : "cpu";
+    if (strlen(device_type) >= 32 || !device_type[0])
         return xdt_fail(XDT_ERR_CONFIG,
                         "xdt profile: --device-type '%s' must be 1 to 31 characters", device_type);
-    }
+    xdt_device_options dopts = {.threads = threads};
+    xdt_device *dev = NULL;
     const int n_units = xdt_gpt_num_units(&cfg);
     pid_t co[64] = {0};
     mb_times *mbs = calloc((size_t)n_mb, sizeof *mbs);
@@ -332,20 +358,17 @@ static xdt_status run(const profile_args *a) {
         st = xdt_fail(XDT_ERR_NO_MEMORY, "xdt profile: out of memory");
         goto out;
     }
-    if (strcmp(dev->name, "cpu") && !a->device_type) {
-        st = xdt_fail(XDT_ERR_CONFIG,
-                      "xdt profile: --device-type is required for device %s (its name in the "
-                      "device catalog)",
-                      dev->name);
-        goto out;
-    }
     if ((st = xdt_atomic_open(&af, a->out))) goto out;
+    /* the co-runners are forked before this process opens its device: a GPU runtime set up
+     * before fork() is unusable in the child */
     for (int i = 0; i < a->co_runners; i++)
         if ((co[i] = spawn_co_runner(a, &cfg, threads, b_max, t)) < 0) {
             st = xdt_fail(XDT_ERR_IO, "xdt profile: cannot start a co-runner: %s", strerror(errno));
             goto out;
         }
-    if ((st = measure_sgemm(dev, a->reps, &tflops))) goto out;
+    if ((st = xdt_device_create(a->device, &dopts, &dev))) goto out;
+    if ((st = measure_sgemm(dev, a->reps, &tflops)) || (st = co_runners_alive(co, a->co_runners)))
+        goto out;
     printf("xdt profile: %s on %s (%s), seq %d, %d threads, median of %d, %d co-runners\n",
            cfg.name, dev->name, device_type, t, threads, a->reps, a->co_runners);
     printf("sgemm %d^3: %.4f TFLOP/s\n", SGEMM_N, tflops);
@@ -354,7 +377,9 @@ static xdt_status run(const profile_args *a) {
     for (int i = 0; i < n_mb; i++) {
         mbs[i].fwd_ms = times + (size_t)i * 2 * n_units;
         mbs[i].bwd_ms = mbs[i].fwd_ms + n_units;
-        if ((st = profile_microbatch(&cfg, dev, bs[i], t, a->reps, &mbs[i]))) goto out;
+        if ((st = profile_microbatch(&cfg, dev, bs[i], t, a->reps, &mbs[i])) ||
+            (st = co_runners_alive(co, a->co_runners)))
+            goto out;
         print_row(&cfg, t, &mbs[i]);
     }
     if ((st = write_profile(&af, a, &cfg, device_type, t, threads, tflops, mbs, n_mb))) goto out;

@@ -211,7 +211,7 @@ xdt_status xdt_worker_device_choose(const char *planned, const char *asked, int 
             char *end = NULL;
             ok = rest[0] == ':' && rest[1] >= '0' && rest[1] <= '9';
             if (ok) n = strtol(rest + 1, &end, 10);
-            ok = ok && *end == '\0' && n <= 1024;
+            ok = ok && *end == '\0' && n <= XDT_DEVICE_INDEX_MAX;
         }
     }
     if (!ok)

@@ -13,6 +13,7 @@
  * memsets are queued. */
 #include "devices/cuda/gpu_common.cuh"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,9 +149,9 @@ static void gpu_destroy(void *ctx) {
 
 static xdt_status gpu_alloc(void *ctx, size_t bytes, void **out) {
     gpu_ctx *c = as_ctx(ctx);
-    (void)cudaSetDevice(c->index);
     void *p = NULL;
-    cudaError_t e = cudaMalloc(&p, bytes);
+    cudaError_t e = cudaSetDevice(c->index); /* never allocate on whichever GPU is current */
+    if (e == cudaSuccess) e = cudaMalloc(&p, bytes);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         return status_of(e); /* the wrapper reports it with the size */
@@ -167,9 +168,9 @@ static void gpu_free(void *ctx, void *ptr) {
 
 static xdt_status gpu_alloc_pinned(void *ctx, size_t bytes, void **out) {
     gpu_ctx *c = as_ctx(ctx);
-    (void)cudaSetDevice(c->index);
     void *p = NULL;
-    cudaError_t e = cudaMallocHost(&p, bytes);
+    cudaError_t e = cudaSetDevice(c->index);
+    if (e == cudaSuccess) e = cudaMallocHost(&p, bytes);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         return status_of(e);
@@ -178,10 +179,17 @@ static xdt_status gpu_alloc_pinned(void *ctx, size_t bytes, void **out) {
     return XDT_OK;
 }
 
+/* May run on a communication thread while the compute thread queues ops, so it touches none of
+ * the context's bookkeeping (last op, first error): a failure is logged here. */
 static void gpu_free_pinned(void *ctx, void *ptr) {
-    gpu_ctx *c = as_ctx(ctx);
-    enter(c, "free_pinned");
-    check(c, cudaFreeHost(ptr), "free_pinned", "cudaFreeHost");
+    const gpu_ctx *c = as_ctx(ctx);
+    cudaError_t e = cudaSetDevice(c->index);
+    if (e == cudaSuccess) e = cudaFreeHost(ptr);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        xdt_log_error("device %s: free_pinned: %s (%s)", c->name, cudaGetErrorString(e),
+                      cudaGetErrorName(e));
+    }
 }
 
 static void gpu_copy(void *ctx, void *dst, const void *src, size_t bytes, xdt_copy_dir dir) {
@@ -366,10 +374,30 @@ static const xdt_device_ops gpu_ops = {
     .event_elapsed = gpu_event_elapsed,
 };
 
-/* An environment switch set to "0": a feature turned off (for comparison and tests). */
-static bool env_off(const char *name) {
+/* An environment setting that must be one of `choices` (or unset or empty: *out = NULL);
+ * anything else is refused with one line naming it. */
+static xdt_status env_choice(const gpu_ctx *c, const char *name, const char *const *choices,
+                             const char *expected, const char **out) {
     const char *env = getenv(name);
-    return env && !strcmp(env, "0");
+    *out = NULL;
+    if (!env || !*env) return XDT_OK;
+    for (; *choices; choices++)
+        if (!strcmp(env, *choices)) {
+            *out = *choices;
+            return XDT_OK;
+        }
+    return xdt_fail(XDT_ERR_INVALID_ARG, "device %s: %s=%s: expected %s", c->name, name, env,
+                    expected);
+}
+
+/* An on/off environment switch, 0 or 1 (for comparison and tests): *on keeps its default when
+ * the switch is unset. */
+static xdt_status env_switch(const gpu_ctx *c, const char *name, bool *on) {
+    static const char *const kOnOff[] = {"0", "1", NULL};
+    const char *v = NULL;
+    const xdt_status st = env_choice(c, name, kOnOff, "0 or 1", &v);
+    if (st == XDT_OK && v) *on = v[0] == '1';
+    return st;
 }
 
 /* An environment setting that is a count of at least `min` `unit`: *set tells whether it is
@@ -380,8 +408,9 @@ static xdt_status env_count(const gpu_ctx *c, const char *name, size_t min, cons
     *set = env && *env;
     if (!*set) return XDT_OK;
     char *end = NULL;
+    errno = 0;
     const unsigned long long v = strtoull(env, &end, 10);
-    if (*end || env[0] == '-' || v < min)
+    if (env[0] < '0' || env[0] > '9' || *end || errno == ERANGE || v < min)
         return xdt_fail(XDT_ERR_INVALID_ARG, "device %s: %s=%s: expected a number of %s >= %zu",
                         c->name, name, env, unit, min);
     *out = (size_t)v;
@@ -391,7 +420,9 @@ static xdt_status env_count(const gpu_ctx *c, const char *name, size_t min, cons
 /* The bf16 mode's settings, from the device and the environment (tests and comparisons). */
 static xdt_status read_bf16_settings(gpu_ctx *c) {
     /* XDT_GPU_BF16_SIDECAR=0: every GEMM copies its a itself (for comparison and tests) */
-    c->bf16_sidecar = !env_off("XDT_GPU_BF16_SIDECAR");
+    c->bf16_sidecar = true;
+    xdt_status st = env_switch(c, "XDT_GPU_BF16_SIDECAR", &c->bf16_sidecar);
+    if (st != XDT_OK) return st;
     /* values of a per bf16 copy pass, or a whole a within a sixteenth of the device's memory;
      * XDT_GPU_BF16_CHUNK (at least 1024 values) fixes the chunk, whole copies off, so that the
      * splits of gpu_gemm.cu are testable on small products */
@@ -401,10 +432,75 @@ static xdt_status read_bf16_settings(gpu_ctx *c) {
     if (!c->bf16_whole) (void)cudaGetLastError();
     c->bf16_whole_budget = total_b / 16;
     bool set = false;
-    const xdt_status st = env_count(c, "XDT_GPU_BF16_CHUNK", 1024, "values", &c->bf16_chunk, &set);
+    st = env_count(c, "XDT_GPU_BF16_CHUNK", 1024, "values", &c->bf16_chunk, &set);
     if (st != XDT_OK) return st;
     if (set) c->bf16_whole = false;
     return XDT_OK;
+}
+
+/* The GEMM precision, attention choice and vendor libraries of an opened context, from its
+ * options and the environment's switches (each refused with one line when malformed). */
+static xdt_status set_up_libraries(gpu_ctx *c, const xdt_device_options *opts) {
+    c->tf32 = opts->gemm_precision == XDT_PRECISION_TF32;
+    c->bf16 = opts->gemm_precision == XDT_PRECISION_BF16;
+    {
+        bool tf32 = false; /* XDT_CUDA_TF32=1 turns fp32 into tf32 too */
+        xdt_status st = env_switch(c, "XDT_CUDA_TF32", &tf32);
+        if (st != XDT_OK) return st;
+        if (tf32 && !c->bf16) c->tf32 = true;
+        static const char *const kAttention[] = {"flash", "explicit", NULL};
+        const char *att = NULL;
+        st = env_choice(c, "XDT_GPU_ATTENTION", kAttention, "flash or explicit", &att);
+        if (st != XDT_OK) return st;
+        c->flash = att ? !strcmp(att, "flash") : opts->flash_attention;
+    }
+    /* mma.sync's bf16 shape needs compute capability 8.0 (Ampere); XDT_GPU_FLASH_MMA=0 keeps
+     * the bf16 mode's flash attention on the fp32 kernels (for comparison) */
+#if XDT_GPU_HAVE_MMA_BF16 && !defined(XDT_GPU_EMU)
+    {
+        int major = 0;
+        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->index) ==
+            cudaSuccess)
+            c->mma_bf16 = major >= 8 && flash_mma_compiled();
+        else
+            (void)cudaGetLastError();
+    }
+#else
+    c->mma_bf16 = XDT_GPU_HAVE_MMA_BF16;
+#endif
+    bool mma = true;
+    xdt_status st = env_switch(c, "XDT_GPU_FLASH_MMA", &mma);
+    if (st != XDT_OK) return st;
+    c->mma_bf16 = c->mma_bf16 && mma;
+#if XDT_GPU_HAVE_BLAS
+    if (!opts->tiled_gemm) {
+        cublasStatus_t bs = cublasCreate(&c->blas);
+        if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(c->blas, c->stream);
+        /* fp32 GEMMs in full fp32 unless TF32 was asked for */
+        if (bs == CUBLAS_STATUS_SUCCESS)
+            bs = cublasSetMathMode(c->blas,
+                                   c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+        if (bs != CUBLAS_STATUS_SUCCESS)
+            return xdt_fail(bs == CUBLAS_STATUS_ALLOC_FAILED ? XDT_ERR_NO_MEMORY : XDT_ERR_DEVICE,
+                            "device %s: cannot initialise the BLAS library (status %d)", c->name,
+                            (int)bs);
+        c->blas_ok = true;
+#if XDT_GPU_HAVE_BLASLT
+        /* cuBLASLt for GEMMs with a bias (XDT_GPU_BLASLT=0: none, for comparison); without it
+         * or its workspace, the bias is added by a kernel */
+        bool lt = true;
+        if ((st = env_switch(c, "XDT_GPU_BLASLT", &lt)) != XDT_OK) return st;
+        if (lt && cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS) c->lt = NULL;
+        if (c->lt && cudaMalloc(&c->lt_ws, kLtWorkspaceBytes) == cudaSuccess) {
+            c->lt_ws_bytes = kLtWorkspaceBytes;
+        } else {
+            (void)cudaGetLastError();
+            c->lt_ws = NULL;
+        }
+#endif
+    }
+#endif
+    return read_bf16_settings(c);
 }
 
 /* Fails with XDT_ERR_UNSUPPORTED (no driver, no GPU, no such GPU) or the translated error. */
@@ -429,61 +525,7 @@ static xdt_status open_ctx(gpu_ctx *c, const xdt_device_options *opts) {
         goto fail;
     memset(c->host, 0, sizeof *c->host);
     if ((e = cudaHostGetDevicePointer((void **)&c->host_dev, c->host, 0)) != cudaSuccess) goto fail;
-    c->tf32 = opts->gemm_precision == XDT_PRECISION_TF32;
-    c->bf16 = opts->gemm_precision == XDT_PRECISION_BF16;
-    {
-        const char *env = getenv("XDT_CUDA_TF32");
-        if (env && !strcmp(env, "1") && !c->bf16) c->tf32 = true;
-    }
-    c->flash = opts->flash_attention;
-    {
-        const char *env = getenv("XDT_GPU_ATTENTION");
-        if (env && !strcmp(env, "flash")) c->flash = true;
-        if (env && !strcmp(env, "explicit")) c->flash = false;
-    }
-    /* mma.sync's bf16 shape needs compute capability 8.0 (Ampere); XDT_GPU_FLASH_MMA=0 keeps
-     * the bf16 mode's flash attention on the fp32 kernels (for comparison) */
-#if XDT_GPU_HAVE_MMA_BF16 && !defined(XDT_GPU_EMU)
-    {
-        int major = 0;
-        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->index) ==
-            cudaSuccess)
-            c->mma_bf16 = major >= 8 && flash_mma_compiled();
-        else
-            (void)cudaGetLastError();
-    }
-#else
-    c->mma_bf16 = XDT_GPU_HAVE_MMA_BF16;
-#endif
-    if (env_off("XDT_GPU_FLASH_MMA")) c->mma_bf16 = false;
-#if XDT_GPU_HAVE_BLAS
-    if (!opts->tiled_gemm) {
-        cublasStatus_t bs = cublasCreate(&c->blas);
-        if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(c->blas, c->stream);
-        /* fp32 GEMMs in full fp32 unless TF32 was asked for */
-        if (bs == CUBLAS_STATUS_SUCCESS)
-            bs = cublasSetMathMode(c->blas,
-                                   c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
-        if (bs != CUBLAS_STATUS_SUCCESS)
-            return xdt_fail(bs == CUBLAS_STATUS_ALLOC_FAILED ? XDT_ERR_NO_MEMORY : XDT_ERR_DEVICE,
-                            "device %s: cannot initialise the BLAS library (status %d)", c->name,
-                            (int)bs);
-        c->blas_ok = true;
-#if XDT_GPU_HAVE_BLASLT
-        /* cuBLASLt for GEMMs with a bias (XDT_GPU_BLASLT=0: none, for comparison); without it
-         * or its workspace, the bias is added by a kernel */
-        if (!env_off("XDT_GPU_BLASLT") && cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS)
-            c->lt = NULL;
-        if (c->lt && cudaMalloc(&c->lt_ws, kLtWorkspaceBytes) == cudaSuccess) {
-            c->lt_ws_bytes = kLtWorkspaceBytes;
-        } else {
-            (void)cudaGetLastError();
-            c->lt_ws = NULL;
-        }
-#endif
-    }
-#endif
-    return read_bf16_settings(c);
+    return set_up_libraries(c, opts);
 fail:
     (void)cudaGetLastError();
     return xdt_fail(status_of(e), "device %s: %s failed: %s", c->name, what, cudaGetErrorString(e));

@@ -700,10 +700,28 @@ static void test_bf16_chunks(env *e, const char *name, const xdt_device_options 
     test_gemm_shared_a(&es);                                      /* dout split: no reuse */
     e->rng = es.rng;
     xdt_device_destroy(small);
-    xdt_device *bad = NULL;
-    fprintf(stderr, "(an error about XDT_GPU_BF16_CHUNK expected next)\n");
-    CHECK(open_with_env(name, o16, "XDT_GPU_BF16_CHUNK", "12", &bad) == XDT_ERR_INVALID_ARG);
-    xdt_device_destroy(bad);
+    /* malformed settings are refused with one line each, never read as something else */
+    const struct {
+        const char *var, *value;
+    } malformed[] = {
+        {"XDT_GPU_BF16_CHUNK", "12"},                   /* below the least chunk */
+        {"XDT_GPU_BF16_CHUNK", " 4096"},                /* not only digits */
+        {"XDT_GPU_BF16_CHUNK", "+4096"},                /* ... */
+        {"XDT_GPU_BF16_CHUNK", "99999999999999999999"}, /* past 64 bits */
+        {"XDT_GPU_BF16_SIDECAR", "off"},                /* switches are 0 or 1 */
+        {"XDT_GPU_BLASLT", "no"},
+        {"XDT_GPU_FLASH_MMA", "2"},
+        {"XDT_CUDA_TF32", "yes"},
+        {"XDT_GPU_ATTENTION", "flsh"}, /* flash or explicit */
+    };
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+        xdt_device *bad = NULL;
+        fprintf(stderr, "(an error about %s expected next)\n", malformed[i].var);
+        const xdt_status st = open_with_env(name, o16, malformed[i].var, malformed[i].value, &bad);
+        CHECK_MSG(st == XDT_ERR_INVALID_ARG, "%s='%s' opened with status %d", malformed[i].var,
+                  malformed[i].value, st);
+        xdt_device_destroy(bad);
+    }
 }
 
 #if !defined(XDT_TEST_EMU) || defined(XDT_TEST_EMU_BLAS) /* bf16 copies need a BLAS */

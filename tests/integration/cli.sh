@@ -115,6 +115,24 @@ expect_error "--microbatch: '1,x' is not a list" "$XDT" profile --model "$TINY" 
 expect_error "--seq 65 exceeds gpt-tiny's max_seq_len 64" "$XDT" profile --model "$TINY" --seq 65 -o "$WORK/p2.json"
 expect_error "profile: -o is required" "$XDT" profile --model "$TINY"
 check "a failed profile writes nothing" test ! -e "$WORK/p2.json"
+# a co-runner that dies mid-measurement: the contention the profile would claim did not happen
+"$XDT" profile --model "$TINY" --device cpu --microbatch 1,2,4,8 --reps 300 --threads 1 \
+    --co-runners 1 -o "$WORK/p3.json" >/dev/null 2>"$WORK/p3.err" &
+profiler=$!
+co_runner=""
+for _ in $(seq 100); do
+    co_runner=$(pgrep -P "$profiler" | head -1)
+    [ -n "$co_runner" ] && break
+    sleep 0.1
+done
+[ -n "$co_runner" ] && kill -9 "$co_runner"
+p3_status=0
+wait "$profiler" || p3_status=$?
+check "profile saw its co-runner start" test -n "$co_runner"
+check "a killed co-runner fails the profile" test "$p3_status" -ne 0
+check "a killed co-runner is named" grep -q "co-runner 0 (pid [0-9]*) was killed by signal 9" \
+    "$WORK/p3.err"
+check "a profile without its co-runner writes nothing" test ! -e "$WORK/p3.json"
 # xdt plan --profile: the measured times replace the roofline's in the plan
 "$XDT" plan --cluster "$ROOT/configs/clusters/local-two-sites.yaml" --catalog \
     "$ROOT/configs/devices.yaml" --model "$TINY" --global-batch 4 --seq 32 --max-replicas 1 \

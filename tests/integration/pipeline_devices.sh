@@ -47,6 +47,12 @@ expect_error "--attention sparse: expected auto, explicit or flash" "$XDT" plan 
     --model "$WORK/model.yaml" --global-batch 4 --attention sparse
 sed 's/"attention":[[:space:]]*"flash"/"attention": "sparse"/' "$WORK/flash.json" >"$WORK/bad-att.json"
 expect_error "bad-att.json: field 'attention' must be" "$XDT" simulate "$WORK/bad-att.json"
+# a device index no device name can carry (cuda:N takes N up to 1024) is refused at load
+python3 -c "import json, sys
+p = json.load(open(sys.argv[1])); p['stages'][0]['device'] = 1025; json.dump(p, open(sys.argv[2], 'w'))" \
+    "$WORK/flash.json" "$WORK/bad-dev.json"
+expect_error "bad-dev.json: field 'stages\[0\].device' is 1025, expected an integer in \[0, 1024\]" \
+    "$XDT" simulate "$WORK/bad-dev.json"
 
 # 2. a CUDA rank where cuda:0 cannot be opened: one line naming the rank and the device
 if "$XDT" train --model "$WORK/model.yaml" --device cuda:0 --data "$TEXT" --steps 1 --batch 2 \

@@ -11,15 +11,20 @@
 #     through pinned host memory.
 #   - the mixed plan in bf16 against the CPU's bf16 run, to 1e-3.
 # Plans are fp32 unless a case says (xdt plan's auto precision is bf16 when all ranks are GPUs).
-# Exits 77 without an NVIDIA GPU, or when this build cannot train on cuda:0.
+# Exits 77 without an NVIDIA GPU, or when this build has no CUDA backend; a CUDA build that
+# cannot train on the GPU fails.
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
 GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 [ "${GPUS:-0}" -ge 1 ] || { echo "skip: no NVIDIA GPU here (nvidia-smi lists none)"; exit 77; }
 if ! "$XDT" train --model "$TINY" --device cuda:0 --data "$TEXT" --steps 1 --batch 2 --seq 16 \
     >/dev/null 2>"$WORK/probe.err"; then
-    echo "skip: this build cannot train on cuda:0 ($(grep -m1 'error' "$WORK/probe.err"))"
-    exit 77
+    if grep -q "this build has no CUDA backend" "$WORK/probe.err"; then
+        echo "skip: $(grep -m1 'error' "$WORK/probe.err")"
+        exit 77
+    fi
+    echo "FAIL: a CUDA build cannot train on cuda:0: $(grep -m1 'error' "$WORK/probe.err")"
+    exit 1
 fi
 echo "$GPUS NVIDIA GPU(s): $(nvidia-smi --query-gpu=name --format=csv,noheader | sort -u | paste -sd,)"
 
@@ -96,8 +101,10 @@ if plan "$WORK/two-gpus.yaml" "$WORK/dp.json" 1 2; then
         run_plan dp-ring-one-gpu "$WORK/dp.json"
         check "one GPU, two replicas: no NCCL" bash -c "! grep -q 'through NCCL' '$WORK/dp-ring-one-gpu.err'"
         # asked for, NCCL fails up front on every rank, saying why
+        forced_status=0
         "$XDT" launch "$WORK/dp.json" "${COMMON[@]}" --no-emulate-wan --allreduce nccl \
-            --timeout 5 >/dev/null 2>"$WORK/forced.err"
+            --timeout 5 >/dev/null 2>"$WORK/forced.err" || forced_status=$?
+        check "--allreduce nccl on one GPU exits non-zero" test "$forced_status" -ne 0
         check "--allreduce nccl on one GPU fails naming the shared device" \
             grep -q "cannot all-reduce through NCCL: ranks 0 and 1 share cuda:0" "$WORK/forced.err"
     fi

@@ -81,6 +81,8 @@ check "losses 9..12 equal the uninterrupted run's" same_losses \
 check "learning rates 9..12 equal" diff <(tail -n 4 "$WORK/full.jsonl" | grep -o '"lr":[^,]*') \
     <(tail -n 4 "$WORK/b.jsonl" | grep -o '"lr":[^,]*')
 for r in 0 1; do
+    check "rank $r's final shards exist" test -s "$WORK/a/step-00000012/rank-$r-chunk-0.xdt" -a \
+        -s "$B/step-00000012/rank-$r-chunk-0.xdt"
     check "rank $r's final shard equals the reference's" cmp -s \
         <(tail -c +257 "$WORK/a/step-00000012/rank-$r-chunk-0.xdt") \
         <(tail -c +257 "$B/step-00000012/rank-$r-chunk-0.xdt")

@@ -126,7 +126,8 @@ static int kill_scenario(xdt_transport *t) {
     printf("rank 0: receive from the dead rank ended with '%s' after %.2f s\n",
            xdt_status_string(st), dt);
     xdt_wait(t, die, 1000, "send to the dying rank 1", &c); /* may fail: it is gone */
-    return (st == XDT_ERR_PEER || st == XDT_ERR_TIMEOUT) && dt < 6.0 ? 0 : 1;
+    /* dt is printed, not bounded (no timing thresholds): a hang meets the harness's timeout */
+    return st == XDT_ERR_PEER || st == XDT_ERR_TIMEOUT ? 0 : 1;
 }
 
 static int freeze_scenario(xdt_transport *t) {
@@ -144,7 +145,7 @@ static int freeze_scenario(xdt_transport *t) {
     double dt = now_s() - t0;
     printf("rank 0: receive from the frozen rank ended with '%s' after %.2f s\n",
            xdt_status_string(st), dt);
-    return (st == XDT_ERR_TIMEOUT || st == XDT_ERR_PEER) && dt < 4.0 ? 0 : 1;
+    return st == XDT_ERR_TIMEOUT || st == XDT_ERR_PEER ? 0 : 1;
 }
 
 static int allreduce_scenario(xdt_transport *t, int world) {

@@ -117,7 +117,8 @@ static void test_one_member(xdt_device *dev, int port) {
     xdt_store_close(store);
 }
 
-/* A group of two whose second member never joins: a timeout within its bound, one line. */
+/* A group of two whose second member never joins: a timeout (not before its 3 s), one line. No
+ * upper bound on the time: the harness's timeout catches a hang. */
 static void test_missing_member(xdt_device *dev, int port) {
     xdt_bootstrap_env env = test_store_env(0, 1, port);
     xdt_store *store = NULL;
@@ -135,7 +136,7 @@ static void test_missing_member(xdt_device *dev, int port) {
     const double took = now_s() - t0;
     CHECK(st == XDT_ERR_TIMEOUT, "missing member: status %d (want timeout)", st);
     CHECK(g == NULL, "no group on failure");
-    CHECK(took < 20, "the timeout of 3 s took %.1f s", took);
+    CHECK(took >= 2.5, "gave up after %.1f s, before its 3 s timeout", took);
     xdt_store_close(store);
 }
 
