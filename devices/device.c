@@ -52,6 +52,17 @@ xdt_status xdt_device_create(const char *name, const xdt_device_options *opts, x
                     "device '%s': unknown device (expected cpu, cuda, cuda:N, hip, hip:N)", name);
 }
 
+const char *xdt_device_backends(void) {
+    return "cpu"
+#ifdef XDT_HAVE_CUDA
+           ", cuda"
+#endif
+#ifdef XDT_HAVE_HIP
+           ", hip"
+#endif
+        ;
+}
+
 void xdt_device_destroy(xdt_device *dev) {
     if (!dev) return;
     dev->ops->destroy(dev->ctx);

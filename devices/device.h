@@ -159,6 +159,9 @@ typedef struct xdt_device_options {
 xdt_status xdt_device_create(const char *name, const xdt_device_options *opts, xdt_device **out);
 void xdt_device_destroy(xdt_device *dev);
 
+/* The device backends this build has, for `xdt --help`: "cpu", "cpu, cuda", "cpu, cuda, hip". */
+const char *xdt_device_backends(void);
+
 /* Memory wrappers: report failures with the size and the device name. */
 xdt_status xdt_device_alloc(xdt_device *dev, size_t bytes, void **out);
 void xdt_device_free(xdt_device *dev, void *ptr);

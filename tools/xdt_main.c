@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "devices/device.h"
 #include "tools/commands.h"
 
 typedef struct subcommand {
@@ -31,6 +32,13 @@ static void usage(FILE *out) {
                  "GPUs.\n\ncommands:\n");
     for (int i = 0; i < N_COMMANDS; i++)
         fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(out, "\nbuilt with: devices %s; transport %s\n", xdt_device_backends(),
+#ifdef XDT_HAVE_UCX
+            "UCX"
+#else
+            "in-process only (no UCX: launch and worker cannot run)"
+#endif
+    );
     fprintf(out, "\nRun `xdt <command> --help` for a command's options.\n");
 }
 

@@ -107,6 +107,10 @@ inline void run_grid(dim3 grid, dim3 block, void (*body)(void *), void *arg) {
         return;
     }
     if (!s.stacks) s.stacks = static_cast<char *>(malloc(kStack * kMaxThreads));
+    if (!s.stacks) {
+        s.last_error = 2; /* cudaErrorMemoryAllocation: the threads' stacks */
+        return;
+    }
     s.body = body;
     s.body_arg = arg;
     s.block_dim = block;

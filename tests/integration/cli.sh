@@ -1,16 +1,29 @@
 #!/bin/bash
 # The xdt command: help texts, unknown commands, and the progress display on a terminal.
 source "$(dirname "$0")/lib.sh"
-check "xdt --help exits 0" bash -c "\"$XDT\" --help >/dev/null"
-check "xdt --help lists train" bash -c "\"$XDT\" --help | grep -q '^  train'"
-check "xdt --help lists eval" bash -c "\"$XDT\" --help | grep -q '^  eval'"
+# each help text captured first, so that xdt's own exit status is checked too
+help=$("$XDT" --help)
+check "xdt --help exits 0" test $? -eq 0
+check "xdt --help lists train" grep -q '^  train' <<<"$help"
+check "xdt --help lists eval" grep -q '^  eval' <<<"$help"
+check "xdt --help says what the build has" \
+    grep -qE '^built with: devices cpu(, cuda)?(, hip)?; transport (UCX|in-process only)' <<<"$help"
+train_help=$("$XDT" train --help)
+check "xdt train --help exits 0" test $? -eq 0
 for opt in --model --data --steps --batch --seq --lr --warmup --weight-decay --grad-clip --beta1 \
     --beta2 --adam-eps --threads --seed --eval-every --val-fraction --data-order --lr-decay \
-    --ckpt-dir --ckpt-every --resume --init --export-llmc --metrics; do
-    check "train --help documents $opt" bash -c "\"$XDT\" train --help | grep -q -- '$opt '"
+    --ckpt-dir --ckpt-every --resume --init --export-llmc --metrics --precision; do
+    check "train --help documents $opt" grep -q -- "$opt " <<<"$train_help"
 done
+eval_help=$("$XDT" eval --help)
+check "xdt eval --help exits 0" test $? -eq 0
 for opt in --init --ckpt-dir --data --batch --seq --max-batches --json; do
-    check "eval --help documents $opt" bash -c "\"$XDT\" eval --help | grep -q -- '$opt'"
+    check "eval --help documents $opt" grep -q -- "$opt" <<<"$eval_help"
+done
+worker_help=$("$XDT" worker --help)
+check "xdt worker --help exits 0" test $? -eq 0
+for opt in --resume --allreduce; do
+    check "worker --help documents $opt" grep -q -- "$opt" <<<"$worker_help"
 done
 # xdt bench: link (two threads, and two UCX processes when UCX is built) and codec
 j=$("$XDT" bench link --transport inproc --iters 3 --size 4096 --json 2>/dev/null)

@@ -3,6 +3,7 @@
 # simulate, launch over the emulated WAN, compare, and every promised file in the folder.
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
+require_ucx
 "$XDT" demo --root "$ROOT" --out "$WORK/demo" --steps 6 --global-batch 4 --seq 32 \
     >"$WORK/demo.txt" 2>&1
 check "demo exits 0" test $? -eq 0 || tail -n 20 "$WORK/demo.txt" >&2

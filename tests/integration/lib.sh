@@ -16,6 +16,14 @@ fi
 FAILED=0
 CHECKS=0
 
+# require_ucx: pipelined runs (xdt launch, xdt worker) need the UCX transport; a build without it
+# says so in `xdt --help`, and the test is skipped (77) rather than failed
+require_ucx() {
+    local built
+    built=$("$XDT" --help | grep '^built with:') ||
+        { echo "FAIL: xdt --help has no 'built with' line" >&2; exit 1; }
+    grep -q 'transport UCX' <<<"$built" || { echo "skip: this build has no UCX ($built)"; exit 77; }
+}
 fail() { echo "FAIL: $*" >&2; FAILED=$((FAILED + 1)); }
 pass() { CHECKS=$((CHECKS + 1)); }
 check() { # check "description" condition-command...

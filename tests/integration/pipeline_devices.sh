@@ -9,7 +9,7 @@
 # (tests/integration/pipeline_gpu.sh runs such plans on the GPU machine.)
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
-"$XDT" worker --help 2>/dev/null | grep -q -- --allreduce || { echo "skip: no worker --allreduce"; exit 77; }
+require_ucx
 tiny_model "$WORK/model.yaml" 4
 plan() { # plan CLUSTER OUT STAGES REPLICAS [ARGS...]
     local cluster=$1 out=$2 stages=$3 replicas=$4

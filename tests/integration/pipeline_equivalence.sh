@@ -7,7 +7,7 @@
 # `xdt train` on the same data and seed to 1e-5 relative.
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
-"$XDT" worker --help >/dev/null 2>&1 || { echo "skip: xdt has no worker"; exit 77; }
+require_ucx
 tiny_model "$WORK/model.yaml" 6
 # two sites of two CPU ranks on this host
 cat >"$WORK/cluster.yaml" <<'YAML'

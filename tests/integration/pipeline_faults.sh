@@ -5,7 +5,7 @@
 # worker behind; a worker with the wrong job token is refused.
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
-"$XDT" worker --help >/dev/null 2>&1 || { echo "skip: xdt has no worker"; exit 77; }
+require_ucx
 PLAN=$WORK/plan.json
 "$XDT" plan --cluster "$ROOT/configs/clusters/local-two-sites.yaml" --catalog \
     "$ROOT/configs/devices.yaml" --model "$TINY" --global-batch 4 --seq 32 --microbatch 1 \

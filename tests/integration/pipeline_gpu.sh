@@ -15,6 +15,7 @@
 # cannot train on the GPU fails.
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
+require_ucx
 GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 [ "${GPUS:-0}" -ge 1 ] || { echo "skip: no NVIDIA GPU here (nvidia-smi lists none)"; exit 77; }
 if ! "$XDT" train --model "$TINY" --device cuda:0 --data "$TEXT" --steps 1 --batch 2 --seq 16 \

@@ -5,7 +5,7 @@
 # codec none. Prints both training curves every 25 steps (docs/BENCHMARKS.md tabulates them).
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
-"$XDT" worker --help >/dev/null 2>&1 || { echo "skip: xdt has no worker"; exit 77; }
+require_ucx
 RUN=(--data "$TEXT" --steps 300 --threads 1 --eval-every 100 --eval-batches 16 --no-emulate-wan)
 for codec in none int8; do
     "$XDT" plan --cluster "$ROOT/configs/clusters/local-two-sites.yaml" --catalog \

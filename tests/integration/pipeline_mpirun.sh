@@ -4,6 +4,7 @@
 # `xdt train`'s on the same data and seed.
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
+require_ucx
 command -v mpirun >/dev/null || { echo "skip: mpirun is not installed (Debian: openmpi-bin)"; exit 77; }
 "$XDT" plan --cluster "$ROOT/configs/clusters/local-two-sites.yaml" --catalog \
     "$ROOT/configs/devices.yaml" --model "$TINY" --global-batch 4 --seq 32 --microbatch 1 \

@@ -7,7 +7,7 @@
 # a truncated shard, a fresh run into a directory that holds a checkpoint.
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
-"$XDT" worker --help 2>/dev/null | grep -q -- --resume || { echo "skip: no worker --resume"; exit 77; }
+require_ucx
 
 plan() { # plan OUT STAGES
     "$XDT" plan --cluster "$ROOT/configs/clusters/local-two-sites.yaml" --catalog \

@@ -5,7 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "SKIP: $TEXT is missing"; exit 77; }
 command -v python3 >/dev/null || { echo "SKIP: python3 is missing"; exit 77; }
-"$XDT" launch --help >/dev/null 2>&1 || { echo "SKIP: xdt has no launch"; exit 77; }
+require_ucx
 cd "$WORK" || exit 1
 
 "$XDT" plan --cluster "$ROOT/configs/clusters/local-two-sites.yaml" --catalog \

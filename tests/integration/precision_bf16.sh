@@ -9,7 +9,7 @@
 # bad precision is refused.
 . "$(dirname "$0")/lib.sh"
 [ -r "$TEXT" ] || { echo "skip: $TEXT is missing"; exit 77; }
-"$XDT" train --help 2>/dev/null | grep -q -- --precision || { echo "skip: no --precision"; exit 77; }
+require_ucx
 tiny_model "$WORK/model.yaml" 4
 COMMON=(--data "$TEXT" --steps 20 --threads 1 --eval-every 10 --eval-batches 2 --seed 5)
 for p in fp32 bf16; do
