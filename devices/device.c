@@ -104,9 +104,7 @@ void xdt_device_free_pinned(xdt_device *dev, void *ptr) {
 }
 
 xdt_status xdt_device_sync(xdt_device *dev) {
-    xdt_status st = dev->ops->sync(dev->ctx);
-    if (st != XDT_OK) return xdt_fail(st, "device %s: %s", dev->name, xdt_status_string(st));
-    return XDT_OK;
+    return dev->ops->sync(dev->ctx);
 }
 
 void xdt_device_attention_sizes(xdt_device *dev, int b, int t, int c, int nh, size_t *state,

@@ -1,7 +1,8 @@
 /* device.h: the device interface. A backend is a static const table of function pointers plus a
  * context (the shape of ggml's backend interface). Pointers passed to kernels are device memory;
  * all arrays are fp32 row-major unless named otherwise. Kernels are queued on the device's stream
- * and return nothing: a backend that sees a failure records it, and xdt_device_sync() reports it.
+ * and return nothing: a backend that sees a failure logs it (one line, where it happens) and
+ * records it, and xdt_device_sync() returns it.
  * Optional slots may be NULL; the wrappers below supply the fallback. */
 #ifndef XDT_DEVICE_H
 #define XDT_DEVICE_H
@@ -168,6 +169,8 @@ void xdt_device_free(xdt_device *dev, void *ptr);
 /* Page-locked host memory for transport staging; falls back to plain host memory. */
 xdt_status xdt_device_alloc_pinned(xdt_device *dev, size_t bytes, void **out);
 void xdt_device_free_pinned(xdt_device *dev, void *ptr);
+/* Waits for the queued work; returns the first failure recorded since the last sync (already
+ * logged by the backend where it happened, so not logged again). */
 xdt_status xdt_device_sync(xdt_device *dev);
 
 /* The device's attention_sizes, or b nh t t floats for each. */
