@@ -267,22 +267,45 @@ void xdt_checkpoint_path(const char *dir, int64_t step, char *out, size_t cap) {
     snprintf(out, cap, "%s/ckpt_%08lld.xdt", dir, (long long)step);
 }
 
+/* The highest step of the checkpoints in the open directory d, or -1: names ckpt_<digits>.xdt,
+ * at least eight digits (xdt_checkpoint_path's width; more past step 99999999). */
+static long long latest_step(DIR *d) {
+    long long best = -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long step = -1;
+        int end = 0;
+        const char *digits = e->d_name + 5;
+        if (strncmp(e->d_name, "ckpt_", 5) || strspn(digits, "0123456789") < 8) continue;
+        if (sscanf(e->d_name, "ckpt_%lld.xdt%n", &step, &end) == 1 &&
+            (size_t)end == strlen(e->d_name) && step > best)
+            best = step;
+    }
+    return best;
+}
+
 xdt_status xdt_checkpoint_latest(const char *dir, char *out, size_t cap) {
     DIR *d = opendir(dir);
     if (!d)
         return xdt_fail(XDT_ERR_IO, "%s: cannot open checkpoint directory: %s", dir,
                         strerror(errno));
-    long long best = -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        long long step;
-        char tail[8];
-        if (sscanf(e->d_name, "ckpt_%lld.xd%1s", &step, tail) == 2 && !strcmp(tail, "t") &&
-            strlen(e->d_name) == 17 && step > best)
-            best = step;
-    }
+    const long long best = latest_step(d);
     closedir(d);
     if (best < 0) return xdt_fail(XDT_ERR_IO, "%s: no checkpoint (ckpt_NNNNNNNN.xdt) found", dir);
     xdt_checkpoint_path(dir, best, out, cap);
     return XDT_OK;
+}
+
+xdt_status xdt_checkpoint_check_fresh(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return XDT_OK; /* not there yet: created on the first save */
+    const long long best = latest_step(d);
+    closedir(d);
+    if (best < 0) return XDT_OK;
+    char path[4096];
+    xdt_checkpoint_path(dir, best, path, sizeof path);
+    return xdt_fail(XDT_ERR_CONFIG,
+                    "%s already holds a checkpoint of an earlier run: give --resume to continue "
+                    "it, or an empty --ckpt-dir",
+                    path);
 }

@@ -48,5 +48,8 @@ xdt_status xdt_checkpoint_load(const char *path, xdt_stage *stage, xdt_optimizer
 void xdt_checkpoint_path(const char *dir, int64_t step, char *out, size_t cap);
 /* Path of the highest-step checkpoint in dir; XDT_ERR_IO (reported) if there is none. */
 xdt_status xdt_checkpoint_latest(const char *dir, char *out, size_t cap);
+/* XDT_OK when dir is missing or holds no checkpoint; otherwise XDT_ERR_CONFIG (reported), so a
+ * new run never mixes its checkpoints with an earlier run's. */
+xdt_status xdt_checkpoint_check_fresh(const char *dir);
 
 #endif

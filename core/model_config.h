@@ -19,7 +19,15 @@ typedef struct xdt_model_config {
  * missing or bad field is reported as "file:line: field ..." and returns XDT_ERR_CONFIG. */
 xdt_status xdt_model_config_load(const char *path, xdt_model_config *out);
 
-/* Checks the relations between fields; `where` names the source in the message. */
+/* Checks each size against its bounds (XDT_MODEL_*_MAX) and the relations between fields;
+ * `where` names the source in the message. */
 xdt_status xdt_model_config_check(const xdt_model_config *cfg, const char *where);
+
+/* The largest sizes a model may have, wherever its config comes from. */
+#define XDT_MODEL_VOCAB_MAX  (1 << 24)
+#define XDT_MODEL_SEQ_MAX    (1 << 20)
+#define XDT_MODEL_LAYERS_MAX 4096
+#define XDT_MODEL_HEADS_MAX  4096
+#define XDT_MODEL_EMBD_MAX   (1 << 16)
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 #include "core/yaml_doc.h"
+#include "devices/device.h" /* XDT_DEVICE_INDEX_MAX */
 
 static int find_site(const xdt_topology *t, const char *name) {
     for (int i = 0; i < t->n_sites; i++)
@@ -34,7 +35,7 @@ static xdt_status add_nodes(xdt_topology *t, const xdt_device_catalog *cat, xdt_
     xdt_status st;
     if ((st = copy_name(m, "name", name, sizeof name - 8)) ||
         (st = xdt_yaml_get_string(m, "type", true, &type)) ||
-        (st = xdt_yaml_get_int(m, "devices", true, 1, 1 << 20, &devices)) ||
+        (st = xdt_yaml_get_int(m, "devices", true, 1, XDT_DEVICE_INDEX_MAX + 1, &devices)) ||
         (st = xdt_yaml_get_int(m, "count", false, 1, XDT_MAX_NODES, &count)) ||
         (st = xdt_yaml_get_double(m, "slowdown", false, 1, 1e6, &slowdown)) ||
         (st = xdt_yaml_get_double(m, "intra_node_gbps", false, 1e-6, 1e9, &intra)) ||
@@ -55,6 +56,10 @@ static xdt_status add_nodes(xdt_topology *t, const xdt_device_catalog *cat, xdt_
         if (t->n_nodes == XDT_MAX_NODES)
             return xdt_fail(XDT_ERR_CONFIG, "%s: more than %d nodes", xdt_yaml_path(m->doc),
                             XDT_MAX_NODES);
+        if (t->total_devices > XDT_MAX_DEVICES - devices)
+            return xdt_fail(XDT_ERR_CONFIG, "%s:%d: node '%s': more than %d devices in the cluster",
+                            xdt_yaml_path(m->doc), xdt_yaml_line(m, "devices"), name,
+                            XDT_MAX_DEVICES);
         if (t->n_nodes == *cap) {
             int ncap = *cap ? 2 * *cap : 16;
             xdt_topo_node *n = realloc(t->nodes, (size_t)ncap * sizeof *n);

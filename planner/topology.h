@@ -27,8 +27,9 @@ typedef struct xdt_topo_link {
     double gbps, latency_ms, jitter_ms;
 } xdt_topo_link;
 
-#define XDT_MAX_SITES 16
-#define XDT_MAX_NODES 4096
+#define XDT_MAX_SITES   16
+#define XDT_MAX_NODES   4096
+#define XDT_MAX_DEVICES (1 << 20) /* in the whole cluster */
 
 typedef struct xdt_topology {
     char name[64];

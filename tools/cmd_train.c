@@ -92,8 +92,10 @@ static xdt_status restore(train_run *r) {
 static xdt_status setup(train_run *r) {
     train_args *a = &r->a;
     xdt_status st;
-    if (a->resume && !a->ckpt_dir)
-        return xdt_fail(XDT_ERR_CONFIG, "xdt train: --resume needs --ckpt-dir");
+    if ((a->resume || a->ckpt_every) && !a->ckpt_dir)
+        return xdt_fail(XDT_ERR_CONFIG, "xdt train: --%s needs --ckpt-dir",
+                        a->resume ? "resume" : "ckpt-every");
+    if (a->ckpt_dir && !a->resume && (st = xdt_checkpoint_check_fresh(a->ckpt_dir))) return st;
     if (a->resume && a->init)
         return xdt_fail(XDT_ERR_CONFIG, "xdt train: --resume and --init exclude each other");
     if ((st = xdt_model_config_load(a->model, &r->cfg))) return st;

@@ -62,6 +62,13 @@ expect_error "--resume needs --ckpt-dir" "$XDT" "${run[@]}" --data "$TEXT" --res
 "$XDT" "${run[@]}" --data "$TEXT" --ckpt-dir "$WORK/ck" >/dev/null 2>&1 || fail "checkpoint run failed"
 ck=$WORK/ck/ckpt_00000002.xdt
 check "checkpoint written" test -s "$ck"
+# a second run without --resume must not mix its checkpoints with the first's
+ck_sum=$(md5sum <"$ck")
+expect_error "ck/ckpt_00000002.xdt already holds a checkpoint of an earlier run: give --resume" \
+    "$XDT" "${run[@]}" --data "$TEXT" --ckpt-dir "$WORK/ck" --seed 7
+check "the earlier run's checkpoint is untouched" test "$(md5sum <"$ck")" = "$ck_sum"
+check "the refused run wrote no checkpoint" test "$(ls "$WORK/ck")" = "ckpt_00000002.xdt"
+expect_error "--ckpt-every needs --ckpt-dir" "$XDT" "${run[@]}" --data "$TEXT" --ckpt-every 1
 bad() { rm -rf "$WORK/bad"; mkdir -p "$WORK/bad"; cp "$ck" "$WORK/bad/"; echo "$WORK/bad/ckpt_00000002.xdt"; }
 f=$(bad); truncate -s -100 "$f"
 expect_error "ckpt_00000002.xdt: .*truncated" "$XDT" "${run[@]}" --data "$TEXT" --ckpt-dir "$WORK/bad" --resume
@@ -83,10 +90,27 @@ expect_error "ckpt_00000002.xdt.tmp.[0-9]+: write failed" bash -c \
     "ulimit -f 64; exec \"$XDT\" ${run[*]} --data $TEXT --ckpt-dir $WORK/full"
 check "no file left in the checkpoint directory" test -z "$(ls -A "$WORK/full")"
 
+# --- cluster files: sizes past the limits are refused before anything is allocated ---
+cluster() { # cluster FILE DEVICES COUNT: one site, one kind of node
+    printf 'name: big\nsites:\n  - name: a\n    network: {gbps: 10, latency_us: 10}\n    nodes:\n      - {name: n, type: H100-SXM, devices: %s, count: %s}\n' \
+        "$2" "$3" >"$1"
+}
+plan=(plan --catalog "$ROOT/configs/devices.yaml" --model "$TINY" --global-batch 4 -o "$WORK/p.json")
+cluster "$WORK/wide.yaml" 1026 1
+expect_error "wide.yaml:6: field 'devices': 1026 is outside \[1, 1025\]" "$XDT" "${plan[@]}" \
+    --cluster "$WORK/wide.yaml"
+cluster "$WORK/huge.yaml" 1025 4096 # 4.2M devices: past the int the planner counts them in
+expect_error "huge.yaml:6: node 'n': more than 1048576 devices in the cluster" "$XDT" \
+    "${plan[@]}" --cluster "$WORK/huge.yaml"
+check "a refused plan writes nothing" test ! -e "$WORK/p.json"
+
 # --- llm.c model files ---
 "$XDT" "${run[@]}" --data "$TEXT" --steps 0 --export-llmc "$WORK/m.bin" >/dev/null 2>&1 || fail "export failed"
 cp "$WORK/m.bin" "$WORK/magic.bin"; poke "$WORK/magic.bin" 0 '\x01'
 expect_error "magic.bin: header field 'magic'" "$XDT" "${run[@]}" --data "$TEXT" --init "$WORK/magic.bin"
+cp "$WORK/m.bin" "$WORK/layers.bin"; poke "$WORK/layers.bin" 16 '\xff\xff\xff\x7f' # n_layer 2^31-1
+expect_error "layers.bin: field 'n_layer' is 2147483647, expected an integer in \[1, 4096\]" \
+    "$XDT" eval --init "$WORK/layers.bin" --data "$TEXT"
 head -c 5000 "$WORK/m.bin" >"$WORK/short.bin"
 expect_error "short.bin: 5000 bytes, but a model of this shape needs [0-9]+ \(truncated\)" \
     "$XDT" "${run[@]}" --data "$TEXT" --init "$WORK/short.bin"
