@@ -132,6 +132,12 @@ static xdt_status load_sites(const char *path, const cJSON *root, xdt_loaded_pla
     return XDT_OK;
 }
 
+/* A codec field of plan.json: one the planner can choose. */
+static xdt_status known_codec(const char *path, const char *where, const char *codec) {
+    if (xdt_link_codec_parse(codec) >= 0) return XDT_OK;
+    return xdt_fail(XDT_ERR_FORMAT, "%s: %s.codec '%s' is not a known codec", path, where, codec);
+}
+
 /* The link between two sites, or NULL. */
 const xdt_plan_site_link *xdt_plan_site_link_between(const xdt_loaded_plan *p, int a, int b) {
     for (int i = 0; i < p->n_site_links; i++) {
@@ -236,9 +242,7 @@ static xdt_status load_links(const char *path, const cJSON *links, xdt_loaded_pl
                             "%s: %s: bandwidth and wire ratio must be positive (ratio at most 1), "
                             "latency and codec time not negative",
                             path, where);
-        if (xdt_link_codec_parse(codec) < 0)
-            return xdt_fail(XDT_ERR_FORMAT, "%s: %s.codec '%s' is not a known codec", path, where,
-                            codec);
+        if ((st = known_codec(path, where, codec))) return st;
         if (a / p->stages != b / p->stages || a == b)
             return xdt_fail(XDT_ERR_FORMAT, "%s: %s joins ranks %d and %d of different replicas",
                             path, where, a, b);
@@ -409,9 +413,11 @@ xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
     for (int q = 0; q < p.stages && !st; q++) {
         const cJSON *o = cJSON_GetArrayItem(ar, q);
         snprintf(where, sizeof where, "allreduce[%d]", q);
-        if (!(st = num(path, o, where, "ms", &p.costs.allreduce_ms[q])))
-            st = str(path, o, where, "codec", p.dp_codec[q], sizeof p.dp_codec[q]);
+        if (!(st = num(path, o, where, "ms", &p.costs.allreduce_ms[q])) &&
+            !(st = str(path, o, where, "codec", p.dp_codec[q], sizeof p.dp_codec[q])))
+            st = known_codec(path, where, p.dp_codec[q]);
     }
+    if (!st) st = known_codec(path, "tied_embedding", p.tied_codec);
     if (!st) st = load_sites(path, root, &p);
     if (!st) st = load_stages(path, stages, &p);
     if (!st) st = load_links(path, links, &p);

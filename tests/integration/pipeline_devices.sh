@@ -53,6 +53,14 @@ p = json.load(open(sys.argv[1])); p['stages'][0]['device'] = 1025; json.dump(p, 
     "$WORK/flash.json" "$WORK/bad-dev.json"
 expect_error "bad-dev.json: field 'stages\[0\].device' is 1025, expected an integer in \[0, 1024\]" \
     "$XDT" simulate "$WORK/bad-dev.json"
+# every codec the plan names is one the planner knows: links', all-reduces' and the tied embedding's
+for field in "p['allreduce'][0]" "p['tied_embedding']"; do
+    python3 -c "import json, sys
+p = json.load(open(sys.argv[1])); $field['codec'] = 'bogus'; json.dump(p, open(sys.argv[2], 'w'))" \
+        "$WORK/flash.json" "$WORK/bad-codec.json"
+    expect_error "bad-codec.json: (allreduce\[0\]|tied_embedding).codec 'bogus' is not a known codec" \
+        "$XDT" simulate "$WORK/bad-codec.json"
+done
 
 # 2. a CUDA rank where cuda:0 cannot be opened: one line naming the rank and the device
 if "$XDT" train --model "$WORK/model.yaml" --device cuda:0 --data "$TEXT" --steps 1 --batch 2 \
