@@ -169,8 +169,9 @@ static xdt_status read_header(FILE *f, const char *path, xdt_model_config *cfg, 
 }
 
 xdt_status xdt_checkpoint_peek(const char *path, xdt_model_config *cfg, xdt_ckpt_meta *meta) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return xdt_fail(XDT_ERR_IO, "%s: cannot open checkpoint: %s", path, strerror(errno));
+    FILE *f = NULL;
+    xdt_status st0 = xdt_fopen_read(path, " checkpoint", &f);
+    if (st0 != XDT_OK) return st0;
     uint64_t n, hash;
     uint32_t arrays;
     xdt_status st = read_header(f, path, cfg, meta, &n, &arrays, &hash);
@@ -218,8 +219,9 @@ static xdt_status read_array(FILE *f, const char *path, xdt_device *dev, float *
 
 xdt_status xdt_checkpoint_load(const char *path, xdt_stage *stage, xdt_optimizer *opt,
                                xdt_ckpt_meta *meta) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return xdt_fail(XDT_ERR_IO, "%s: cannot open checkpoint: %s", path, strerror(errno));
+    FILE *f = NULL;
+    xdt_status st0 = xdt_fopen_read(path, " checkpoint", &f);
+    if (st0 != XDT_OK) return st0;
     xdt_model_config c;
     xdt_ckpt_meta m;
     uint64_t n, want_hash;

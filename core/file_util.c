@@ -64,6 +64,18 @@ void xdt_atomic_abort(xdt_atomic_file *af) {
     af->tmp_path[0] = 0;
 }
 
+xdt_status xdt_fopen_read(const char *path, const char *what, FILE **out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return xdt_fail(XDT_ERR_IO, "%s: cannot open%s: %s", path, what, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) { /* fopen takes a directory */
+        fclose(f);
+        return xdt_fail(XDT_ERR_IO, "%s: cannot open%s: it is a directory", path, what);
+    }
+    *out = f;
+    return XDT_OK;
+}
+
 long long xdt_file_size(FILE *f) {
     struct stat sb;
     if (fstat(fileno(f), &sb) != 0) return -1;

@@ -23,6 +23,9 @@ xdt_status xdt_atomic_commit(xdt_atomic_file *af);
 /* Removes the temp file (after a failure); safe to call twice. */
 void xdt_atomic_abort(xdt_atomic_file *af);
 
+/* Opens path for reading (binary); `what` (" checkpoint", " data file", or "") goes into the
+ * one-line error, "PATH: cannot open WHAT: REASON", also given for a directory. */
+xdt_status xdt_fopen_read(const char *path, const char *what, FILE **out);
 /* Size of an open file, or -1. */
 long long xdt_file_size(FILE *f);
 /* Creates a directory and its parents (like mkdir -p). */

@@ -77,10 +77,11 @@ static xdt_status read_header(FILE *f, const char *path, int32_t h[256], xdt_mod
 }
 
 xdt_status xdt_llmc_peek(const char *path, xdt_model_config *out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return xdt_fail(XDT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = NULL;
+    xdt_status st = xdt_fopen_read(path, "", &f);
+    if (st != XDT_OK) return st;
     int32_t h[256];
-    xdt_status st = read_header(f, path, h, out);
+    st = read_header(f, path, h, out);
     fclose(f);
     return st;
 }
@@ -133,8 +134,9 @@ static size_t largest_tensor(const xdt_stage *stage) {
 xdt_status xdt_llmc_import(const char *path, xdt_stage *stage) {
     xdt_status st = require_whole_model(stage, path);
     if (st) return st;
-    FILE *f = fopen(path, "rb");
-    if (!f) return xdt_fail(XDT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = NULL;
+    xdt_status st0 = xdt_fopen_read(path, "", &f);
+    if (st0 != XDT_OK) return st0;
     int32_t h[256];
     xdt_model_config c = {0};
     const xdt_model_config *want = xdt_stage_config(stage);

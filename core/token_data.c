@@ -80,8 +80,9 @@ static xdt_status load_text(FILE *f, long long size, xdt_token_data *d) {
 xdt_status xdt_token_data_load(const char *path, xdt_token_data *out) {
     xdt_token_data d = {0};
     snprintf(d.path, sizeof d.path, "%s", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return xdt_fail(XDT_ERR_IO, "%s: cannot open data file: %s", path, strerror(errno));
+    FILE *f = NULL;
+    xdt_status st0 = xdt_fopen_read(path, " data file", &f);
+    if (st0 != XDT_OK) return st0;
     long long size = xdt_file_size(f);
     int32_t first = 0;
     size_t got = fread(&first, 1, sizeof first, f);

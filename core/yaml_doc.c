@@ -8,6 +8,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "core/file_util.h"
 #include "core/log.h"
 
 struct xdt_yaml_doc {
@@ -16,8 +17,9 @@ struct xdt_yaml_doc {
 };
 
 xdt_status xdt_yaml_load(const char *path, xdt_yaml_doc **out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return xdt_fail(XDT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = NULL;
+    xdt_status st0 = xdt_fopen_read(path, "", &f);
+    if (st0 != XDT_OK) return st0;
     xdt_yaml_doc *doc = calloc(1, sizeof *doc);
     if (!doc) {
         fclose(f);
@@ -35,6 +37,21 @@ xdt_status xdt_yaml_load(const char *path, xdt_yaml_doc **out) {
     } else if (!yaml_document_get_root_node(&doc->document)) {
         yaml_document_delete(&doc->document);
         st = xdt_fail(XDT_ERR_CONFIG, "%s:1: empty document", path);
+    } else {
+        /* one document a file: a second one (after "---") would be silently dropped */
+        yaml_document_t next;
+        if (!yaml_parser_load(&parser, &next)) {
+            st =
+                xdt_fail(XDT_ERR_CONFIG, "%s:%zu: YAML syntax error: %s", path,
+                         parser.problem_mark.line + 1, parser.problem ? parser.problem : "unknown");
+        } else {
+            if (yaml_document_get_root_node(&next))
+                st = xdt_fail(XDT_ERR_CONFIG,
+                              "%s:%zu: a second YAML document: a file holds one document", path,
+                              next.start_mark.line + 1);
+            yaml_document_delete(&next);
+        }
+        if (st != XDT_OK) yaml_document_delete(&doc->document);
     }
     yaml_parser_delete(&parser);
     fclose(f);
@@ -74,6 +91,21 @@ static xdt_status open_map(xdt_yaml_doc *doc, int index, const char *what, xdt_y
     if (n > XDT_YAML_MAX_KEYS)
         return xdt_fail(XDT_ERR_CONFIG, "%s:%d: mapping has %d keys, at most %d are read",
                         doc->path, line_of(node), n, XDT_YAML_MAX_KEYS);
+    /* a key given twice would have its second value read as "unknown" or silently ignored */
+    const yaml_node_pair_t *pairs = node->data.mapping.pairs.start;
+    for (int i = 1; i < n; i++) {
+        yaml_node_t *ki = yaml_document_get_node(&doc->document, pairs[i].key);
+        const char *ks =
+            ki && ki->type == YAML_SCALAR_NODE ? (const char *)ki->data.scalar.value : NULL;
+        for (int j = 0; ks && j < i; j++) {
+            yaml_node_t *kj = yaml_document_get_node(&doc->document, pairs[j].key);
+            if (kj && kj->type == YAML_SCALAR_NODE &&
+                !strcmp(ks, (const char *)kj->data.scalar.value))
+                return xdt_fail(XDT_ERR_CONFIG,
+                                "%s:%d: field '%s' is given twice (first on line %d)", doc->path,
+                                line_of(ki), ks, line_of(kj));
+        }
+    }
     memset(out, 0, sizeof *out);
     out->doc = doc;
     out->node = index;

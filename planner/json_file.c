@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/file_util.h"
 #include "core/log.h"
 
 xdt_status xdt_json_load(const char *path, cJSON **out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return xdt_fail(XDT_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    FILE *f = NULL;
+    xdt_status st0 = xdt_fopen_read(path, "", &f);
+    if (st0 != XDT_OK) return st0;
     char *buf = NULL;
     long n = -1;
     if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n < (1L << 30) &&

@@ -472,6 +472,9 @@ static xdt_status set_up_libraries(gpu_ctx *c, const xdt_device_options *opts) {
     xdt_status st = env_switch(c, "XDT_GPU_FLASH_MMA", &mma);
     if (st != XDT_OK) return st;
     c->mma_bf16 = c->mma_bf16 && mma;
+    /* read in every build, so that a malformed value is refused whether or not it is used */
+    bool lt = true;
+    if ((st = env_switch(c, "XDT_GPU_BLASLT", &lt)) != XDT_OK) return st;
 #if XDT_GPU_HAVE_BLAS
     if (!opts->tiled_gemm) {
         cublasStatus_t bs = cublasCreate(&c->blas);
@@ -488,8 +491,6 @@ static xdt_status set_up_libraries(gpu_ctx *c, const xdt_device_options *opts) {
 #if XDT_GPU_HAVE_BLASLT
         /* cuBLASLt for GEMMs with a bias (XDT_GPU_BLASLT=0: none, for comparison); without it
          * or its workspace, the bias is added by a kernel */
-        bool lt = true;
-        if ((st = env_switch(c, "XDT_GPU_BLASLT", &lt)) != XDT_OK) return st;
         if (lt && cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS) c->lt = NULL;
         if (c->lt && cudaMalloc(&c->lt_ws, kLtWorkspaceBytes) == cudaSuccess) {
             c->lt_ws_bytes = kLtWorkspaceBytes;
@@ -500,6 +501,7 @@ static xdt_status set_up_libraries(gpu_ctx *c, const xdt_device_options *opts) {
 #endif
     }
 #endif
+    (void)lt; /* unused without cuBLASLt */
     return read_bf16_settings(c);
 }
 

@@ -46,6 +46,12 @@ sed 's/n_head: 4/n_head: 5/' "$TINY" >"$WORK/m.yaml"
 expect_error "m.yaml:7: field 'n_head'" "$XDT" train --model "$WORK/m.yaml" --data "$TEXT"
 cfg "n_layer: [1"
 expect_error "m.yaml:[0-9]+: YAML syntax error" "$XDT" train --model "$WORK/m.yaml" --data "$TEXT"
+cfg "n_layer: 3" # after the file's own n_layer
+expect_error "m.yaml:9: field 'n_layer' is given twice \(first on line 6\)" "$XDT" train \
+    --model "$WORK/m.yaml" --data "$TEXT"
+cfg "---" "n_layer: 3"
+expect_error "m.yaml:9: a second YAML document" "$XDT" train --model "$WORK/m.yaml" --data "$TEXT"
+expect_error "$WORK: cannot open: it is a directory" "$XDT" train --model "$WORK" --data "$TEXT"
 
 # --- sizes and flags ---
 expect_error "needs [0-9.]+ GiB .* lower --batch or --seq" "$XDT" train --model "$TINY" \
