@@ -206,6 +206,16 @@ int xdt_cmd_plan(int argc, char **argv) {
                      a.profile, cfg.name, in.seq);
             goto out;
         }
+        bool used = false; /* a profile of a type no node has would be silently ignored */
+        for (int n = 0; n < topo.n_nodes && !used; n++)
+            used = !strcmp(topo.nodes[n].type->name, prof.device_type);
+        if (!used) {
+            xdt_fail(XDT_ERR_CONFIG,
+                     "%s: measured on device type '%s', which no node of %s has (the profile "
+                     "would go unused)",
+                     a.profile, prof.device_type, a.cluster);
+            goto out;
+        }
         in.cost.profile = &prof;
     }
     if (!auto_precision)

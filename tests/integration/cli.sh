@@ -161,4 +161,11 @@ for st in d['stages']:
 expect_error "measured for another model or sequence length" "$XDT" plan --cluster \
     "$ROOT/configs/clusters/local-two-sites.yaml" --catalog "$ROOT/configs/devices.yaml" \
     --model "$TINY" --global-batch 4 --seq 16 --profile "$WORK/prof.json"
+python3 -c "import json, sys
+d = json.load(open(sys.argv[1])); d['device_type'] = 'CPU '; json.dump(d, open(sys.argv[2], 'w'))" \
+    "$WORK/prof.json" "$WORK/prof-other.json"
+expect_error "prof-other.json: measured on device type 'CPU ', which no node of .*local-two-sites.yaml has" \
+    "$XDT" plan --cluster "$ROOT/configs/clusters/local-two-sites.yaml" --catalog \
+    "$ROOT/configs/devices.yaml" --model "$TINY" --global-batch 4 --seq 32 --profile \
+    "$WORK/prof-other.json"
 finish
