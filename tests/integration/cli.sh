@@ -73,6 +73,11 @@ want=$(python3 -c "import json; print('%.3f' % json.load(open('$WORK/plan.json')
 check "simulate reproduces the plan's prediction ($want ms)" grep -q "^predicted step $want ms" "$WORK/sim.txt"
 check "simulate writes a JSON trace" python3 -c "import json; assert json.load(open('$WORK/sim.json'))['traceEvents']"
 check "simulate writes an SVG timeline" grep -q '</svg>' "$WORK/sim.svg"
+mkdir -p "$WORK/a\"b" && cp "$WORK/plan.json" "$WORK/a\"b/plan.json" # a quote in the plan's path
+"$XDT" simulate "$WORK/a\"b/plan.json" --trace "$WORK/sim-q.json" >/dev/null 2>&1
+check "the trace stays JSON whatever the plan's path" python3 -c "import json, sys
+assert json.load(open(sys.argv[1]))['traceEvents'][0]['args']['name'].startswith(sys.argv[2])" \
+    "$WORK/sim-q.json" "$WORK/a\"b/plan.json"
 python3 - "$WORK" <<'PY'
 import json, sys
 w = sys.argv[1]
