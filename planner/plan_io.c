@@ -299,6 +299,27 @@ static xdt_status load_ops(const char *path, const cJSON *ops, xdt_loaded_plan *
     return st;
 }
 
+/* Every send of the schedules travels a link the plan lists: without one the simulator would
+ * take the transfer as free and the prediction would be silently wrong. */
+static xdt_status sends_have_links(const char *path, const xdt_loaded_plan *p) {
+    const int P = p->stages, R = p->ranks;
+    for (int d = 0; d < p->costs.replicas; d++)
+        for (int r = 0; r < P; r++) {
+            const xdt_schedule *s = p->costs.schedules[d];
+            const xdt_op *ops = xdt_schedule_ops(s, r);
+            for (int i = 0; i < xdt_schedule_num_ops(s, r); i++) {
+                if (ops[i].kind != XDT_OP_SEND_ACT && ops[i].kind != XDT_OP_SEND_GRAD) continue;
+                const int src = d * P + r, dst = d * P + ops[i].peer;
+                if (!(p->costs.links[(size_t)src * R + dst].bytes_per_ms > 0))
+                    return xdt_fail(XDT_ERR_FORMAT,
+                                    "%s: rank %d sends to rank %d, but 'links' has no link from %d "
+                                    "to %d",
+                                    path, src, dst, src, dst);
+            }
+        }
+    return XDT_OK;
+}
+
 xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
     cJSON *root = NULL;
     xdt_status st = xdt_json_load(path, &root);
@@ -422,6 +443,7 @@ xdt_status xdt_plan_load(const char *path, xdt_loaded_plan *out) {
     if (!st) st = load_stages(path, stages, &p);
     if (!st) st = load_links(path, links, &p);
     if (!st) st = load_ops(path, ops, &p);
+    if (!st) st = sends_have_links(path, &p);
 out:
     cJSON_Delete(root);
     if (st) {

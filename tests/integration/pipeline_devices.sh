@@ -53,6 +53,12 @@ p = json.load(open(sys.argv[1])); p['stages'][0]['device'] = 1025; json.dump(p, 
     "$WORK/flash.json" "$WORK/bad-dev.json"
 expect_error "bad-dev.json: field 'stages\[0\].device' is 1025, expected an integer in \[0, 1024\]" \
     "$XDT" simulate "$WORK/bad-dev.json"
+# a plan whose stages talk over no listed link would be simulated as if the transfer were free
+python3 -c "import json, sys
+p = json.load(open(sys.argv[1])); p['links'] = []; json.dump(p, open(sys.argv[2], 'w'))" \
+    "$WORK/flash.json" "$WORK/no-links.json"
+expect_error "no-links.json: rank 0 sends to rank 1, but 'links' has no link from 0 to 1" \
+    "$XDT" simulate "$WORK/no-links.json"
 # every codec the plan names is one the planner knows: links', all-reduces' and the tied embedding's
 for field in "p['allreduce'][0]" "p['tied_embedding']"; do
     python3 -c "import json, sys
