@@ -141,6 +141,8 @@ int xdt_cmd_launch(int argc, char **argv) {
         return out == stdout ? 0 : 2;
     }
     const char *plan_path = argv[0];
+    const int checked = xdt_worker_check_args(argc, argv); /* one line, not one per rank */
+    if (checked >= 0) return checked;
     xdt_loaded_plan plan;
     if (xdt_plan_load(plan_path, &plan) != XDT_OK) return 1;
     const int world = plan.ranks;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/batch_loader.h"
+#include "core/file_util.h"
 #include "core/log.h"
 #include "core/pipeline_executor.h"
 #include "core/token_data.h"
@@ -224,9 +225,9 @@ static void cleanup(worker_run *w) {
     xdt_plan_free(&w->plan);
 }
 
-int xdt_cmd_worker(int argc, char **argv) {
-    worker_run w = {0};
-    worker_args *a = &w.a;
+/* Parses and checks the worker's options into a; returns -1 to go on, or the exit code (0 after
+ * --help, 2 for a usage error, reported in one line). */
+static int parse_args(int argc, char **argv, worker_args *a) {
     a->tls = "tcp";
     a->allreduce = "auto";
     a->timeout_s = 30;
@@ -286,6 +287,23 @@ int xdt_cmd_worker(int argc, char **argv) {
         xdt_log_error("xdt worker: --%s needs --ckpt-dir", a->resume ? "resume" : "ckpt-every");
         return 2;
     }
+    return -1;
+}
+
+int xdt_worker_check_args(int argc, char **argv) {
+    worker_args a = {0};
+    const int rc = parse_args(argc, argv, &a);
+    if (rc >= 0) return rc;
+    FILE *f = NULL; /* every rank reads it: one line here rather than one from each */
+    if (xdt_fopen_read(a.data, " data file", &f) != XDT_OK) return 1;
+    fclose(f);
+    return -1;
+}
+
+int xdt_cmd_worker(int argc, char **argv) {
+    worker_run w = {0};
+    const int rc = parse_args(argc, argv, &w.a);
+    if (rc >= 0) return rc;
     xdt_status st = run(&w);
     cleanup(&w);
     return st == XDT_OK ? 0 : 1;

@@ -53,6 +53,11 @@ p = json.load(open(sys.argv[1])); p['stages'][0]['device'] = 1025; json.dump(p, 
     "$WORK/flash.json" "$WORK/bad-dev.json"
 expect_error "bad-dev.json: field 'stages\[0\].device' is 1025, expected an integer in \[0, 1024\]" \
     "$XDT" simulate "$WORK/bad-dev.json"
+# bad worker options and a missing data file: one line from xdt launch, before any rank starts
+expect_error "--steps: expected an integer, got 'x'" "$XDT" launch "$WORK/mixed.json" \
+    --data "$TEXT" --steps x
+expect_error "/nonexistent.txt: cannot open data file" "$XDT" launch "$WORK/mixed.json" \
+    --data /nonexistent.txt
 # a plan whose stages talk over no listed link would be simulated as if the transfer were free
 python3 -c "import json, sys
 p = json.load(open(sys.argv[1])); p['links'] = []; json.dump(p, open(sys.argv[2], 'w'))" \

@@ -49,7 +49,7 @@ echo 'not json {' >bad.txt
 expect_error "bad.txt: not valid JSON" "$XDT" simulate plan.json --compare bad.txt
 echo '{"displayTimeUnit":"ms"}' >noevents.json
 expect_error "noevents.json: no \"traceEvents\"" "$XDT" simulate plan.json --compare noevents.json
-expect_error "missing.json: cannot read" "$XDT" simulate plan.json --compare missing.json
+expect_error "missing.json: cannot open" "$XDT" simulate plan.json --compare missing.json
 expect_error "sim.json: .*has no args.step" "$XDT" simulate plan.json --compare sim.json
 python3 -c "
 import json
