@@ -269,19 +269,19 @@ void xdt_checkpoint_path(const char *dir, int64_t step, char *out, size_t cap) {
     snprintf(out, cap, "%s/ckpt_%08lld.xdt", dir, (long long)step);
 }
 
-/* The highest step of the checkpoints in the open directory d, or -1: names ckpt_<digits>.xdt,
- * at least eight digits (xdt_checkpoint_path's width; more past step 99999999). */
+/* The highest step of the checkpoints in the open directory d, or -1: only names exactly as
+ * xdt_checkpoint_path writes them (ckpt_%08lld.xdt; more digits past step 99999999). */
 static long long latest_step(DIR *d) {
     long long best = -1;
     struct dirent *e;
     while ((e = readdir(d))) {
-        long long step = -1;
-        int end = 0;
         const char *digits = e->d_name + 5;
-        if (strncmp(e->d_name, "ckpt_", 5) || strspn(digits, "0123456789") < 8) continue;
-        if (sscanf(e->d_name, "ckpt_%lld.xdt%n", &step, &end) == 1 &&
-            (size_t)end == strlen(e->d_name) && step > best)
-            best = step;
+        const size_t n = strspn(digits, "0123456789");
+        if (strncmp(e->d_name, "ckpt_", 5) || n < 8 || n > 18) continue;
+        const long long step = strtoll(digits, NULL, 10);
+        char canonical[32];
+        snprintf(canonical, sizeof canonical, "ckpt_%08lld.xdt", step);
+        if (!strcmp(e->d_name, canonical) && step > best) best = step;
     }
     return best;
 }
@@ -307,7 +307,7 @@ xdt_status xdt_checkpoint_check_fresh(const char *dir) {
     char path[4096];
     xdt_checkpoint_path(dir, best, path, sizeof path);
     return xdt_fail(XDT_ERR_CONFIG,
-                    "%s already holds a checkpoint of an earlier run: give --resume to continue "
-                    "it, or an empty --ckpt-dir",
+                    "%s: --ckpt-dir already holds a checkpoint; pass --resume to continue from it, "
+                    "or choose another --ckpt-dir",
                     path);
 }

@@ -23,8 +23,8 @@ xdt_status xdt_model_config_check(const xdt_model_config *c, const char *where) 
     };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         if (sizes[i].value < sizes[i].min || sizes[i].value > sizes[i].max)
-            return xdt_fail(XDT_ERR_CONFIG, "%s: field '%s' is %d, expected an integer in [%d, %d]",
-                            where, sizes[i].field, sizes[i].value, sizes[i].min, sizes[i].max);
+            return xdt_fail(XDT_ERR_CONFIG, "%s: field '%s': %d is outside [%d, %d]", where,
+                            sizes[i].field, sizes[i].value, sizes[i].min, sizes[i].max);
     if (c->padded_vocab_size < c->vocab_size)
         return xdt_fail(XDT_ERR_CONFIG, "%s: padded_vocab_size %d is below vocab_size %d", where,
                         c->padded_vocab_size, c->vocab_size);

@@ -23,14 +23,12 @@ static bool parse_gpu_name(const char *name, const char *prefix, int *index) {
     return true;
 }
 
-xdt_status xdt_device_create(const char *name, const xdt_device_options *opts, xdt_device **out) {
-    xdt_device_options defaults = {0};
-    if (!opts) opts = &defaults;
-    if (!strcmp(name, "cpu")) return xdt_cpu_device_create(opts, out);
+xdt_status xdt_device_check_name(const char *name) {
     int index = 0;
+    if (!strcmp(name, "cpu")) return XDT_OK;
     if (parse_gpu_name(name, "cuda", &index)) {
 #ifdef XDT_HAVE_CUDA
-        return xdt_cuda_device_create(index, opts, out);
+        return XDT_OK;
 #else
         return xdt_fail(XDT_ERR_UNSUPPORTED,
                         "device '%s': this build has no CUDA backend (nvcc was not found or "
@@ -40,7 +38,7 @@ xdt_status xdt_device_create(const char *name, const xdt_device_options *opts, x
     }
     if (parse_gpu_name(name, "hip", &index)) {
 #ifdef XDT_HAVE_HIP
-        return xdt_hip_device_create(index, opts, out);
+        return XDT_OK;
 #else
         return xdt_fail(XDT_ERR_UNSUPPORTED,
                         "device '%s': this build has no HIP backend (hipcc was not found or "
@@ -50,6 +48,23 @@ xdt_status xdt_device_create(const char *name, const xdt_device_options *opts, x
     }
     return xdt_fail(XDT_ERR_UNSUPPORTED,
                     "device '%s': unknown device (expected cpu, cuda, cuda:N, hip, hip:N)", name);
+}
+
+xdt_status xdt_device_create(const char *name, const xdt_device_options *opts, xdt_device **out) {
+    xdt_device_options defaults = {0};
+    if (!opts) opts = &defaults;
+    xdt_status st = xdt_device_check_name(name);
+    if (st != XDT_OK) return st;
+    if (!strcmp(name, "cpu")) return xdt_cpu_device_create(opts, out);
+    int index = 0;
+#ifdef XDT_HAVE_CUDA
+    if (parse_gpu_name(name, "cuda", &index)) return xdt_cuda_device_create(index, opts, out);
+#endif
+#ifdef XDT_HAVE_HIP
+    if (parse_gpu_name(name, "hip", &index)) return xdt_hip_device_create(index, opts, out);
+#endif
+    (void)index;
+    return XDT_ERR_UNSUPPORTED; /* not reached: check_name refused every other name */
 }
 
 const char *xdt_device_backends(void) {

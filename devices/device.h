@@ -160,6 +160,10 @@ typedef struct xdt_device_options {
 xdt_status xdt_device_create(const char *name, const xdt_device_options *opts, xdt_device **out);
 void xdt_device_destroy(xdt_device *dev);
 
+/* Checks a device name as xdt_device_create would, without opening anything (safe before
+ * fork()): XDT_OK, or XDT_ERR_UNSUPPORTED reported in create's words. */
+xdt_status xdt_device_check_name(const char *name);
+
 /* The device backends this build has, for `xdt --help`: "cpu", "cpu, cuda", "cpu, cuda, hip". */
 const char *xdt_device_backends(void);
 

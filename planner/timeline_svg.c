@@ -45,8 +45,22 @@ xdt_status xdt_timeline_write_svg(const char *path, const char *title, const xdt
             "font-family=\"sans-serif\" font-size=\"11\">\n",
             LEFT + WIDTH + 20, height);
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    fprintf(f, "<text x=\"10\" y=\"22\" font-size=\"15\">%s: step %.3f ms</text>\n", title,
-            r->step_ms);
+    fprintf(f, "<text x=\"10\" y=\"22\" font-size=\"15\">");
+    for (const char *c = title; *c; c++) /* the title (a plan's path) as XML text */
+        switch (*c) {
+        case '<':
+            fputs("&lt;", f);
+            break;
+        case '>':
+            fputs("&gt;", f);
+            break;
+        case '&':
+            fputs("&amp;", f);
+            break;
+        default:
+            fputc(*c, f);
+        }
+    fprintf(f, ": step %.3f ms</text>\n", r->step_ms);
     for (int p = 0; p < P; p++) {
         double y = TOP + p * ROW;
         fprintf(f, "<text x=\"10\" y=\"%.1f\">rank %d</text>\n", y + 16, p);

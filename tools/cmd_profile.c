@@ -28,6 +28,7 @@
  *   } */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -285,6 +286,10 @@ static pid_t spawn_co_runner(const profile_args *a, const xdt_model_config *cfg,
     if (pid != 0) return pid;
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(0);
+    /* quiet: a co-runner that fails (say, its GPU is missing) is reported once, by the parent,
+     * which opens the same device and says why */
+    const int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0) dup2(devnull, STDERR_FILENO);
     xdt_device_options dopts = {.threads = threads};
     xdt_device *dev = NULL;
     const int n_units = xdt_gpt_num_units(cfg);
@@ -335,6 +340,7 @@ static xdt_status run(const profile_args *a) {
     if ((st = xdt_check_memory_fits(&cfg, b_max, t, false))) return st;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     const int threads = a->threads > 0 ? a->threads : (cores > 0 ? (int)cores : 1);
+    if ((st = xdt_device_check_name(a->device))) return st;
     const bool cpu = !strcmp(a->device, "cpu");
     if (!cpu && !a->device_type)
         return xdt_fail(XDT_ERR_CONFIG,

@@ -70,7 +70,7 @@ ck=$WORK/ck/ckpt_00000002.xdt
 check "checkpoint written" test -s "$ck"
 # a second run without --resume must not mix its checkpoints with the first's
 ck_sum=$(md5sum <"$ck")
-expect_error "ck/ckpt_00000002.xdt already holds a checkpoint of an earlier run: give --resume" \
+expect_error "ck/ckpt_00000002.xdt: --ckpt-dir already holds a checkpoint; pass --resume" \
     "$XDT" "${run[@]}" --data "$TEXT" --ckpt-dir "$WORK/ck" --seed 7
 check "the earlier run's checkpoint is untouched" test "$(md5sum <"$ck")" = "$ck_sum"
 check "the refused run wrote no checkpoint" test "$(ls "$WORK/ck")" = "ckpt_00000002.xdt"
@@ -115,7 +115,7 @@ check "a refused plan writes nothing" test ! -e "$WORK/p.json"
 cp "$WORK/m.bin" "$WORK/magic.bin"; poke "$WORK/magic.bin" 0 '\x01'
 expect_error "magic.bin: header field 'magic'" "$XDT" "${run[@]}" --data "$TEXT" --init "$WORK/magic.bin"
 cp "$WORK/m.bin" "$WORK/layers.bin"; poke "$WORK/layers.bin" 16 '\xff\xff\xff\x7f' # n_layer 2^31-1
-expect_error "layers.bin: field 'n_layer' is 2147483647, expected an integer in \[1, 4096\]" \
+expect_error "layers.bin: field 'n_layer': 2147483647 is outside \[1, 4096\]" \
     "$XDT" eval --init "$WORK/layers.bin" --data "$TEXT"
 head -c 5000 "$WORK/m.bin" >"$WORK/short.bin"
 expect_error "short.bin: 5000 bytes, but a model of this shape needs [0-9]+ \(truncated\)" \

@@ -73,11 +73,16 @@ want=$(python3 -c "import json; print('%.3f' % json.load(open('$WORK/plan.json')
 check "simulate reproduces the plan's prediction ($want ms)" grep -q "^predicted step $want ms" "$WORK/sim.txt"
 check "simulate writes a JSON trace" python3 -c "import json; assert json.load(open('$WORK/sim.json'))['traceEvents']"
 check "simulate writes an SVG timeline" grep -q '</svg>' "$WORK/sim.svg"
-mkdir -p "$WORK/a\"b" && cp "$WORK/plan.json" "$WORK/a\"b/plan.json" # a quote in the plan's path
-"$XDT" simulate "$WORK/a\"b/plan.json" --trace "$WORK/sim-q.json" >/dev/null 2>&1
+odd="$WORK/a\"<&b" # a plan's path with characters JSON and XML must escape
+mkdir -p "$odd" && cp "$WORK/plan.json" "$odd/plan.json"
+"$XDT" simulate "$odd/plan.json" --trace "$WORK/sim-q.json" --svg "$WORK/sim-q.svg" >/dev/null 2>&1
 check "the trace stays JSON whatever the plan's path" python3 -c "import json, sys
 assert json.load(open(sys.argv[1]))['traceEvents'][0]['args']['name'].startswith(sys.argv[2])" \
-    "$WORK/sim-q.json" "$WORK/a\"b/plan.json"
+    "$WORK/sim-q.json" "$odd/plan.json"
+check "the timeline stays XML whatever the plan's path" python3 -c "import sys
+import xml.etree.ElementTree as ET
+texts = [t.text for t in ET.parse(sys.argv[1]).getroot().iter('{http://www.w3.org/2000/svg}text')]
+assert texts[0].startswith(sys.argv[2]), texts[0]" "$WORK/sim-q.svg" "$odd/plan.json"
 python3 - "$WORK" <<'PY'
 import json, sys
 w = sys.argv[1]

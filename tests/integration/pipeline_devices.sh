@@ -65,12 +65,13 @@ p = json.load(open(sys.argv[1])); p['links'] = []; json.dump(p, open(sys.argv[2]
 expect_error "no-links.json: rank 0 sends to rank 1, but 'links' has no link from 0 to 1" \
     "$XDT" simulate "$WORK/no-links.json"
 # every codec the plan names is one the planner knows: links', all-reduces' and the tied embedding's
-for field in "p['allreduce'][0]" "p['tied_embedding']"; do
-    python3 -c "import json, sys
+for case in "allreduce:p['allreduce'][0]:allreduce\[0\]" "tied:p['tied_embedding']:tied_embedding"; do
+    IFS=: read -r name field where <<<"$case"
+    check "bad-$name.json written" python3 -c "import json, sys
 p = json.load(open(sys.argv[1])); $field['codec'] = 'bogus'; json.dump(p, open(sys.argv[2], 'w'))" \
-        "$WORK/flash.json" "$WORK/bad-codec.json"
-    expect_error "bad-codec.json: (allreduce\[0\]|tied_embedding).codec 'bogus' is not a known codec" \
-        "$XDT" simulate "$WORK/bad-codec.json"
+        "$WORK/flash.json" "$WORK/bad-$name.json"
+    expect_error "bad-$name.json: $where.codec 'bogus' is not a known codec" \
+        "$XDT" simulate "$WORK/bad-$name.json"
 done
 
 # 2. a CUDA rank where cuda:0 cannot be opened: one line naming the rank and the device
