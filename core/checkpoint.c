@@ -306,8 +306,12 @@ xdt_status xdt_checkpoint_check_fresh(const char *dir) {
     if (best < 0) return XDT_OK;
     char path[4096];
     xdt_checkpoint_path(dir, best, path, sizeof path);
+    return xdt_checkpoint_refuse_used(path);
+}
+
+xdt_status xdt_checkpoint_refuse_used(const char *found) {
     return xdt_fail(XDT_ERR_CONFIG,
                     "%s: --ckpt-dir already holds a checkpoint; pass --resume to continue from it, "
                     "or choose another --ckpt-dir",
-                    path);
+                    found);
 }

@@ -51,5 +51,8 @@ xdt_status xdt_checkpoint_latest(const char *dir, char *out, size_t cap);
 /* XDT_OK when dir is missing or holds no checkpoint; otherwise XDT_ERR_CONFIG (reported), so a
  * new run never mixes its checkpoints with an earlier run's. */
 xdt_status xdt_checkpoint_check_fresh(const char *dir);
+/* The refusal both checkpoint formats give for a used --ckpt-dir, naming what was found there
+ * (a checkpoint file, a step's manifest): XDT_ERR_CONFIG, reported. */
+xdt_status xdt_checkpoint_refuse_used(const char *found);
 
 #endif

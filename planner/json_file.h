@@ -1,5 +1,5 @@
 /* json_file.h: reading a JSON file (plan.json, profile.json, a trace) into a cJSON tree, with
- * the one-line errors every reader gives: "PATH: cannot read: REASON", "PATH: not valid JSON". */
+ * the one-line errors every reader gives: "PATH: cannot open: REASON", "PATH: not valid JSON". */
 #ifndef XDT_JSON_FILE_H
 #define XDT_JSON_FILE_H
 

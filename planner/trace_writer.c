@@ -38,6 +38,19 @@ const char *xdt_trace_op_category(xdt_op_kind k) {
     }
 }
 
+bool xdt_trace_begin(FILE *f, const char *name) {
+    cJSON *js = cJSON_CreateString(name);
+    char *quoted = js ? cJSON_PrintUnformatted(js) : NULL;
+    cJSON_Delete(js);
+    if (!quoted) return false;
+    fprintf(f,
+            "{\"traceEvents\":[\n{\"ph\":\"M\",\"pid\":0,\"name\":\"process_name\",\"args\":"
+            "{\"name\":%s}}",
+            quoted);
+    cJSON_free(quoted);
+    return true;
+}
+
 xdt_status xdt_trace_write_sim(const char *path, const char *title, const xdt_schedule *s,
                                const xdt_sim_result *r) {
     char tmp[4096];
@@ -45,20 +58,13 @@ xdt_status xdt_trace_write_sim(const char *path, const char *title, const xdt_sc
     FILE *f = fopen(tmp, "w");
     if (!f) return xdt_fail(XDT_ERR_IO, "%s: cannot create the trace", tmp);
     const int R = r->ranks, P = r->stages, V = xdt_schedule_chunks(s);
-    /* the title (a plan's path) may hold any character: escaped as a JSON string by cJSON */
     char name[4200];
     snprintf(name, sizeof name, "%s (predicted step %.3f ms)", title, r->step_ms);
-    cJSON *js = cJSON_CreateString(name);
-    char *quoted = js ? cJSON_PrintUnformatted(js) : NULL;
-    cJSON_Delete(js);
-    if (!quoted) {
+    if (!xdt_trace_begin(f, name)) {
         fclose(f);
         remove(tmp);
         return xdt_fail(XDT_ERR_NO_MEMORY, "%s: out of memory", path);
     }
-    fprintf(f, "{\"traceEvents\":[\n");
-    fprintf(f, "{\"ph\":\"M\",\"pid\":0,\"name\":\"process_name\",\"args\":{\"name\":%s}}", quoted);
-    cJSON_free(quoted);
     for (int p = 0; p < R; p++)
         fprintf(f,
                 ",\n{\"ph\":\"M\",\"pid\":0,\"tid\":%d,\"name\":\"thread_name\",\"args\":"

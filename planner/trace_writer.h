@@ -5,12 +5,19 @@
 #ifndef XDT_TRACE_WRITER_H
 #define XDT_TRACE_WRITER_H
 
+#include <stdbool.h>
+#include <stdio.h>
+
 #include "planner/simulator.h"
 
 /* An op's event name ("F3", "B3.1", "recv A2", "allreduce") and category ("forward",
  * "backward", "wait", "send", "other"): the runtime's traces use the same. */
 void xdt_trace_op_label(const xdt_op *op, int chunks, char *buf, size_t cap);
 const char *xdt_trace_op_category(xdt_op_kind k);
+
+/* Starts a trace in f: the `traceEvents` array and the event naming process 0 `name`, escaped
+ * as a JSON string (names come from files and paths). False when out of memory. */
+bool xdt_trace_begin(FILE *f, const char *name);
 
 /* Writes the simulated step to `path` atomically. `title` names the process lane. */
 xdt_status xdt_trace_write_sim(const char *path, const char *title, const xdt_schedule *s,

@@ -65,12 +65,10 @@ xdt_status xdt_run_checkpoint_check_fresh(const char *dir) {
     bool opened;
     const int64_t s = latest_step(dir, &opened);
     if (s < 0) return XDT_OK;
-    char sd[4096];
+    char sd[4096], manifest[4200];
     step_dir(dir, s, sd, sizeof sd);
-    return xdt_fail(XDT_ERR_CONFIG,
-                    "%s/manifest.json: --ckpt-dir already holds a checkpoint; pass --resume to "
-                    "continue from it, or choose another --ckpt-dir",
-                    sd);
+    snprintf(manifest, sizeof manifest, "%s/manifest.json", sd);
+    return xdt_checkpoint_refuse_used(manifest);
 }
 
 /* ---- saving ---- */

@@ -1,7 +1,6 @@
 /* run_trace.c: per-rank trace parts, merged by rank 0. */
 #include "tools/run_trace.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,22 +58,13 @@ static xdt_status merge(const char *path, const xdt_loaded_plan *plan) {
     const double t0 = earliest_start(path, plan->ranks);
     FILE *out = fopen(tmp, "w");
     if (!out) return xdt_fail(XDT_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    /* the model's and cluster's names come from files: escaped as a JSON string by cJSON */
     char title[256];
     snprintf(title, sizeof title, "%s on %s (measured)", plan->model.name, plan->cluster);
-    cJSON *js = cJSON_CreateString(title);
-    char *quoted = js ? cJSON_PrintUnformatted(js) : NULL;
-    cJSON_Delete(js);
-    if (!quoted) {
+    if (!xdt_trace_begin(out, title)) {
         fclose(out);
         remove(tmp);
         return xdt_fail(XDT_ERR_NO_MEMORY, "%s: out of memory", path);
     }
-    fprintf(out,
-            "{\"traceEvents\":[\n{\"ph\":\"M\",\"pid\":0,\"name\":\"process_name\",\"args\":"
-            "{\"name\":%s}}",
-            quoted);
-    cJSON_free(quoted);
     xdt_status st = XDT_OK;
     for (int r = 0; r < plan->ranks && !st; r++) {
         snprintf(part, sizeof part, "%s.rank%d", path, r);
