@@ -297,6 +297,8 @@ int xdt_worker_check_args(int argc, char **argv) {
     FILE *f = NULL; /* every rank reads it: one line here rather than one from each */
     if (xdt_fopen_read(a.data, " data file", &f) != XDT_OK) return 1;
     fclose(f);
+    /* every rank would refuse a used --ckpt-dir in its own line */
+    if (a.ckpt_dir && !a.resume && xdt_run_checkpoint_check_fresh(a.ckpt_dir) != XDT_OK) return 1;
     return -1;
 }
 

@@ -108,6 +108,8 @@ check "plan with one rank" test -s "$PLAN1"
 refused other-plan "step-00000012/manifest.json: saved for 2 stages, the plan has 1" "$PLAN1" \
     --ckpt-dir "$B" --resume
 refused fresh-run "already holds a checkpoint; pass --resume" "$PLAN" --ckpt-dir "$B"
+check "fresh-run: one error line, from launch, not one a rank" \
+    test "$(grep -c '^xdt: error:' "$WORK/fresh-run.err")" -eq 1
 cp -r "$B" "$WORK/t"
 truncate -s 100000 "$WORK/t/step-00000012/rank-1-chunk-0.xdt"
 refused truncated "rank-1-chunk-0.xdt: 100000 bytes, .* \(truncated or replaced\)" "$PLAN" \
